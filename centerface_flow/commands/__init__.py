@@ -1,0 +1,1 @@
+"""Sub-commands of the ``centerface`` CLI (see centerface_flow.cli)."""

@@ -1,0 +1,76 @@
+"""Everything that must happen before MindSpore is imported, in one place.
+
+MindSpore's CPU backend hands oneDNN plain NCHW tensors. On AVX-512 machines oneDNN then runs depthwise and
+transposed convolutions through a reference implementation (``jit_uni_ncsp:conv+ref``) that is ~15x slower than
+its AVX2 kernels. Capping oneDNN at AVX2 *before MindSpore is imported* avoids that path. Users can override any
+of these defaults by exporting the variable themselves; ``CENTERFACE_NO_FAST_PATH=1`` disables them all.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["FAST_PATH_ENV", "apply_fast_path_env", "mindspore", "device_target"]
+
+#: Environment defaults applied before MindSpore is imported (only where the variable is not already set).
+FAST_PATH_ENV = {
+    # oneDNN: keep depthwise / transposed convs off the reference path (see module docstring).
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    # Our OpenMP kernels and MindSpore's thread pool share the cores; spinning OpenMP threads starve MindSpore's.
+    "OMP_WAIT_POLICY": "PASSIVE",
+    # MindSpore's C++ logging at WARNING+ only (its INFO output is thousands of lines per graph compile).
+    "GLOG_v": "3",
+}
+
+
+def apply_fast_path_env(environ: dict | None = None) -> dict:
+    """Set the fast-path defaults in ``environ`` (default ``os.environ``); return what was set.
+
+    Has no effect once MindSpore is imported (oneDNN reads the variable once), so it warns in that case.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
+        return {}
+    applied = {}
+    for key, value in FAST_PATH_ENV.items():
+        if key not in env:
+            env[key] = value
+            applied[key] = value
+    if applied and environ is None and "mindspore" in sys.modules:
+        import warnings
+
+        warnings.warn(
+            "MindSpore was imported before centerface_flow.runtime could set "
+            f"{sorted(applied)}; the CPU fast path is not active in this process",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return applied
+
+
+def device_target() -> str:
+    """The MindSpore device to run on: ``CENTERFACE_DEVICE`` if set, else Ascend when available, else CPU."""
+    forced = os.environ.get("CENTERFACE_DEVICE")
+    if forced:
+        return forced
+    import mindspore as ms
+
+    try:
+        if ms.hal.is_available("Ascend"):
+            return "Ascend"
+    except Exception:  # noqa: BLE001 - device probing must never stop a CPU run
+        pass
+    return "CPU"
+
+
+def mindspore(mode: str = "graph"):
+    """Import MindSpore with the fast-path environment applied, set its context, and return the module.
+
+    ``mode`` is ``"graph"`` or ``"pynative"``.
+    """
+    apply_fast_path_env()
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    ms.set_device(device_target())
+    return ms
