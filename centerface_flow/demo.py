@@ -1,0 +1,244 @@
+"""The embedded demo data set: a small WIDER FACE look-alike built from real photos that ship inside scikit-image.
+
+Faces come from two real sources bundled with scikit-image: the astronaut portrait (Eileen Collins, NASA, public
+domain) and the LFW subset (100 aligned 25×25 face crops). They are pasted at known positions and sizes onto the
+real photos scikit-image ships as backgrounds (coffee, cat, rocket, Hubble field, brick, grass, gravel, ...), so
+every box is exact. Landmarks are exact up to the hand-measured landmark positions on the two sources
+(:data:`ASTRONAUT_FACE`, :data:`LFW_FACE`).
+
+Everything is written in the formats of the real data set, so the rest of the workflow cannot tell the difference:
+
+- ``WIDER_train/images/<event>/<name>.jpg`` and ``WIDER_val/images/<event>/<name>.jpg``;
+- ``train/label.txt`` in the RetinaFace layout (``# event/name.jpg``, then per face ``x y w h`` + 5 × ``x y 0.0`` +
+  a blur score) and ``wider_face_split/wider_face_{train,val}_bbx_gt.txt``;
+- ``ground_truth/wider_face_val.mat`` and ``wider_{easy,medium,hard}_val.mat`` with the official MATLAB structure
+  (``event_list``, ``file_list``, ``face_bbx_list`` as int32 ``x y w h``, ``gt_list`` of 1-based indices).
+  The settings are made by face height, as WIDER's are by detection difficulty: easy ≥ 40 px, medium ≥ 24 px,
+  hard = every face.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from centerface_flow.io import atomic_write, atomic_write_text
+
+__all__ = ["DemoSpec", "ASTRONAUT_FACE", "LFW_FACE", "build_demo", "compose_image"]
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("0--Demo_Portrait", "1--Demo_Crowd")
+BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "brick", "grass", "gravel", "camera", "coins",
+               "immunohistochemistry")
+SETTING_MIN_HEIGHT = {"easy": 40, "medium": 24, "hard": 0}
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    """A face patch cut from a source image, with its face box and 5 landmarks in patch pixels.
+
+    box: (x0, y0, x1, y1) within the patch; landmarks: (5, 2) left eye, right eye, nose, left and right mouth corner
+    (image left/right, as in WIDER/RetinaFace labels).
+    """
+
+    crop: tuple[int, int, int, int]
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...]
+
+
+#: Measured by hand on ``skimage.data.astronaut()`` (crop x0, y0, x1, y1 in the 512×512 image).
+ASTRONAUT_FACE = FaceSource(
+    crop=(168, 56, 276, 192),
+    box=(12.0, 14.0, 94.0, 122.0),
+    landmarks=((38.7, 45.7), (77.0, 46.7), (58.0, 69.0), (37.0, 85.7), (72.0, 86.7)),
+)
+#: Measured on the mean of the 100 LFW-subset faces (25×25, aligned, the face fills the crop).
+LFW_FACE = FaceSource(
+    crop=(0, 0, 25, 25),
+    box=(1.0, 0.0, 24.0, 25.0),
+    landmarks=((7.5, 8.5), (17.0, 8.5), (12.5, 13.0), (8.5, 17.5), (16.5, 17.5)),
+)
+#: Landmark pairs that swap under a horizontal flip (eyes, mouth corners).
+FLIP_PAIRS = ((0, 1), (3, 4))
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Size of the demo: image counts per split, image size (w, h of landscape images; portrait swaps), seed."""
+
+    train_images: int = 24
+    val_images: int = 12
+    image_size: tuple[int, int] = (320, 256)
+    faces_per_image: tuple[int, int] = (1, 5)
+    face_heights: tuple[int, int] = (18, 110)
+    seed: int = 2016
+
+
+def _background(name: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A random crop of a scikit-image photo, resized to (height, width, 3) uint8 RGB."""
+    import cv2
+    from skimage import data
+
+    image = getattr(data, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h) * rng.uniform(1.0, 1.6)
+    image = cv2.resize(image, (max(width, round(w * scale)), max(height, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    y0 = rng.integers(0, image.shape[0] - height + 1)
+    x0 = rng.integers(0, image.shape[1] - width + 1)
+    return np.ascontiguousarray(image[y0:y0 + height, x0:x0 + width])
+
+
+def _face_patches() -> list[tuple[np.ndarray, FaceSource]]:
+    """All face patches (RGB uint8) with their annotations: the astronaut and the 100 LFW faces."""
+    from skimage import data
+
+    astro = data.astronaut()
+    x0, y0, x1, y1 = ASTRONAUT_FACE.crop
+    patches = [(astro[y0:y1, x0:x1], ASTRONAUT_FACE)]
+    lfw = data.lfw_subset()[:100]  # the first 100 are faces, the rest are not
+    for face in lfw:
+        gray = np.clip(face * 255.0, 0, 255).astype(np.uint8)
+        patches.append((np.repeat(gray[:, :, None], 3, axis=2), LFW_FACE))
+    return patches
+
+
+def compose_image(rng: np.random.Generator, spec: DemoSpec, patches, portrait: bool):
+    """Paste 1..n faces onto a background without overlap.
+
+    Returns (image (H, W, 3) uint8 RGB, boxes (N, 4) float32 x y w h, landmarks (N, 5, 2) float32).
+    """
+    import cv2
+
+    width, height = spec.image_size[::-1] if portrait else spec.image_size
+    image = _background(BACKGROUNDS[rng.integers(len(BACKGROUNDS))], rng, width, height)
+    occupied = np.zeros((height, width), bool)
+    boxes, marks = [], []
+    for _ in range(rng.integers(spec.faces_per_image[0], spec.faces_per_image[1] + 1)):
+        # the astronaut is the one colour, high-resolution face: give it 30% of the draws
+        patch, src = patches[0] if rng.random() < 0.3 else patches[1 + rng.integers(len(patches) - 1)]
+        box_h = src.box[3] - src.box[1]
+        face_h = rng.uniform(*spec.face_heights)
+        scale = face_h / box_h
+        ph, pw = max(2, round(patch.shape[0] * scale)), max(2, round(patch.shape[1] * scale))
+        if ph >= height or pw >= width:
+            continue
+        for _attempt in range(20):
+            px, py = int(rng.integers(0, width - pw + 1)), int(rng.integers(0, height - ph + 1))
+            if not occupied[py:py + ph, px:px + pw].any():
+                break
+        else:
+            continue
+        sx, sy = pw / patch.shape[1], ph / patch.shape[0]
+        resized = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR)
+        lms = np.array(src.landmarks, np.float64) * (sx, sy)
+        bx0, by0, bx1, by1 = np.array(src.box) * (sx, sy, sx, sy)
+        if rng.random() < 0.5:  # mirror the face; image-left/right landmark labels swap
+            resized = resized[:, ::-1]
+            lms[:, 0] = pw - lms[:, 0]
+            for a, b in FLIP_PAIRS:
+                lms[[a, b]] = lms[[b, a]]
+            bx0, bx1 = pw - bx1, pw - bx0
+        tint = rng.uniform(0.8, 1.2, size=3)
+        image[py:py + ph, px:px + pw] = np.clip(resized * tint, 0, 255).astype(np.uint8)
+        occupied[py:py + ph, px:px + pw] = True
+        boxes.append((px + bx0, py + by0, bx1 - bx0, by1 - by0))
+        marks.append(lms + (px, py))
+    return (image, np.array(boxes, np.float32).reshape(-1, 4), np.array(marks, np.float32).reshape(-1, 5, 2))
+
+
+def _label_block(rel: str, boxes: np.ndarray, marks: np.ndarray) -> str:
+    lines = [f"# {rel}"]
+    for (x, y, w, h), lms in zip(boxes, marks):
+        pts = " ".join(f"{lx:.3f} {ly:.3f} 0.0" for lx, ly in lms)
+        lines.append(f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {pts} 1.0")
+    return "\n".join(lines) + "\n"
+
+
+def _bbx_gt_block(rel: str, int_boxes: np.ndarray) -> str:
+    lines = [rel, str(len(int_boxes))]
+    lines += [f"{x} {y} {w} {h} 0 0 0 0 0 0" for x, y, w, h in int_boxes]
+    if not len(int_boxes):
+        lines.append("0 0 0 0 0 0 0 0 0 0")  # the official file's convention for images without faces
+    return "\n".join(lines) + "\n"
+
+
+def _write_jpeg(path: Path, image_rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", image_rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    with atomic_write(path, "wb") as handle:
+        handle.write(buf.tobytes())
+
+
+def _write_mats(gt_dir: Path, events: list[str], files: dict[str, list[str]], boxes: dict[str, list[np.ndarray]]):
+    """Write the four official-style .mat files for the val split."""
+    from scipy.io import savemat
+
+    n = len(events)
+    event_list = np.empty((n, 1), object)
+    file_list = np.empty((n, 1), object)
+    bbx_list = np.empty((n, 1), object)
+    for i, ev in enumerate(events):
+        event_list[i, 0] = np.array([ev])
+        fl = np.empty((len(files[ev]), 1), object)
+        bl = np.empty((len(files[ev]), 1), object)
+        for j, (name, b) in enumerate(zip(files[ev], boxes[ev])):
+            fl[j, 0] = np.array([name])
+            bl[j, 0] = b.astype(np.int32).reshape(-1, 4)
+        file_list[i, 0], bbx_list[i, 0] = fl, bl
+    base = {"event_list": event_list, "file_list": file_list, "face_bbx_list": bbx_list}
+    with atomic_write(gt_dir / "wider_face_val.mat", "wb") as handle:
+        savemat(handle, base)
+    for setting, min_h in SETTING_MIN_HEIGHT.items():
+        gt_list = np.empty((n, 1), object)
+        for i, ev in enumerate(events):
+            gl = np.empty((len(files[ev]), 1), object)
+            for j, b in enumerate(boxes[ev]):
+                keep = np.flatnonzero(b.reshape(-1, 4)[:, 3] >= min_h) + 1
+                gl[j, 0] = keep.astype(np.uint16).reshape(-1, 1)
+            gt_list[i, 0] = gl
+        with atomic_write(gt_dir / f"wider_{setting}_val.mat", "wb") as handle:
+            savemat(handle, {**base, "gt_list": gt_list})
+
+
+def build_demo(out_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, Path]:
+    """Build the demo data set under ``out_dir``; return the paths the workflow's ``dataset:`` keys point to.
+
+    Deterministic for a given ``spec`` (same seed → same bytes, apart from JPEG encoder versions).
+    """
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(spec.seed)
+    patches = _face_patches()
+    written = {}
+    for split, count in (("train", spec.train_images), ("val", spec.val_images)):
+        labels, bbx_gt = [], []
+        files: dict[str, list[str]] = {ev: [] for ev in EVENTS}
+        int_boxes: dict[str, list[np.ndarray]] = {ev: [] for ev in EVENTS}
+        for k in range(count):
+            event = EVENTS[k % len(EVENTS)]
+            name = f"{event.split('--')[0]}_{event.split('--')[1]}_{split}_{k:04d}"
+            image, boxes, marks = compose_image(rng, spec, patches, portrait=bool(k % 3 == 2))
+            rel = f"{event}/{name}.jpg"
+            _write_jpeg(out_dir / f"WIDER_{split}" / "images" / rel, image)
+            ib = np.round(boxes).astype(np.int32)
+            labels.append(_label_block(rel, boxes, marks))
+            bbx_gt.append(_bbx_gt_block(rel, ib))
+            files[event].append(name)
+            int_boxes[event].append(ib)
+        atomic_write_text(out_dir / split / "label.txt", "".join(labels))
+        atomic_write_text(out_dir / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt", "".join(bbx_gt))
+        if split == "val":
+            _write_mats(out_dir / "ground_truth", list(EVENTS), files, int_boxes)
+        written[f"{split}_images"] = out_dir / f"WIDER_{split}" / "images"
+        written[f"{split}_labels"] = out_dir / split / "label.txt"
+        log.info("demo %s split: %d images in %s", split, count, written[f"{split}_images"])
+    written["val_ground_truth"] = out_dir / "ground_truth"
+    return written
