@@ -18,6 +18,7 @@ __all__ = ["main", "build_parser"]
 
 #: Sub-command modules, in the order ``centerface --help`` lists them.
 COMMANDS = [
+    "annotations",
 ]
 
 
