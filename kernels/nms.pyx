@@ -1,0 +1,119 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Greedy non-maximum suppression kernels (hard, soft-linear, soft-gaussian) for one image.
+
+The numpy twin is ``centerface_flow.nms.soft_nms_numpy``; ``tests/test_nms.py`` checks that both agree.
+Semantics (shared with the twin, documented in ``centerface_flow.nms``):
+
+* repeatedly select the highest-scoring remaining box (ties: lowest input index), then update every other
+  remaining box ``j`` by its IoU ``ov`` with the selected box (areas and intersections use ``+ offset``, 1 for the
+  model zoo's pixel convention):
+  hard: drop ``j`` if ``ov > iou_threshold``; linear: ``s_j *= 1 - ov`` if ``ov > iou_threshold``;
+  gaussian: ``s_j *= exp(-ov**2 / sigma)``;
+* after soft decay, drop ``j`` if ``s_j < final_threshold``. Selected boxes are never dropped.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport exp
+
+cnp.import_array()
+
+cdef enum:
+    HARD = 0
+    LINEAR = 1
+    GAUSSIAN = 2
+
+
+def soft_nms(
+    const float[:, ::1] boxes,
+    const float[::1] scores,
+    int method,
+    double iou_threshold,
+    double sigma,
+    double final_threshold,
+    double offset,
+):
+    """Greedy (soft-)NMS.
+
+    Parameters
+    ----------
+    boxes : (N, 4) float32 C-contiguous, xyxy
+    scores : (N,) float32
+    method : 0 hard, 1 linear, 2 gaussian
+    iou_threshold, sigma, final_threshold, offset : see the module docstring
+
+    Returns
+    -------
+    keep : (M,) intp, input indices in selection order (non-increasing final score)
+    kept_scores : (M,) float32, the scores after decay
+    """
+    cdef Py_ssize_t n = boxes.shape[0]
+    if scores.shape[0] != n:
+        raise ValueError(f"boxes has {n} rows but scores has {scores.shape[0]}")
+    if method < HARD or method > GAUSSIAN:
+        raise ValueError(f"unknown NMS method code {method}")
+    cdef double[::1] x1 = np.empty(n, dtype=np.float64)
+    cdef double[::1] y1 = np.empty(n, dtype=np.float64)
+    cdef double[::1] x2 = np.empty(n, dtype=np.float64)
+    cdef double[::1] y2 = np.empty(n, dtype=np.float64)
+    cdef double[::1] area = np.empty(n, dtype=np.float64)
+    cdef double[::1] s = np.empty(n, dtype=np.float64)
+    cdef Py_ssize_t[::1] active = np.empty(n, dtype=np.intp)
+    keep_arr = np.empty(n, dtype=np.intp)
+    kept_arr = np.empty(n, dtype=np.float32)
+    cdef Py_ssize_t[::1] keep = keep_arr
+    cdef float[::1] kept = kept_arr
+    cdef Py_ssize_t i, j, k, best_k, best, n_active = n, n_keep = 0
+    cdef double best_s, iw, ih, inter, ov, weight, bx1, by1, bx2, by2, barea
+
+    with nogil:
+        for i in range(n):
+            x1[i] = boxes[i, 0]
+            y1[i] = boxes[i, 1]
+            x2[i] = boxes[i, 2]
+            y2[i] = boxes[i, 3]
+            area[i] = (x2[i] - x1[i] + offset) * (y2[i] - y1[i] + offset)
+            s[i] = scores[i]
+            active[i] = i
+        while n_active > 0:
+            best_k = 0
+            best = active[0]
+            best_s = s[best]
+            for k in range(1, n_active):
+                j = active[k]
+                if s[j] > best_s or (s[j] == best_s and j < best):
+                    best_k = k
+                    best = j
+                    best_s = s[j]
+            keep[n_keep] = best
+            kept[n_keep] = <float>best_s
+            n_keep += 1
+            n_active -= 1
+            active[best_k] = active[n_active]
+            bx1 = x1[best]
+            by1 = y1[best]
+            bx2 = x2[best]
+            by2 = y2[best]
+            barea = area[best]
+            k = 0
+            while k < n_active:
+                j = active[k]
+                iw = min(bx2, x2[j]) - max(bx1, x1[j]) + offset
+                if iw > 0:
+                    ih = min(by2, y2[j]) - max(by1, y1[j]) + offset
+                    if ih > 0:
+                        inter = iw * ih
+                        ov = inter / (barea + area[j] - inter)
+                        if method == HARD:
+                            weight = 0.0 if ov > iou_threshold else 1.0
+                        elif method == LINEAR:
+                            weight = 1.0 - ov if ov > iou_threshold else 1.0
+                        else:
+                            weight = exp(-(ov * ov) / sigma)
+                        s[j] = s[j] * weight
+                        if (method == HARD and weight == 0.0) or (method != HARD and s[j] < final_threshold):
+                            n_active -= 1
+                            active[k] = active[n_active]
+                            continue
+                k += 1
+    return keep_arr[:n_keep].copy(), kept_arr[:n_keep].copy()
