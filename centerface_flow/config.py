@@ -1,0 +1,95 @@
+"""The workflow configuration: schema validation with errors that name the key, defaults, and epoch selection.
+
+Used by ``rules/common.smk`` at parse time, so it imports only yaml and jsonschema.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from centerface_flow.errors import UserError
+
+__all__ = ["load_schema", "validate_config", "select_epochs"]
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    """The JSON Schema of ``config.yaml`` shipped in the package."""
+    import yaml
+
+    text = resources.files("centerface_flow").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path)
+
+
+def _describe(error, schema: dict) -> str:
+    """One line per schema violation, naming the config key as ``section.key``."""
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if where else ""
+        return "; ".join(f"unknown key '{prefix}{key}' (allowed here: {', '.join(allowed)})" for key in unknown)
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        prefix = f"{where}." if where else ""
+        return "; ".join(f"missing key '{prefix}{key}'" for key in missing) or error.message
+    return f"key '{where}': {error.message}"
+
+
+def _fill_defaults(config: dict, schema: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(config[key], sub)
+
+
+def validate_config(config: dict[str, Any], source: str = "config.yaml") -> dict[str, Any]:
+    """Validate ``config`` against the schema; return a copy with defaults filled in.
+
+    Raises :class:`UserError` listing every problem, each naming its key (``postprocess.nms_iou``).
+    """
+    import jsonschema
+
+    schema = load_schema()
+    if not isinstance(config, dict):
+        raise UserError(f"{source}: the configuration must be a mapping of sections, got {type(config).__name__}")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (_key_path(e), e.validator))
+    if errors:
+        lines = "\n  ".join(_describe(e, schema) for e in errors)
+        raise UserError(f"{source} is not valid:\n  {lines}")
+    filled = copy.deepcopy(config)
+    _fill_defaults(filled, schema)
+    return filled
+
+
+def select_epochs(spec: str | list[int], epochs: int) -> list[int]:
+    """The epochs (1-based) the test stage runs on.
+
+    ``spec`` is ``"all"``, a range ``"89-140"`` (inclusive, clipped to the trained epochs), ``"every:k"`` (every
+    k-th epoch, always including the last) or an explicit list. An empty selection is an error.
+    """
+    if isinstance(spec, list):
+        chosen = sorted(set(spec))
+        beyond = [e for e in chosen if e > epochs]
+        if beyond:
+            raise UserError(f"key 'test.epochs': epochs {beyond} are beyond train.epochs={epochs}")
+    elif spec == "all":
+        chosen = list(range(1, epochs + 1))
+    elif spec.startswith("every:"):
+        step = int(spec.split(":", 1)[1])
+        chosen = sorted(set(range(step, epochs + 1, step)) | {epochs})
+    else:
+        first, last = (int(v) for v in spec.split("-"))
+        chosen = [e for e in range(first, last + 1) if 1 <= e <= epochs]
+    if not chosen:
+        raise UserError(f"key 'test.epochs': {spec!r} selects no epoch out of 1..{epochs}")
+    return chosen

@@ -1,0 +1,36 @@
+# Parse-time set-up: validate config.yaml, resolve the data set (real or embedded demo), list the models to test.
+import os
+
+from centerface_flow import runtime
+from centerface_flow.config import select_epochs, validate_config
+from centerface_flow.errors import UserError
+from centerface_flow.workflow import air_unavailable_message, dataset_paths, on_ascend, read_best
+
+try:
+    config = validate_config(config)
+    DATA, IS_DEMO = dataset_paths(config["dataset"])
+    TEST_EPOCHS = select_epochs(config["test"]["epochs"], config["train"]["epochs"])
+except UserError as exc:
+    raise WorkflowError(str(exc)) from None
+
+# The oneDNN fast path (see centerface_flow/runtime.py) must be in the environment before any job imports
+# MindSpore; jobs inherit Snakemake's environment.
+runtime.apply_fast_path_env()
+
+MODELS = [f"epoch_{e}" for e in TEST_EPOCHS] + (["released"] if config["test"]["include_released"] else [])
+ON_ASCEND = on_ascend()
+TRAIN_DEVICES = config["train"]["devices"]
+USE_RANK_TABLE = TRAIN_DEVICES > 1 and ON_ASCEND
+
+
+wildcard_constraints:
+    model=r"released|epoch_\d+",
+    epoch=r"\d+",
+    n=r"\d+",
+
+
+def model_weights(wildcards):
+    """The checkpoint a model name stands for."""
+    if wildcards.model == "released":
+        return "results/released/centerface.ckpt"
+    return f"results/train/{wildcards.model}.ckpt"

@@ -1,0 +1,57 @@
+# WIDER FACE evaluation per model, the pandas summary across models, and the choice of the best model.
+
+
+rule evaluate_widerface:
+    input:
+        pred="results/predictions/{model}",
+        gt=DATA["val_ground_truth"],
+    output:
+        ap="results/ap/{model}.tsv",
+        pr="results/ap/{model}_pr.tsv",
+    params:
+        evaluate=config["evaluate"],
+        subset=config["dataset"]["val_subset"],
+    log:
+        "results/logs/evaluate_widerface/{model}.log",
+    script:
+        "../workflow_scripts/evaluate_widerface.py"
+
+
+rule summarize_ap:
+    input:
+        ap=expand("results/ap/{model}.tsv", model=MODELS),
+        pr=expand("results/ap/{model}_pr.tsv", model=MODELS),
+    output:
+        csv=report(
+            "results/summary/ap_by_epoch.csv",
+            caption="../report/ap_by_epoch.rst",
+            category="Summary",
+        ),
+        md="results/summary/ap_by_epoch.md",
+        png=report(
+            "results/summary/ap_by_epoch.png",
+            caption="../report/ap_by_epoch_plot.rst",
+            category="Summary",
+        ),
+        pr=report(
+            "results/summary/pr_curves.png",
+            caption="../report/pr_curves.rst",
+            category="Summary",
+        ),
+    log:
+        "results/logs/summarize_ap.log",
+    script:
+        "../workflow_scripts/summarize_ap.py"
+
+
+checkpoint select_best:
+    input:
+        "results/summary/ap_by_epoch.csv",
+    output:
+        "results/best.txt",
+    params:
+        best=config["best"],
+    log:
+        "results/logs/select_best.log",
+    script:
+        "../workflow_scripts/select_best.py"

@@ -1,0 +1,33 @@
+# Test stage, split so that NMS settings never rerun the network:
+#   infer_candidates       network + peak extraction + decode -> top-K candidates per image (params: infer)
+#   postprocess_predictions  score threshold + NMS -> WIDER prediction tree (params: postprocess)
+
+
+rule infer_candidates:
+    input:
+        weights=model_weights,
+        images=DATA["val_images"],
+    output:
+        "results/candidates/{model}.npz",
+    params:
+        infer=config["infer"],
+    log:
+        "results/logs/infer_candidates/{model}.log",
+    benchmark:
+        "results/benchmarks/infer_candidates/{model}.tsv"
+    threads: workflow.cores
+    script:
+        "../workflow_scripts/infer_candidates.py"
+
+
+rule postprocess_predictions:
+    input:
+        "results/candidates/{model}.npz",
+    output:
+        directory("results/predictions/{model}"),
+    params:
+        postprocess=config["postprocess"],
+    log:
+        "results/logs/postprocess_predictions/{model}.log",
+    script:
+        "../workflow_scripts/postprocess_predictions.py"

@@ -1,0 +1,34 @@
+# Training: one job writes every epoch's checkpoint. Its resumable state lives in results/train/state/, which is
+# not a declared output, so a failed or killed job (whose outputs Snakemake deletes) keeps its finished epochs
+# and `--rerun-incomplete` resumes from the last one.
+
+INIT_WEIGHTS = {
+    "released": "results/released/centerface.ckpt",
+    "backbone": "results/backbone/mobilenet_v2.ckpt",
+    "scratch": [],
+}
+
+
+rule train_model:
+    input:
+        annotations="results/data/train.json",
+        images=DATA["train_images"],
+        init=INIT_WEIGHTS[config["train"]["init"]],
+        rank_table=(
+            f"results/rank_table/hccl_{TRAIN_DEVICES}p.json" if USE_RANK_TABLE else []
+        ),
+    output:
+        expand("results/train/epoch_{e}.ckpt", e=range(1, config["train"]["epochs"] + 1)),
+        metrics="results/train/metrics.csv",
+    params:
+        train=config["train"],
+        state_dir="results/train/state",
+    log:
+        "results/logs/train_model.log",
+    benchmark:
+        "results/benchmarks/train_model.tsv"
+    threads: workflow.cores
+    resources:
+        devices=TRAIN_DEVICES,
+    script:
+        "../workflow_scripts/train_model.py"

@@ -1,0 +1,36 @@
+# Starting weights: the authors' released model and the ImageNet backbone, converted to MindSpore checkpoints;
+# the HCCL rank table for multi-device training on Ascend.
+
+
+rule convert_released:
+    output:
+        "results/released/centerface.ckpt",
+    params:
+        onnx=config["weights"]["released_onnx"],
+    log:
+        "results/logs/convert_released.log",
+    script:
+        "../workflow_scripts/convert_released.py"
+
+
+rule convert_backbone:
+    input:
+        pth=config["weights"]["backbone_pth"] or [],
+        released=[] if config["weights"]["backbone_pth"] else "results/released/centerface.ckpt",
+    output:
+        "results/backbone/mobilenet_v2.ckpt",
+    log:
+        "results/logs/convert_backbone.log",
+    script:
+        "../workflow_scripts/convert_backbone.py"
+
+
+rule rank_table:
+    output:
+        "results/rank_table/hccl_{n}p.json",
+    params:
+        device_ids=config["train"]["device_ids"],
+    log:
+        "results/logs/rank_table_{n}p.log",
+    script:
+        "../workflow_scripts/rank_table.py"

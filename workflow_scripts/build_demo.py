@@ -1,0 +1,8 @@
+"""Rule build_demo: the embedded demo data set (centerface_flow.demo)."""
+from pathlib import Path
+
+from centerface_flow.demo import build_demo
+from centerface_flow.workflow import DEMO_DIR, script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+build_demo(Path(DEMO_DIR))

@@ -1,0 +1,7 @@
+"""Rule prepare_annotations: WIDER FACE training labels -> COCO-keypoints train.json."""
+from centerface_flow.data.annotations import read_labels, to_coco, write_coco
+from centerface_flow.workflow import script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+images = read_labels(snakemake.input.labels)  # noqa: F821
+write_coco(to_coco(images, snakemake.input.images), snakemake.output[0])  # noqa: F821
