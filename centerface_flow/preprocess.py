@@ -121,8 +121,8 @@ def input_size(orig_w: int, orig_h: int, policy: str, scale: float = 1.0,
                letterbox_size: int = LETTERBOX_SIZE) -> tuple[int, int]:
     """Network input (width, height) for an original image of ``orig_w`` × ``orig_h`` under ``policy``."""
     if policy == "released":
-        return (max(SIZE_ALIGN, int(math.ceil(orig_w * scale / SIZE_ALIGN)) * SIZE_ALIGN),
-                max(SIZE_ALIGN, int(math.ceil(orig_h * scale / SIZE_ALIGN)) * SIZE_ALIGN))
+        return (max(SIZE_ALIGN, math.ceil(orig_w * scale / SIZE_ALIGN) * SIZE_ALIGN),
+                max(SIZE_ALIGN, math.ceil(orig_h * scale / SIZE_ALIGN) * SIZE_ALIGN))
     if policy == "letterbox":
         return letterbox_size, letterbox_size
     raise ValueError(f"unknown size policy {policy!r}; choose one of {SIZE_POLICIES}")
