@@ -29,16 +29,16 @@ from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text
 
 __all__ = [
+    "LANDMARK_NAMES",
+    "NUM_LANDMARKS",
     "FaceRecord",
     "ImageRecord",
-    "read_retinaface_labels",
+    "load_coco",
     "read_bbx_gt",
     "read_labels",
+    "read_retinaface_labels",
     "to_coco",
     "write_coco",
-    "load_coco",
-    "NUM_LANDMARKS",
-    "LANDMARK_NAMES",
 ]
 
 log = logging.getLogger(__name__)

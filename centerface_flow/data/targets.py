@@ -26,12 +26,12 @@ import numpy as np
 __all__ = [
     "STRIDE",
     "TARGET_KEYS",
-    "gaussian_radius",
-    "gaussian_2d",
-    "draw_gaussian",
-    "small_face_weight",
-    "encode",
     "decode_targets",
+    "draw_gaussian",
+    "encode",
+    "gaussian_2d",
+    "gaussian_radius",
+    "small_face_weight",
 ]
 
 STRIDE = 4
