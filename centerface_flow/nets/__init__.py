@@ -1,0 +1,4 @@
+"""The CenterFace network (MobileNetV2 backbone, IDA-up neck, four 1x1 heads) in MindSpore.
+
+Importing this package imports MindSpore; entry points must call ``centerface_flow.runtime.mindspore()`` first.
+"""

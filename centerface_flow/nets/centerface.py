@@ -1,0 +1,109 @@
+"""CenterFace: MobileNetV2 backbone + IDA-up neck + heatmap / size / offset / landmark heads.
+
+Parameter names equal the MindSpore model zoo's (``research/cv/centerface/src/centerface.py``): ``base.*`` backbone,
+``dla_up.conv`` (top 1x1 lateral), ``dla_up.up{1,2,3}.{up,conv}`` (2x2 stride-2 transposed conv + BN + ReLU and
+1x1 lateral + BN + ReLU, summed), ``dla_up.conv_last`` (3x3 conv + BN + ReLU), heads ``hm_head.0``, ``wh_head``,
+``off_head``, ``kps_head``. BatchNorm settings per layer follow the zoo: backbone eps 1e-5 / momentum 0.9,
+neck eps 1e-3 / momentum 0.9, ``conv_last`` eps 1e-5 / momentum 0.99 (MindSpore momentum: weight of the old
+running value).
+
+Output channel conventions are the model zoo's (see ``centerface_flow.decode``): size = (log(w/16), log(h/16))
+in input pixels, offset = (dx, dy), landmarks = (x0, y0, ..., x4, y4).
+"""
+from __future__ import annotations
+
+from mindspore import nn
+
+from centerface_flow.nets.init import init_centerface
+from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
+
+__all__ = ["CenterFace", "IDAUp", "MobileNetUp", "STRIDE", "HEAD_CHANNELS"]
+
+#: Output stride of every head.
+STRIDE = 4
+#: Output channels of (heatmap, size, offset, landmarks).
+HEAD_CHANNELS = (1, 2, 2, 10)
+
+
+def _conv1x1(in_ch: int, out_ch: int, has_bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=1, pad_mode="pad", padding=0, has_bias=has_bias)
+
+
+class IDAUp(nn.Cell):
+    """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w)."""
+
+    def __init__(self, out_dim: int, channel: int) -> None:
+        super().__init__()
+        self.up = nn.SequentialCell([
+            nn.Conv2dTranspose(out_dim, out_dim, kernel_size=2, stride=2, has_bias=False),
+            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
+            nn.ReLU(),
+        ])
+        self.conv = nn.SequentialCell([
+            _conv1x1(channel, out_dim),
+            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
+            nn.ReLU(),
+        ])
+
+    def construct(self, x0, x1):
+        return self.up(x0) + self.conv(x1)
+
+
+class MobileNetUp(nn.Cell):
+    """The IDA-up neck: four backbone taps -> (N, out_dim, H/4, W/4)."""
+
+    def __init__(self, channels=FEATURE_CHANNELS, out_dim: int = 24) -> None:
+        super().__init__()
+        channels = list(channels)[::-1]
+        self.conv = nn.SequentialCell([
+            _conv1x1(channels[0], out_dim),
+            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
+            nn.ReLU(),
+        ])
+        self.conv_last = nn.SequentialCell([
+            nn.Conv2d(out_dim, out_dim, kernel_size=3, stride=1, pad_mode="pad", padding=1, has_bias=False),
+            nn.BatchNorm2d(out_dim, eps=1e-5, momentum=0.99),
+            nn.ReLU(),
+        ])
+        self.up1 = IDAUp(out_dim, channels[1])
+        self.up2 = IDAUp(out_dim, channels[2])
+        self.up3 = IDAUp(out_dim, channels[3])
+
+    def construct(self, x1, x2, x3, x4):
+        x = self.conv(x4)
+        x = self.up1(x, x3)
+        x = self.up2(x, x2)
+        x = self.up3(x, x1)
+        return self.conv_last(x)
+
+
+class CenterFace(nn.Cell):
+    """CenterFace network.
+
+    Args:
+        head_width: channels of the neck output feeding the heads (24 = released model, 64 = model-zoo default).
+        activation: backbone activation, ``"relu"`` (released model) or ``"relu6"`` (torchvision / model zoo).
+        init_seed: seed of the model-zoo initialisation (``centerface_flow.nets.init``); ``None`` keeps
+            MindSpore's default initialisers (useful when weights are loaded right away).
+
+    ``construct(x: (N, 3, H, W) float32, H and W multiples of 32)`` returns ``(heatmap (N, 1, H/4, W/4) in
+    [0, 1], size (N, 2, H/4, W/4), offset (N, 2, H/4, W/4), landmarks (N, 10, H/4, W/4))``.
+    """
+
+    def __init__(self, head_width: int = 24, activation: str = "relu", init_seed: int | None = 0) -> None:
+        super().__init__()
+        self.head_width = int(head_width)
+        self.activation = activation
+        self.base = MobileNetV2(activation=activation)
+        self.dla_up = MobileNetUp(self.base.feat_channel, out_dim=self.head_width)
+        self.hm_head = nn.SequentialCell([_conv1x1(self.head_width, 1, has_bias=True), nn.Sigmoid()])
+        self.wh_head = _conv1x1(self.head_width, 2, has_bias=True)
+        self.off_head = _conv1x1(self.head_width, 2, has_bias=True)
+        self.kps_head = _conv1x1(self.head_width, 10, has_bias=True)
+        if init_seed is not None:
+            init_centerface(self, seed=init_seed)
+
+    def construct(self, x):
+        x1, x2, x3, x4 = self.base(x)
+        x = self.dla_up(x1, x2, x3, x4)
+        return self.hm_head(x), self.wh_head(x), self.off_head(x), self.kps_head(x)

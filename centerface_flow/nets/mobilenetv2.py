@@ -1,0 +1,110 @@
+"""MobileNetV2 backbone (torchvision ``features`` 0-17) returning the four CenterFace taps.
+
+Cells and attribute names follow the MindSpore model zoo's ``research/cv/centerface/src/mobile_v2.py`` so that
+parameter names are identical (``base.need_fp1.0.features.0.weight`` ...), which lets the zoo's checkpoints and its
+torchvision name map apply. ``need_fp1`` holds features 0-3 (stride 4, 24 ch), ``need_fp2`` 4-6 (stride 8, 32 ch),
+``need_fp3`` 7-13 (stride 16, 96 ch) and ``need_fp4`` 14-17 (stride 32, 320 ch).
+
+The activation after each expanding / depthwise convolution is ReLU6 in torchvision and the zoo, plain ReLU in the
+authors' released model; it is a constructor argument. Weights are initialised by ``centerface_flow.nets.init``.
+"""
+from __future__ import annotations
+
+from mindspore import nn
+
+__all__ = ["ConvBNAct", "InvertedResidual", "MobileNetV2", "INVERTED_RESIDUAL_SETTING", "FEATURE_CHANNELS", "TAPS"]
+
+#: (expansion t, output channels c, repeats n, first stride s) per stage, as in torchvision ``mobilenet_v2``.
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+#: After which stage index each tap ends (``need_fp1`` .. ``need_fp4``).
+TAPS = (1, 2, 4, 6)
+#: Channels of the four taps (strides 4, 8, 16, 32).
+FEATURE_CHANNELS = (24, 32, 96, 320)
+
+
+def make_activation(activation: str) -> nn.Cell:
+    """``"relu"`` -> ``nn.ReLU``, ``"relu6"`` -> ``nn.ReLU6``."""
+    if activation == "relu":
+        return nn.ReLU()
+    if activation == "relu6":
+        return nn.ReLU6()
+    raise ValueError(f"activation must be 'relu' or 'relu6', got {activation!r}")
+
+
+class ConvBNAct(nn.Cell):
+    """Conv (no bias) + BatchNorm (eps 1e-5, momentum 0.9) + activation; parameters under ``features.{0,1}``."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
+                 activation: str = "relu6") -> None:
+        super().__init__()
+        padding = (kernel_size - 1) // 2
+        self.features = nn.SequentialCell([
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
+                      group=groups),
+            nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
+            make_activation(activation),
+        ])
+
+    def construct(self, x):
+        return self.features(x)
+
+
+class InvertedResidual(nn.Cell):
+    """Expand (1x1, skipped when t == 1) -> depthwise 3x3 -> linear 1x1 + BN, residual when shapes allow."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, activation: str = "relu6") -> None:
+        super().__init__()
+        hidden = int(round(in_ch * expand_ratio))
+        self.use_res_connect = stride == 1 and in_ch == out_ch
+        layers = []
+        if expand_ratio != 1:
+            layers.append(ConvBNAct(in_ch, hidden, kernel_size=1, activation=activation))
+        layers.extend([
+            ConvBNAct(hidden, hidden, stride=stride, groups=hidden, activation=activation),
+            nn.Conv2d(hidden, out_ch, kernel_size=1, stride=1, has_bias=False),
+            nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
+        ])
+        self.conv = nn.SequentialCell(layers)
+
+    def construct(self, x):
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class MobileNetV2(nn.Cell):
+    """MobileNetV2 (width 1.0) features 0-17.
+
+    ``construct(x: (N, 3, H, W)) -> (x1, x2, x3, x4)`` with shapes (N, 24, H/4, W/4), (N, 32, H/8, W/8),
+    (N, 96, H/16, W/16), (N, 320, H/32, W/32).
+    """
+
+    def __init__(self, activation: str = "relu6") -> None:
+        super().__init__()
+        in_ch = 32
+        features = [ConvBNAct(3, in_ch, stride=2, activation=activation)]
+        groups = []
+        for index, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING):
+            for i in range(n):
+                features.append(InvertedResidual(in_ch, c, s if i == 0 else 1, t, activation=activation))
+                in_ch = c
+            if index in TAPS:
+                groups.append(nn.SequentialCell(features))
+                features = []
+        self.need_fp1, self.need_fp2, self.need_fp3, self.need_fp4 = groups
+        self.feat_channel = list(FEATURE_CHANNELS)
+
+    def construct(self, x):
+        x1 = self.need_fp1(x)
+        x2 = self.need_fp2(x1)
+        x3 = self.need_fp3(x2)
+        x4 = self.need_fp4(x3)
+        return x1, x2, x3, x4
