@@ -31,15 +31,15 @@ import numpy as np
 from centerface_flow.errors import UserError
 
 __all__ = [
-    "ModelMeta",
-    "META_KEY",
     "EXTRA_PREFIX",
+    "META_KEY",
     "MODEL_ZOO_MEAN_BGR",
     "MODEL_ZOO_STD_BGR",
-    "save_checkpoint",
-    "load_checkpoint",
+    "ModelMeta",
     "build_network",
+    "load_checkpoint",
     "load_network",
+    "save_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,13 @@ class ModelMeta:
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     @classmethod
-    def released(cls, source: str = "released centerface.onnx") -> "ModelMeta":
+    def released(cls, source: str = "released centerface.onnx") -> ModelMeta:
         """Metadata of the authors' released model converted by ``centerface convert released``."""
         return cls(head_width=24, activation="relu", input_format="rgb255", mean=(0.0, 0.0, 0.0),
                    std=(1.0, 1.0, 1.0), landmark_origin="center", source=source)
 
     @classmethod
-    def model_zoo(cls, head_width: int = 64, activation: str = "relu6", source: str = "") -> "ModelMeta":
+    def model_zoo(cls, head_width: int = 64, activation: str = "relu6", source: str = "") -> ModelMeta:
         """Metadata of weights trained with the model zoo's conventions (BGR mean/std input, cell landmarks)."""
         return cls(head_width=head_width, activation=activation, source=source)
 
@@ -114,7 +114,7 @@ class ModelMeta:
         return json.dumps({"format_version": 1, **dataclasses.asdict(self)}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, where: str = "checkpoint") -> "ModelMeta":
+    def from_json(cls, text: str, where: str = "checkpoint") -> ModelMeta:
         try:
             data = json.loads(text)
             data.pop("format_version", None)

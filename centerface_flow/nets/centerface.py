@@ -17,7 +17,7 @@ from mindspore import nn
 from centerface_flow.nets.init import init_centerface
 from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
 
-__all__ = ["CenterFace", "IDAUp", "MobileNetUp", "STRIDE", "HEAD_CHANNELS"]
+__all__ = ["HEAD_CHANNELS", "STRIDE", "CenterFace", "IDAUp", "MobileNetUp"]
 
 #: Output stride of every head.
 STRIDE = 4

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from mindspore import Tensor, nn
 
-__all__ = ["init_centerface", "HEAD_INIT_STD"]
+__all__ = ["HEAD_INIT_STD", "init_centerface"]
 
 #: Standard deviation of the head convolutions' initial weights.
 HEAD_INIT_STD = 0.001

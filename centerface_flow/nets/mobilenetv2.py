@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
-__all__ = ["ConvBNAct", "InvertedResidual", "MobileNetV2", "INVERTED_RESIDUAL_SETTING", "FEATURE_CHANNELS", "TAPS"]
+__all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
 
 #: (expansion t, output channels c, repeats n, first stride s) per stage, as in torchvision ``mobilenet_v2``.
 INVERTED_RESIDUAL_SETTING = (
@@ -62,7 +62,7 @@ class InvertedResidual(nn.Cell):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, activation: str = "relu6") -> None:
         super().__init__()
-        hidden = int(round(in_ch * expand_ratio))
+        hidden = in_ch * expand_ratio
         self.use_res_connect = stride == 1 and in_ch == out_ch
         layers = []
         if expand_ratio != 1:
