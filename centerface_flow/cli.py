@@ -18,7 +18,10 @@ __all__ = ["main", "build_parser"]
 
 #: Sub-command modules, in the order ``centerface --help`` lists them.
 COMMANDS = [
+    "postprocess",
     "annotations",
+    "export",
+    "demo",
 ]
 
 

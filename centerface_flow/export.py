@@ -1,0 +1,155 @@
+"""Export a checkpoint to MINDIR, ONNX or AIR, and verify the export where it was made.
+
+Verification loads the exported file back with the runtime that will serve it (MindSpore for MINDIR, ONNX Runtime
+for ONNX; AIR files cannot be loaded back by MindSpore, so on Ascend the check re-runs the checkpoint only),
+runs it on a real image, and compares each of the four outputs with the checkpoint's network:
+``max|Δ| / max|reference|`` must be ≤ :data:`TOLERANCE`. The figures go to a small JSON report next to the export.
+An export that fails the check is deleted and the command fails.
+
+ONNX exports carry the checkpoint's :class:`~centerface_flow.checkpoint.ModelMeta` as the ONNX metadata entry
+``centerface_meta``, so ``centerface detect`` runs them with the right pixel format.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from centerface_flow.errors import UserError
+from centerface_flow.io import atomic_write_text, publish
+
+__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "relative_errors", "first_image"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"mindir": "MINDIR", "onnx": "ONNX", "air": "AIR"}
+OUTPUT_NAMES = ("heatmap", "size", "offset", "landmarks")
+TOLERANCE = 1e-4
+META_KEY = "centerface_meta"
+
+
+def relative_errors(outputs, references) -> dict[str, float]:
+    """``max|out - ref| / max|ref|`` per output name."""
+    errors = {}
+    for name, out, ref in zip(OUTPUT_NAMES, outputs, references):
+        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+        if out.shape != ref.shape:
+            raise RuntimeError(f"output {name}: shape {out.shape} differs from the checkpoint's {ref.shape}")
+        errors[name] = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
+    return errors
+
+
+def first_image(folder: str | os.PathLike) -> Path:
+    """The first image (sorted by path) under ``folder``: the real image export checks run on."""
+    exts = {".jpg", ".jpeg", ".png", ".bmp"}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix.lower() in exts and path.is_file():
+            return path
+    raise UserError(f"{folder}: no image (.jpg/.png/.bmp) to check the export on")
+
+
+def _check_input(image_path: Path, meta, width: int, height: int) -> np.ndarray:
+    """A real image resized to the export shape, in the checkpoint's pixel format: (1, 3, height, width)."""
+    import cv2
+
+    from centerface_flow.preprocess import prepare, read_image
+
+    image = cv2.resize(read_image(image_path), (width, height), interpolation=cv2.INTER_AREA)
+    chw, _ = prepare(image, "released", meta.input_format, meta.mean, meta.std)
+    return chw[None]
+
+
+def _fix_onnx(path: Path, meta) -> None:
+    """Repair what MindSpore's ONNX exporter gets wrong, and record the checkpoint's metadata.
+
+    MindSpore 2.x writes ConvTranspose's ``output_shape`` as the full NCHW shape; the ONNX spec (and ONNX Runtime,
+    which refuses to load the file) wants the spatial dims only.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        for attr in node.attribute:
+            if attr.name == "output_shape" and len(attr.ints) == 4:
+                spatial = list(attr.ints)[2:]
+                del attr.ints[:]
+                attr.ints.extend(spatial)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, meta.to_json()
+    onnx.save(model, str(path))
+
+
+def _run_export(path: Path, x: np.ndarray, fmt: str) -> list[np.ndarray] | None:
+    """Load ``path`` back and run it on ``x``; None where the format cannot be loaded back (AIR)."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})
+    if fmt == "mindir":
+        import mindspore as ms
+
+        graph = ms.nn.GraphCell(ms.load(str(path)))
+        return [o.asnumpy() for o in graph(ms.Tensor(x))]
+    return None
+
+
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str, check_image: str | os.PathLike,
+                      width: int = 640, height: int = 480, report: str | os.PathLike | None = None) -> dict:
+    """Export ``ckpt`` to ``out`` in ``fmt`` (mindir/onnx/air) with a fixed (1, 3, height, width) input, verify
+    it on ``check_image``, write the JSON ``report`` (default ``<out>.check.json``) and return it."""
+    from centerface_flow import runtime
+    from centerface_flow.checkpoint import load_network
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    report_path = Path(report) if report else out.with_name(out.name + ".check.json")
+    ms = runtime.mindspore("graph")
+    if fmt == "air" and runtime.device_target() != "Ascend":
+        raise UserError("Only the Ascend backend can export AIR; export MINDIR or ONNX on this host")
+    net, meta = load_network(ckpt)
+    x = _check_input(Path(check_image), meta, width, height)
+    reference = [o.asnumpy() for o in net(ms.Tensor(x))]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        stem = Path(tmp) / "model"
+        ms.export(net, ms.Tensor(x), file_name=str(stem), file_format=FORMATS[fmt])
+        produced = stem.with_suffix(f".{fmt}")
+        if not produced.is_file():
+            raise RuntimeError(f"MindSpore export wrote no {produced.name} in {tmp}")
+        if fmt == "onnx":
+            _fix_onnx(produced, meta)
+        outputs = _run_export(produced, x, fmt)
+        errors = relative_errors(outputs, reference) if outputs is not None else {}
+        worst = max(errors.values(), default=0.0)
+        result = {
+            "export": str(out),
+            "format": FORMATS[fmt],
+            "checkpoint": str(ckpt),
+            "input_shape": [1, 3, height, width],
+            "input_format": meta.input_format,
+            "check_image": str(check_image),
+            "runtime": {"onnx": "onnxruntime", "mindir": "mindspore", "air": None}[fmt],
+            "relative_error": errors,
+            "tolerance": TOLERANCE,
+            "passed": worst <= TOLERANCE,
+            "note": "" if outputs is not None else "AIR cannot be loaded back by MindSpore; only exported",
+        }
+        if not result["passed"]:
+            atomic_write_text(report_path, json.dumps(result, indent=2) + "\n")
+            raise RuntimeError(f"{out}: exported outputs differ from the checkpoint's (worst relative error "
+                               f"{worst:.3g} > {TOLERANCE}); see {report_path}")
+        publish(produced, out)
+    atomic_write_text(report_path, json.dumps(result, indent=2) + "\n")
+    log.info("exported %s (%s), verified with %s: worst relative error %.3g", out, FORMATS[fmt],
+             result["runtime"], worst)
+    return result

@@ -1,0 +1,9 @@
+"""Rules export_model / export_air: results/best.ckpt -> results/best.{mindir,onnx,air} + a verification report."""
+from centerface_flow.export import export_checkpoint, first_image
+from centerface_flow.workflow import script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+fmt = snakemake.output.model.rsplit(".", 1)[1]  # noqa: F821
+size = snakemake.params.export  # noqa: F821
+export_checkpoint(snakemake.input.ckpt, snakemake.output.model, fmt, first_image(snakemake.input.images),  # noqa: F821
+                  size["width"], size["height"], snakemake.output.check)  # noqa: F821
