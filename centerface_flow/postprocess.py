@@ -1,0 +1,195 @@
+"""Candidates → final detections → WIDER FACE prediction files and the landmarks table.
+
+Per image: drop candidates scoring below ``score_threshold``, clip boxes to the image, run NMS
+(:mod:`centerface_flow.nms`), keep at most ``max_dets`` (highest final scores first).
+
+**WIDER prediction file** ``<event>/<image stem>.txt`` (``<image stem>.txt`` for images outside a WIDER layout)::
+
+    0_Parade_marchingband_1_465          <- line 1: image name (file name without extension)
+    2                                    <- line 2: number of rows that follow
+    345.12 211.40 30.25 38.80 0.951234   <- x y w h score; x, y = top-left corner, w = x2 - x1, h = y2 - y1
+    ...                                     (original-image pixels, rows sorted by descending score)
+
+**Landmarks table** ``landmarks.tsv`` at the root of the output folder: a tab-separated file with a header row
+``image rank score lex ley rex rey nx ny lmx lmy rmx rmy``: ``image`` is the prediction file's path relative to
+the root without ``.txt``, ``rank`` the 1-based row of the box in that file, then the score and the x, y of left
+eye, right eye, nose, left and right mouth corner in original-image pixels. "Left" is the image's left for an upright
+face (the WIDER FACE / RetinaFace annotation convention the model was trained with), not the subject's left.
+
+Unlike the model zoo's test, only the boxes NMS keeps are written (no stale soft-NMS leftovers), and line 2 is the
+true count. :func:`write_tree` builds the whole tree in a staging folder next to ``out_dir`` and then swaps it in,
+so readers never see a half-written tree; :func:`write_image_result` writes single files atomically.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from centerface_flow.candidates import Candidates
+from centerface_flow.errors import UserError
+from centerface_flow.io import atomic_write_text
+from centerface_flow.nms import NMS_METHODS, nms
+
+__all__ = [
+    "LANDMARKS_FILE",
+    "LANDMARKS_HEADER",
+    "TREE_MARKER",
+    "PostprocessConfig",
+    "format_landmark_rows",
+    "format_wider",
+    "select",
+    "write_image_result",
+    "write_landmarks_table",
+    "write_tree",
+]
+
+log = logging.getLogger(__name__)
+
+LANDMARKS_FILE = "landmarks.tsv"
+LANDMARKS_HEADER = "image\trank\tscore\tlex\tley\trex\trey\tnx\tny\tlmx\tlmy\trmx\trmy\n"
+#: Written into every tree :func:`write_tree` makes; only folders carrying it are ever replaced.
+TREE_MARKER = ".centerface-predictions"
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Settings of the candidates → detections step.
+
+    ``nms_iou`` is the IoU above which hard NMS removes a box and linear soft-NMS decays it (``Nt``);
+    ``sigma`` is the gaussian soft-NMS width; ``soft_threshold`` drops boxes whose decayed score falls below it
+    (the model zoo's ``threshold=0.001``); ``max_dets`` caps the detections per image (0 = no cap);
+    ``clip`` clips boxes to the image before NMS.
+    """
+
+    score_threshold: float = 0.05
+    nms: str = "hard"
+    nms_iou: float = 0.4
+    sigma: float = 0.5
+    soft_threshold: float = 0.001
+    max_dets: int = 1000
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.nms not in NMS_METHODS:
+            raise UserError(f"nms: unknown method {self.nms!r}; choose one of {', '.join(NMS_METHODS)}")
+        if not 0.0 <= self.nms_iou <= 1.0:
+            raise UserError(f"nms_iou: must be in [0, 1], got {self.nms_iou}")
+        if self.sigma <= 0:
+            raise UserError(f"sigma: must be positive, got {self.sigma}")
+        if self.max_dets < 0:
+            raise UserError(f"max_dets: must be >= 0, got {self.max_dets}")
+
+
+def select(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, size: tuple[int, int],
+           cfg: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Final detections of one image (``size`` = (width, height)).
+
+    boxes (n, 4) xyxy, scores (n,), landmarks (n, 5, 2) → the same, sorted by descending final score.
+    """
+    mask = scores >= cfg.score_threshold
+    boxes, scores, landmarks = boxes[mask], scores[mask], landmarks[mask]
+    if cfg.clip and len(boxes):
+        boxes = boxes.copy()
+        np.clip(boxes[:, 0::2], 0, size[0], out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, size[1], out=boxes[:, 1::2])
+    keep, final = nms(boxes, scores, cfg.nms, cfg.nms_iou, cfg.sigma, cfg.soft_threshold)
+    if cfg.max_dets:
+        keep, final = keep[: cfg.max_dets], final[: cfg.max_dets]
+    return boxes[keep], final, landmarks[keep]
+
+
+def format_wider(name: str, boxes: np.ndarray, scores: np.ndarray) -> str:
+    """The WIDER prediction file text for one image: name, count, ``x y w h score`` rows."""
+    lines = [name, str(len(scores))]
+    for (x1, y1, x2, y2), s in zip(boxes.tolist(), scores.tolist()):
+        lines.append(f"{x1:.2f} {y1:.2f} {x2 - x1:.2f} {y2 - y1:.2f} {s:.6f}")
+    return "\n".join(lines) + "\n"
+
+
+def format_landmark_rows(image: str, scores: np.ndarray, landmarks: np.ndarray) -> str:
+    """Rows of ``landmarks.tsv`` for one image (no header)."""
+    rows = []
+    for rank, (s, pts) in enumerate(zip(scores.tolist(), landmarks.reshape(-1, 10).tolist()), start=1):
+        rows.append(f"{image}\t{rank}\t{s:.6f}\t" + "\t".join(f"{v:.2f}" for v in pts))
+    return "\n".join(rows) + ("\n" if rows else "")
+
+
+def _relative_txt(path: str) -> str:
+    """``0--Parade/x.jpg`` → ``0--Parade/x`` (the prediction file path without ``.txt``)."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts:
+        raise UserError(f"candidates image path {path!r} must be relative and stay inside the image root")
+    return str(p.with_suffix(""))
+
+
+def _replace_tree(staging: Path, out_dir: Path) -> None:
+    """Move ``staging`` to ``out_dir``, replacing an earlier tree (only one we made, recognised by its marker)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UserError(f"{out_dir}: exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / TREE_MARKER).exists():
+            raise UserError(f"{out_dir}: folder exists, is not empty and was not written by `centerface "
+                            "postprocess`; refusing to replace it (choose another --out or remove it)")
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "tree")
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out_dir)
+
+
+def write_tree(cands: Candidates, out_dir: str | os.PathLike, cfg: PostprocessConfig) -> dict:
+    """Write the WIDER prediction tree and ``landmarks.tsv`` for all images of ``cands`` into ``out_dir``.
+
+    Images listed as failed get no file. Returns a summary dict (images, detections, seconds, settings).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    n_dets = 0
+    try:
+        lm_parts = [LANDMARKS_HEADER]
+        made_dirs: set[Path] = set()
+        for i, rel in enumerate(cands.paths):
+            boxes, scores, landmarks = cands.image(i)
+            size = (int(cands.sizes[i, 0]), int(cands.sizes[i, 1]))
+            boxes, scores, landmarks = select(boxes, scores, landmarks, size, cfg)
+            stem = _relative_txt(rel)
+            target = staging / f"{stem}.txt"
+            if target.parent not in made_dirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made_dirs.add(target.parent)
+            target.write_text(format_wider(PurePosixPath(stem).name, boxes, scores), encoding="utf-8")
+            lm_parts.append(format_landmark_rows(stem, scores, landmarks))
+            n_dets += len(scores)
+        (staging / LANDMARKS_FILE).write_text("".join(lm_parts), encoding="utf-8")
+        (staging / TREE_MARKER).write_text("written by centerface postprocess\n", encoding="utf-8")
+        _replace_tree(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    summary = {"images": len(cands.paths), "detections": n_dets, "failed_images": len(cands.failed),
+               "seconds": round(time.perf_counter() - start, 3), **asdict(cfg)}
+    log.info("wrote %d detections for %d images to %s", n_dets, len(cands.paths), out_dir)
+    return summary
+
+
+def write_image_result(out_dir: str | os.PathLike, name: str, boxes: np.ndarray, scores: np.ndarray) -> Path:
+    """Write ``out_dir/<name>.txt`` (WIDER format) atomically; return its path."""
+    path = Path(out_dir) / f"{name}.txt"
+    atomic_write_text(path, format_wider(PurePosixPath(name).name, boxes, scores))
+    return path
+
+
+def write_landmarks_table(path: str | os.PathLike, rows: Iterable[str]) -> None:
+    """Write a ``landmarks.tsv`` (header + the given row blocks from :func:`format_landmark_rows`) atomically."""
+    atomic_write_text(path, LANDMARKS_HEADER + "".join(rows))
