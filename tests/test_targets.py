@@ -52,12 +52,13 @@ def test_small_face_weight_steps():
     assert [small_face_weight(a) for a in (3, 4, 5, 10, 15, 20, 30, 40, 41)] == [0.1, 0.1, 15, 15, 10, 10, 5, 5, 1]
 
 
+@pytest.mark.parametrize("origin", ["cell", "center"])
 @pytest.mark.parametrize("seed", range(5))
-def test_encode_decode_targets_roundtrip(seed):
+def test_encode_decode_targets_roundtrip(seed, origin):
     rng = np.random.default_rng(seed)
     boxes, lms = random_faces(rng)
-    t = encode(boxes, lms, (32, 40))
-    got_boxes, got_lms, valid = decode_targets(t)
+    t = encode(boxes, lms, (32, 40), landmark_origin=origin)
+    got_boxes, got_lms, valid = decode_targets(t, landmark_origin=origin)
     order = np.lexsort((np.floor((boxes[:, 0] + boxes[:, 2]) / 2), np.floor((boxes[:, 1] + boxes[:, 3]) / 2)))
     np.testing.assert_allclose(got_boxes, boxes[order] * 4, atol=1e-3)
     np.testing.assert_allclose(got_lms, lms[order, :, :2] * 4, atol=1e-3)
@@ -88,14 +89,18 @@ def test_clipped_and_outside_boxes():
     assert t["weight"][0, 1, 1] == 15.0  # area 9
 
 
-def test_encode_matches_real_decode():
-    """Targets fed to the project's decode as if they were network outputs recover boxes and landmarks within 1 px."""
-    decode = pytest.importorskip("centerface_flow.decode", reason="decode module (network helper) not present")
+@pytest.mark.parametrize("origin", ["cell", "center"])
+def test_encode_matches_real_decode(origin):
+    """Targets fed to the project's decode as if they were network outputs recover boxes and landmarks within 1 px
+    (random faces, both landmark origins the checkpoints use)."""
+    from centerface_flow import decode
+
     rng = np.random.default_rng(7)
-    for _ in range(5):
+    for _ in range(10):
         boxes, lms = random_faces(rng, out_hw=(32, 40), n=5, spacing=6)
-        t = encode(boxes, lms, (32, 40))
-        det = decode.peaks_and_decode(t["heatmap"], t["size"], t["offset"], t["landmarks"], k=50, stride=4)
+        t = encode(boxes, lms, (32, 40), landmark_origin=origin)
+        det = decode.peaks_and_decode(t["heatmap"], t["size"], t["offset"], t["landmarks"], k=50, stride=4,
+                                      landmark_origin=origin)
         keep = det.scores > 0.99
         assert keep.sum() == len(boxes)
         got_boxes, got_lms = det.boxes[keep], det.landmarks[keep]

@@ -6,8 +6,10 @@ Units and channel orders (the model zoo's; :mod:`centerface_flow.decode` reads n
 * ``size`` (2, H, W): channel 0 ``log(w / 4)``, channel 1 ``log(h / 4)`` with ``w, h`` in *output* (stride-4)
   pixels, i.e. decode ``exp(size) * 4`` gives the box size in output pixels.
 * ``offset`` (2, H, W): channel 0 ``cx - floor(cx)``, channel 1 ``cy - floor(cy)`` (output pixels).
-* ``landmarks`` (10, H, W): for landmark ``j`` channel ``2j`` is ``(x_j - ct_int_x) / w`` and ``2j+1`` is
-  ``(y_j - ct_int_y) / h`` (relative to the integer centre, normalised by the box size; x before y).
+* ``landmarks`` (10, H, W): for landmark ``j`` channel ``2j`` is ``(x_j - o_x) / w`` and ``2j+1`` is
+  ``(y_j - o_y) / h`` (x before y), normalised by the box size, relative to the origin ``o`` named by
+  ``landmark_origin`` (``ModelMeta.landmark_origin``): ``"cell"`` = the integer centre ``ct_int`` (model zoo),
+  ``"center"`` = the sub-pixel centre (what the converted released model predicts; used when fine-tuning it).
 * ``ind`` (H, W): 1 at each face's integer centre (the loss masks size/offset/landmarks with it).
 * ``weight`` (2, H, W): the model zoo's small-face weight mask on the size/offset loss: 1 at a centre, raised to 5 /
   10 / 15 for boxes of area ≤ 40 / 20 / 10 output pixels², and lowered to 0.1 at ≤ 4 (tiny, unreliable boxes).
@@ -100,7 +102,7 @@ def small_face_weight(area: float) -> float:
 
 
 def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], max_objs: int = 64,
-           source_area: np.ndarray | None = None) -> dict[str, np.ndarray]:
+           source_area: np.ndarray | None = None, landmark_origin: str = "cell") -> dict[str, np.ndarray]:
     """Dense targets for one image.
 
     boxes: (N, 4) float32 xyxy in output pixels (may extend past the map; clipped like the model zoo).
@@ -108,8 +110,11 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
     out_hw: output map size (H, W) = input size / 4.
     max_objs: length of ``reg_mask``; faces beyond it still get targets (the caller subsamples, see pipeline).
     source_area: (N,) box areas before the crop (input pixels); landmarks of faces with area ≤ 8 are masked out.
+    landmark_origin: ``"cell"`` or ``"center"`` (see module docstring).
     Returns the arrays described in the module docstring (float32, channel-first).
     """
+    if landmark_origin not in ("cell", "center"):
+        raise ValueError(f"landmark_origin must be 'cell' or 'center', got {landmark_origin!r}")
     out_h, out_w = out_hw
     heatmap = np.zeros((1, out_h, out_w), np.float32)
     ind = np.zeros((out_h, out_w), np.float32)
@@ -138,12 +143,13 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
         if k < max_objs:
             reg_mask[k] = 1
         small = source_area is not None and source_area[k] <= MIN_LANDMARK_AREA
+        ox, oy = (ix, iy) if landmark_origin == "cell" else (cx, cy)
         for j in range(5):
             lx, ly, v = landmarks[k, j]
             if v <= 0 or not (0 <= lx < out_w and 0 <= ly < out_h):
                 continue
-            lm_target[2 * j, iy, ix] = (lx - ix) / w
-            lm_target[2 * j + 1, iy, ix] = (ly - iy) / h
+            lm_target[2 * j, iy, ix] = (lx - ox) / w
+            lm_target[2 * j + 1, iy, ix] = (ly - oy) / h
             hps_mask[2 * j: 2 * j + 2, iy, ix] = 0.0 if small else 1.0
         draw_gaussian(heatmap[0], (ix, iy), radius)
     return {
@@ -158,7 +164,8 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
     }
 
 
-def decode_targets(targets: dict[str, np.ndarray], stride: int = STRIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_targets(targets: dict[str, np.ndarray], stride: int = STRIDE,
+                   landmark_origin: str = "cell") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Invert :func:`encode` exactly from the ``ind`` map (a reference for tests; no peak search).
 
     Returns ``boxes`` (N, 4) float32 xyxy, ``landmarks`` (N, 5, 2) float32 and ``valid`` (N, 5) bool, in input pixels
@@ -170,6 +177,7 @@ def decode_targets(targets: dict[str, np.ndarray], stride: int = STRIDE) -> tupl
     cx, cy = xs + off[0], ys + off[1]
     boxes = np.stack([cx - wh[0] / 2, cy - wh[1] / 2, cx + wh[0] / 2, cy + wh[1] / 2], 1) * stride
     lm = targets["landmarks"][:, ys, xs].T.reshape(-1, 5, 2)
-    lms = np.stack([xs[:, None] + lm[..., 0] * wh[0][:, None], ys[:, None] + lm[..., 1] * wh[1][:, None]], -1)
+    ox, oy = (xs, ys) if landmark_origin == "cell" else (cx, cy)
+    lms = np.stack([ox[:, None] + lm[..., 0] * wh[0][:, None], oy[:, None] + lm[..., 1] * wh[1][:, None]], -1)
     valid = targets["hps_mask"][0::2, ys, xs].T > 0
     return boxes.astype(np.float32), (lms * stride).astype(np.float32), valid
