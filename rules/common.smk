@@ -17,6 +17,9 @@ except UserError as exc:
 # MindSpore; jobs inherit Snakemake's environment.
 runtime.apply_fast_path_env()
 
+GT_FILES = expand(
+    "{gt}/wider_{s}_val.mat", gt=DATA["val_ground_truth"], s=["face", "easy", "medium", "hard"]
+)
 MODELS = [f"epoch_{e}" for e in TEST_EPOCHS] + (["released"] if config["test"]["include_released"] else [])
 ON_ASCEND = on_ascend()
 TRAIN_DEVICES = config["train"]["devices"]

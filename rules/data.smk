@@ -8,11 +8,7 @@ if IS_DEMO:
             train_images=directory(DATA["train_images"]),
             train_labels=DATA["train_labels"],
             val_images=directory(DATA["val_images"]),
-            gt=expand(
-                "{gt}/wider_{s}_val.mat",
-                gt=DATA["val_ground_truth"],
-                s=["face", "easy", "medium", "hard"],
-            ),
+            gt=GT_FILES,
         log:
             "results/logs/build_demo.log",
         script:

@@ -4,7 +4,7 @@
 rule evaluate_widerface:
     input:
         pred="results/predictions/{model}",
-        gt=DATA["val_ground_truth"],
+        gt=GT_FILES,
     output:
         ap="results/ap/{model}.tsv",
         pr="results/ap/{model}_pr.tsv",

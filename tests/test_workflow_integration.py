@@ -1,0 +1,131 @@
+"""The Snakemake workflow, run for real on the embedded demo: artefacts, and which jobs a change reruns.
+
+One module-scoped run builds everything (tiny training settings); each later test changes one thing, runs
+Snakemake again and reads from its log which jobs ran.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
+#: Small enough to train in seconds on 2 cores; otherwise the shipped config.yaml.
+TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
+        "export": {"height": 128, "width": 160}}
+JOB_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", re.M)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def run_snakemake(workdir: Path, *targets: str, check: bool = True) -> tuple[list[str], str]:
+    """Run Snakemake in ``workdir``; return (names of the jobs that ran, the whole log)."""
+    env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
+    proc = subprocess.run([SNAKEMAKE, "--cores", "2", *targets], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=1500)
+    text = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake failed ({proc.returncode}):\n{text[-6000:]}")
+    return JOB_LINE.findall(text), text
+
+
+def set_config(workdir: Path, section: str, key: str, value) -> None:
+    path = workdir / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config[section][key] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """A copy of the workflow (not the package: that is installed) with the tiny settings, run once to the end."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / name)
+    config = _merge(yaml.safe_load((workdir / "config.yaml").read_text()), TINY)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs, log = run_snakemake(workdir)
+    return workdir, jobs, log
+
+
+def test_full_run_builds_every_artefact(workflow):
+    workdir, jobs, _ = workflow
+    results = workdir / "results"
+    for rel in ("released/centerface.ckpt", "train/epoch_1.ckpt", "train/epoch_2.ckpt", "candidates/released.npz",
+                "ap/epoch_2.tsv", "summary/ap_by_epoch.csv", "summary/ap_by_epoch.md", "summary/ap_by_epoch.png",
+                "summary/pr_curves.png", "best.txt", "best.ckpt", "best.mindir", "best.onnx",
+                "best.onnx.check.json", "best.mindir.check.json"):
+        assert (results / rel).is_file(), rel
+    table = pd.read_csv(results / "summary/ap_by_epoch.csv")
+    assert sorted(table["model"]) == ["epoch_1", "epoch_2", "released"]
+    assert table[["easy", "medium", "hard"]].notna().all().all()
+    assert jobs.count("train_model") == 1 and jobs.count("infer_candidates") == 3
+
+
+def test_nothing_to_do_when_up_to_date(workflow):
+    jobs, _ = run_snakemake(workflow[0])
+    assert jobs == []
+
+
+def test_nms_change_reruns_only_postprocessing_onward(workflow):
+    workdir = workflow[0]
+    before = (workdir / "results/best.txt").read_text().splitlines()[0]
+    set_config(workdir, "postprocess", "nms_iou", 0.3)
+    jobs, _ = run_snakemake(workdir)
+    ran = set(jobs)
+    assert {"postprocess_predictions", "evaluate_widerface", "summarize_ap", "select_best"} <= ran
+    assert not ran & {"train_model", "infer_candidates", "convert_released", "build_demo", "prepare_annotations"}
+    after = (workdir / "results/best.txt").read_text().splitlines()[0]
+    if after == before:  # export reruns only when the chosen model changes
+        assert not ran & {"copy_best", "export_model"}
+
+
+def test_evaluation_change_reruns_only_evaluation_onward(workflow):
+    workdir = workflow[0]
+    set_config(workdir, "evaluate", "iou", 0.4)
+    ran = set(run_snakemake(workdir)[0])
+    assert {"evaluate_widerface", "summarize_ap", "select_best"} <= ran
+    assert not ran & {"train_model", "infer_candidates", "postprocess_predictions"}
+
+
+def test_script_comment_edit_does_not_retrain(workflow):
+    workdir = workflow[0]
+    script = workdir / "workflow_scripts/train_model.py"
+    script.write_text(script.read_text() + "\n# an edited comment\n")
+    assert run_snakemake(workdir)[0] == []
+
+
+def test_air_fails_before_any_job(workflow):
+    workdir = workflow[0]
+    jobs, log = run_snakemake(workdir, "results/best.air", check=False)
+    assert jobs == []
+    assert "AIR format only with the Ascend backend" in log and "results/best.onnx" in log
+
+
+def test_unknown_config_key_stops_at_parse_time(workflow):
+    workdir = workflow[0]
+    set_config(workdir, "postprocess", "nms_threshold", 0.3)
+    try:
+        jobs, log = run_snakemake(workdir, check=False)
+        assert jobs == []
+        assert "unknown key 'postprocess.nms_threshold'" in log
+    finally:
+        config = yaml.safe_load((workdir / "config.yaml").read_text())
+        del config["postprocess"]["nms_threshold"]
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

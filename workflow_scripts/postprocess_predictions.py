@@ -1,0 +1,8 @@
+"""Rule postprocess_predictions: candidates -> score threshold + NMS -> WIDER prediction tree (+ landmarks.tsv)."""
+from centerface_flow.candidates import load_candidates
+from centerface_flow.postprocess import PostprocessConfig, write_tree
+from centerface_flow.workflow import script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+write_tree(load_candidates(snakemake.input[0]), snakemake.output[0],  # noqa: F821
+           PostprocessConfig(**snakemake.params.postprocess))  # noqa: F821
