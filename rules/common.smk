@@ -4,7 +4,12 @@ import os
 from centerface_flow import runtime
 from centerface_flow.config import select_epochs, validate_config
 from centerface_flow.errors import UserError
-from centerface_flow.workflow import air_unavailable_message, dataset_paths, on_ascend, read_best
+from centerface_flow.workflow import (
+    air_unavailable_message,
+    dataset_paths,
+    on_ascend,
+    read_best,
+)
 
 try:
     config = validate_config(config)
@@ -18,10 +23,16 @@ except UserError as exc:
 runtime.apply_fast_path_env()
 
 GT_FILES = expand(
-    "{gt}/wider_{s}_val.mat", gt=DATA["val_ground_truth"], s=["face", "easy", "medium", "hard"]
+    "{gt}/wider_{s}_val.mat",
+    gt=DATA["val_ground_truth"],
+    s=["face", "easy", "medium", "hard"],
 )
-MODELS = [f"epoch_{e}" for e in TEST_EPOCHS] + (["released"] if config["test"]["include_released"] else [])
+MODELS = [f"epoch_{e}" for e in TEST_EPOCHS] + (
+    ["released"] if config["test"]["include_released"] else []
+)
 ON_ASCEND = on_ascend()
+# Resolved here, in Snakemake's own environment, so that jobs in other environments (--sdm conda) get a path.
+RELEASED_ONNX = config["weights"]["released_onnx"] or released_onnx_or_empty()
 TRAIN_DEVICES = config["train"]["devices"]
 USE_RANK_TABLE = TRAIN_DEVICES > 1 and ON_ASCEND
 
@@ -37,3 +48,19 @@ def model_weights(wildcards):
     if wildcards.model == "released":
         return "results/released/centerface.ckpt"
     return f"results/train/{wildcards.model}.ckpt"
+
+
+def best_weights(wildcards):
+    best = checkpoints.select_best.get().output[0]
+    return model_weights(Wildcards(fromdict={"model": read_best(best)}))
+
+
+def best_model_name(wildcards):
+    return read_best(checkpoints.select_best.get().output[0])
+
+
+def air_input(wildcards):
+    # Raised while the DAG is built, before any job runs.
+    if not ON_ASCEND:
+        raise WorkflowError(air_unavailable_message("results/best.air"))
+    return {"ckpt": "results/best.ckpt", "images": DATA["val_images"]}

@@ -11,6 +11,8 @@ if IS_DEMO:
             gt=GT_FILES,
         log:
             "results/logs/build_demo.log",
+        conda:
+            "../envs/centerface.yaml"
         script:
             "../workflow_scripts/build_demo.py"
 
@@ -23,5 +25,7 @@ rule prepare_annotations:
         "results/data/train.json",
     log:
         "results/logs/prepare_annotations.log",
+    conda:
+        "../envs/centerface.yaml"
     script:
         "../workflow_scripts/prepare_annotations.py"

@@ -8,11 +8,13 @@ rule evaluate_widerface:
     output:
         ap="results/ap/{model}.tsv",
         pr="results/ap/{model}_pr.tsv",
+    log:
+        "results/logs/evaluate_widerface/{model}.log",
+    conda:
+        "../envs/centerface.yaml"
     params:
         evaluate=config["evaluate"],
         subset=config["dataset"]["val_subset"],
-    log:
-        "results/logs/evaluate_widerface/{model}.log",
     script:
         "../workflow_scripts/evaluate_widerface.py"
 
@@ -40,6 +42,8 @@ rule summarize_ap:
         ),
     log:
         "results/logs/summarize_ap.log",
+    conda:
+        "../envs/centerface.yaml"
     script:
         "../workflow_scripts/summarize_ap.py"
 
@@ -49,9 +53,11 @@ checkpoint select_best:
         "results/summary/ap_by_epoch.csv",
     output:
         "results/best.txt",
-    params:
-        best=config["best"],
     log:
         "results/logs/select_best.log",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        best=config["best"],
     script:
         "../workflow_scripts/select_best.py"

@@ -2,24 +2,17 @@
 # after it exists, and copy_best (and the exports after it) rerun only when the chosen checkpoint changes.
 
 
-def best_weights(wildcards):
-    best = checkpoints.select_best.get().output[0]
-    return model_weights(Wildcards(fromdict={"model": read_best(best)}))
-
-
-def best_model_name(wildcards):
-    return read_best(checkpoints.select_best.get().output[0])
-
-
 rule copy_best:
     input:
         best_weights,
     output:
         "results/best.ckpt",
-    params:
-        model=best_model_name,
     log:
         "results/logs/copy_best.log",
+    conda:
+        "../envs/coreutils.yaml"
+    params:
+        model=best_model_name,
     shell:
         "cp {input:q} {output:q} 2> {log:q}"
 
@@ -31,21 +24,16 @@ rule export_model:
     output:
         model="results/best.{fmt}",
         check="results/best.{fmt}.check.json",
-    wildcard_constraints:
-        fmt="mindir|onnx",
-    params:
-        export=config["export"],
     log:
         "results/logs/export_model_{fmt}.log",
+    wildcard_constraints:
+        fmt="mindir|onnx",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        export=config["export"],
     script:
         "../workflow_scripts/export_model.py"
-
-
-def air_input(wildcards):
-    # Raised while the DAG is built, before any job runs.
-    if not ON_ASCEND:
-        raise WorkflowError(air_unavailable_message("results/best.air"))
-    return {"ckpt": "results/best.ckpt", "images": DATA["val_images"]}
 
 
 rule export_air:
@@ -54,9 +42,11 @@ rule export_air:
     output:
         model="results/best.air",
         check="results/best.air.check.json",
-    params:
-        export=config["export"],
     log:
         "results/logs/export_model_air.log",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        export=config["export"],
     script:
         "../workflow_scripts/export_model.py"

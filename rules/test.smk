@@ -9,13 +9,15 @@ rule infer_candidates:
         images=DATA["val_images"],
     output:
         "results/candidates/{model}.npz",
-    params:
-        infer=config["infer"],
     log:
         "results/logs/infer_candidates/{model}.log",
     benchmark:
         "results/benchmarks/infer_candidates/{model}.tsv"
+    conda:
+        "../envs/centerface.yaml"
     threads: workflow.cores
+    params:
+        infer=config["infer"],
     script:
         "../workflow_scripts/infer_candidates.py"
 
@@ -25,9 +27,11 @@ rule postprocess_predictions:
         "results/candidates/{model}.npz",
     output:
         directory("results/predictions/{model}"),
-    params:
-        postprocess=config["postprocess"],
     log:
         "results/logs/postprocess_predictions/{model}.log",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        postprocess=config["postprocess"],
     script:
         "../workflow_scripts/postprocess_predictions.py"

@@ -18,17 +18,21 @@ rule train_model:
             f"results/rank_table/hccl_{TRAIN_DEVICES}p.json" if USE_RANK_TABLE else []
         ),
     output:
-        expand("results/train/epoch_{e}.ckpt", e=range(1, config["train"]["epochs"] + 1)),
+        expand(
+            "results/train/epoch_{e}.ckpt", e=range(1, config["train"]["epochs"] + 1)
+        ),
         metrics="results/train/metrics.csv",
-    params:
-        train=config["train"],
-        state_dir="results/train/state",
     log:
         "results/logs/train_model.log",
     benchmark:
         "results/benchmarks/train_model.tsv"
+    conda:
+        "../envs/centerface.yaml"
     threads: workflow.cores
     resources:
         devices=TRAIN_DEVICES,
+    params:
+        train=config["train"],
+        state_dir="results/train/state",
     script:
         "../workflow_scripts/train_model.py"

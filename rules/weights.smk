@@ -5,10 +5,12 @@
 rule convert_released:
     output:
         "results/released/centerface.ckpt",
-    params:
-        onnx=config["weights"]["released_onnx"],
     log:
         "results/logs/convert_released.log",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        onnx=RELEASED_ONNX,
     script:
         "../workflow_scripts/convert_released.py"
 
@@ -16,11 +18,17 @@ rule convert_released:
 rule convert_backbone:
     input:
         pth=config["weights"]["backbone_pth"] or [],
-        released=[] if config["weights"]["backbone_pth"] else "results/released/centerface.ckpt",
+        released=(
+            []
+            if config["weights"]["backbone_pth"]
+            else "results/released/centerface.ckpt"
+        ),
     output:
         "results/backbone/mobilenet_v2.ckpt",
     log:
         "results/logs/convert_backbone.log",
+    conda:
+        "../envs/centerface.yaml"
     script:
         "../workflow_scripts/convert_backbone.py"
 
@@ -28,9 +36,11 @@ rule convert_backbone:
 rule rank_table:
     output:
         "results/rank_table/hccl_{n}p.json",
-    params:
-        device_ids=config["train"]["device_ids"],
     log:
         "results/logs/rank_table_{n}p.log",
+    conda:
+        "../envs/centerface.yaml"
+    params:
+        device_ids=config["train"]["device_ids"],
     script:
         "../workflow_scripts/rank_table.py"

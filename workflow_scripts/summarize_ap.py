@@ -1,0 +1,9 @@
+"""Rule summarize_ap: every AP table -> results/summary/ap_by_epoch.{csv,md,png} and pr_curves.png."""
+from pathlib import Path
+
+from centerface_flow.evaluation import summarize
+from centerface_flow.workflow import script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+summarize([Path(p) for p in snakemake.input.ap], Path(snakemake.output.csv).parent,  # noqa: F821
+          pr_tables=[Path(p) for p in snakemake.input.pr])  # noqa: F821
