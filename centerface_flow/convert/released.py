@@ -101,7 +101,7 @@ def released_session(path: str | os.PathLike):
 def map_released_outputs(outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The released model's four outputs (N, C, h, w) in our conventions, by the same :data:`HEAD_MAPS`."""
     mapped = []
-    for _, (index, channels, shift) in HEAD_MAPS.items():
+    for index, channels, shift in HEAD_MAPS.values():
         array = np.asarray(outputs[index], dtype=np.float32)
         mapped.append(array[:, list(channels)] + np.asarray(shift, np.float32)[None, :, None, None])
     return tuple(mapped)

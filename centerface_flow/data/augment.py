@@ -17,6 +17,7 @@ Images are BGR uint8 as OpenCV reads them; boxes are (N, 4) float32 xyxy and lan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -175,11 +176,12 @@ def normalize(image: np.ndarray, mean: np.ndarray = MEAN_BGR, std: np.ndarray = 
 
 
 def train_transform(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                    cfg: AugmentConfig = AugmentConfig()):
+                    cfg: AugmentConfig = AugmentConfig(), to_input: Callable[[np.ndarray], np.ndarray] = normalize):
     """The whole model-zoo augmentation for one sample.
 
     image: (H, W, 3) uint8 BGR; boxes: (N, 4) xyxy; landmarks: (N, 5, 3) ``x y v`` (image pixels).
-    Returns ``(chw, boxes, landmarks, source_area)``: (3, S, S) float32 normalised network input, boxes and landmarks
+    ``to_input`` turns the jittered (S, S, 3) BGR [0, 1] image into the network input (default :func:`normalize`).
+    Returns ``(chw, boxes, landmarks, source_area)``: (3, S, S) float32 network input, boxes and landmarks
     in input pixels (not clipped), and (N,) box areas after anchor sampling (used to mask landmarks of tiny faces).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -196,4 +198,4 @@ def train_transform(image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray,
     image = image.astype(np.float32) / 255.0
     if cfg.color:
         image = color_jitter(image, rng)
-    return normalize(image), boxes, landmarks, source_area
+    return to_input(image), boxes, landmarks, source_area
