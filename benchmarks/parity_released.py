@@ -43,7 +43,7 @@ def main() -> int:
     session = released_session(onnx_path)
     events = sorted(p for p in args.images.iterdir() if p.is_dir())
     step = max(1, len(events) // args.count)
-    photos = [sorted(e.glob("*.jpg"))[0] for e in events[::step][: args.count]]
+    photos = [min(e.glob("*.jpg")) for e in events[::step][: args.count]]
 
     header = f"{'image':44s} {'input HxW':>10s} {'heatmap':>9s} {'size':>9s} {'offset':>9s} {'landmk':>9s} " \
              f"{'dets':>5s} {'same':>5s} {'box px':>8s} {'score':>8s} {'lm px':>8s} {'clip':>4s}"
