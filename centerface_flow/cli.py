@@ -18,10 +18,17 @@ __all__ = ["main", "build_parser"]
 
 #: Sub-command modules, in the order ``centerface --help`` lists them.
 COMMANDS = [
+    "detect",
+    "infer",
     "postprocess",
+    "evaluate",
+    "summarize",
     "annotations",
+    "train",
+    "rank_table",
     "export",
     "demo",
+    "convert",
 ]
 
 

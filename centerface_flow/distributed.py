@@ -1,0 +1,127 @@
+"""More than one device: HCCL rank tables, msrun launch, data-parallel initialisation.
+
+* :func:`rank_table` builds the model zoo's ``hccl_tools`` rank table (``version`` "1.0", ``server_count``,
+  ``server_list[{server_id, device[{device_id, device_ip, rank_id}], host_nic_ip}]``, ``status`` "completed"), from
+  ``/etc/hccn.conf`` (``address_<id>=<ip>`` lines) or from given device IPs. Ascend uses it via
+  ``RANK_TABLE_FILE`` (or ``msrun --rank_table_file``).
+* :func:`msrun_command` is the ``msrun`` command line that starts ``n`` worker processes of a ``centerface``
+  sub-command on this host (MindSpore's own launcher; it sets each worker's rank through its scheduler).
+* :func:`init_data_parallel` is called by every worker: with more than one device it initialises
+  ``mindspore.communication`` (HCCL on Ascend, NCCL on GPU, MindSpore's gloo-based collectives on CPU) and sets
+  data-parallel mode; each rank then reads its own shard of every epoch and gradients are all-reduced (mean).
+  Only rank 0 writes checkpoints and metrics (``train.train``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+
+from centerface_flow.errors import UserError
+from centerface_flow.io import atomic_write_text
+
+__all__ = ["WORKER_ENV", "in_launched_worker", "init_data_parallel", "msrun_command", "quote", "rank_table",
+           "read_hccn_conf", "write_rank_table"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variables that show a process was started by msrun (or a rank-table launch script).
+WORKER_ENV = ("MS_WORKER_NUM", "RANK_TABLE_FILE", "RANK_SIZE")
+
+
+def read_hccn_conf(path: str | os.PathLike = "/etc/hccn.conf") -> dict[str, str]:
+    """``{device_id: device_ip}`` from the ``address_<id>=<ip>`` lines of an Ascend ``hccn.conf``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: pass the device IPs with --device-ips instead (this host has no "
+                        "Ascend driver configuration)")
+    ips = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if line.startswith("address_"):
+            key, sep, value = line.partition("=")
+            device = key[len("address_"):]
+            if not sep or not device.isdigit() or not value.strip():
+                raise UserError(f"{path}:{lineno}: expected 'address_<id>=<ip>', got {line!r}")
+            ips[device] = value.strip()
+    if not ips:
+        raise UserError(f"{path}: no 'address_<id>=<ip>' lines")
+    return ips
+
+
+def rank_table(device_ids: list[int], device_ips: dict[str, str], server_id: str | None = None) -> dict:
+    """The ``hccl_tools`` rank table for ``device_ids`` (rank ``k`` = ``device_ids[k]``) on one server."""
+    if not device_ids:
+        raise UserError("rank table: no device ids")
+    if len(set(device_ids)) != len(device_ids):
+        raise UserError(f"rank table: repeated device ids {device_ids}")
+    server_id = server_id or socket.gethostbyname(socket.gethostname())
+    devices = []
+    for rank, device in enumerate(device_ids):
+        ip = device_ips.get(str(device))
+        if ip is None:
+            raise UserError(f"rank table: no IP for device {device} (known: {sorted(device_ips)})")
+        devices.append({"device_id": str(device), "device_ip": ip, "rank_id": str(rank)})
+    return {"version": "1.0", "server_count": "1",
+            "server_list": [{"server_id": server_id, "device": devices, "host_nic_ip": "reserve"}],
+            "status": "completed"}
+
+
+def write_rank_table(path: str | os.PathLike, table: dict) -> Path:
+    """Write the table as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(table, indent=4) + "\n")
+    return Path(path)
+
+
+def msrun_command(n: int, argv: list[str], log_dir: str | os.PathLike, master_port: int = 8118,
+                  rank_table_file: str | None = None) -> list[str]:
+    """``msrun`` running ``centerface <argv>`` as ``n`` workers on this host (joined; logs in ``log_dir``)."""
+    msrun = Path(sys.executable).with_name("msrun")
+    cmd = [str(msrun) if msrun.exists() else "msrun", f"--worker_num={n}", f"--local_worker_num={n}",
+           f"--master_port={master_port}", f"--log_dir={log_dir}", "--join=True"]
+    if rank_table_file:
+        cmd.append(f"--rank_table_file={rank_table_file}")
+    return [*cmd, _cli_script(), *argv]
+
+
+def _cli_script() -> str:
+    """Path of a script msrun can start (msrun wants a file, not ``-m``)."""
+    return str(Path(__file__).with_name("cli.py"))
+
+
+def in_launched_worker() -> bool:
+    """True inside a process started by msrun or a rank-table script."""
+    return any(os.environ.get(k) for k in WORKER_ENV)
+
+
+def init_data_parallel(devices: int) -> tuple[int, int]:
+    """Initialise collectives when ``devices > 1``; return ``(rank, world)``.
+
+    Outside a launched worker with ``devices > 1`` this is a ``UserError`` that shows the msrun command.
+    """
+    if devices <= 1:
+        return 0, 1
+    if not in_launched_worker():
+        raise UserError(f"devices={devices} needs one process per device: start with `msrun --worker_num={devices} "
+                        f"--local_worker_num={devices} ...` (`centerface train` does this itself), or on Ascend "
+                        "with RANK_TABLE_FILE set")
+    import mindspore as ms
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    rank, world = get_rank(), get_group_size()
+    if world != devices:
+        raise UserError(f"devices={devices} but the launcher started {world} workers")
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=world)
+    log.info("data parallel: rank %d of %d", rank, world)
+    return rank, world
+
+
+def quote(cmd: list[str]) -> str:
+    return " ".join(shlex.quote(c) for c in cmd)

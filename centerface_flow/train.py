@@ -1,0 +1,371 @@
+"""CenterFace training: the model zoo's recipe, one checkpoint per epoch, crash-safe resume, data parallel.
+
+Step: ``value_and_grad`` of (network + :class:`~centerface_flow.losses.CenterFaceLoss`) × a static loss scale, grads
+unscaled, (all-reduced across devices), checked with ``ms.amp.all_finite``; the Adam update is *skipped* when they
+are not finite (the model zoo applied it anyway) and the step is counted in the metrics. Too many non-finite steps
+in a row stop training with a clear error. (MindSpore's ``TrainOneStepWithLossScaleCell`` overflow check uses
+NPU-only ops and fails on CPU, hence this functional form, as in mindyolo.)
+
+Files, for ``out_dir`` and ``state_dir`` (default ``<out_dir>/.state``):
+
+* ``state_dir/epoch_{E}.ckpt``: network + ``ModelMeta`` + extra entries (Adam moments, beta powers, global step,
+  epoch, seed, config) written atomically by rank 0 when epoch ``E`` finishes; ``state_dir/metrics.csv`` likewise.
+* ``out_dir/epoch_{E}.ckpt``: the same file, hard-linked (copied where links fail) after it is complete, and
+  ``out_dir/metrics.csv``.
+
+Resume: on start the last ``state_dir/epoch_{E}.ckpt`` that loads is restored (parameters, optimizer state, global
+step) and training continues with epoch ``E + 1``, logging "resumed from epoch E"; every finished epoch is
+re-published to ``out_dir``. Why the two directories: under Snakemake the rule declares ``out_dir/epoch_*.ckpt``
+as outputs, and Snakemake deletes the outputs of a failed or killed job (and ``--rerun-incomplete`` deletes those of
+an incomplete one) before rerunning it. The state directory is not a declared output, so the finished epochs
+survive there and the rerun resumes from them and re-links the outputs.
+
+Bit-identical resume on CPU: the data of epoch ``e`` depends only on (seed, e) (see ``data.pipeline``), the
+optimizer state and BatchNorm running statistics are in the checkpoint, and the learning rate is indexed by the
+restored global step, so an interrupted + resumed run replays the same computation as an uninterrupted one
+(``tests/test_train.py`` checks the parameters are equal bit for bit).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from centerface_flow.errors import UserError
+from centerface_flow.io import atomic_write_text
+
+__all__ = ["CRASH_ENV", "METRIC_FIELDS", "TrainConfig", "find_last_epoch", "lr_schedule", "train"]
+
+log = logging.getLogger(__name__)
+
+METRIC_FIELDS = ("epoch", "step", "loss", "hm_loss", "wh_loss", "off_loss", "lm_loss", "lr", "images_per_s",
+                 "skipped")
+#: Test hook: ``CENTERFACE_CRASH_AFTER_STEPS=N`` makes the process SIGKILL itself after N optimizer steps.
+CRASH_ENV = "CENTERFACE_CRASH_AFTER_STEPS"
+_INITS = ("scratch", "backbone", "released", "checkpoint")
+_OPT_PREFIX = "opt."
+
+
+@dataclass
+class TrainConfig:
+    """Training options (defaults: the model zoo's recipe, ``default_config.yaml``)."""
+
+    init: str = "backbone"  # scratch | backbone (ImageNet MobileNetV2) | released (fine-tune) | checkpoint
+    init_path: str = ""  # weights for backbone / released / checkpoint
+    head_width: int = 64  # scratch / backbone only; released / checkpoint take theirs from the file
+    activation: str = "relu6"
+    epochs: int = 140
+    resolution: int = 512
+    batch_size: int = 8  # per device
+    lr: float = 0.004
+    milestones: list[int] = field(default_factory=lambda: [90, 120])
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    cosine: bool = False
+    eta_min: float = 0.0
+    weight_decay: float = 0.0005
+    loss_scale: float = 1024.0
+    loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.1, 1.0, 0.1])
+    max_objs: int = 64
+    freeze_bn: bool | None = None  # None: freeze for init=released (its BatchNorms are folded), else train them
+    seed: int = 1
+    num_workers: int = 2
+    devices: int = 1
+    device_ids: list[int] = field(default_factory=list)
+    flip: float = 0.5
+    color_aug: bool = True
+    anchor_sampling: bool = True
+    rand_crop: bool = True
+    crop_scales: list[float] = field(default_factory=lambda: [0.6, 1.0])
+    max_nonfinite_steps: int = 50
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "training config") -> TrainConfig:
+        """Build from a dict; an unknown key or a wrong type is a ``UserError`` naming it."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        cfg = cls(**{k: v for k, v in values.items() if v is not None or k == "freeze_bn"})
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "training config") -> None:
+        def bad(key, why):
+            raise UserError(f"{where}: {key}: {why} (got {getattr(self, key)!r})")
+
+        if self.init not in _INITS:
+            bad("init", f"must be one of {_INITS}")
+        if self.init != "scratch" and not self.init_path:
+            bad("init_path", f"init={self.init} needs a weights file")
+        for key in ("epochs", "batch_size", "devices", "head_width", "max_objs", "resolution"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                bad(key, "must be a positive integer")
+        if self.resolution % 32:
+            bad("resolution", "must be a multiple of 32")
+        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
+            bad("lr", "must be a positive number")
+        if not all(isinstance(m, int) and m >= 1 for m in self.milestones):
+            bad("milestones", "must be a list of epoch numbers")
+        if len(self.loss_weights) != 4:
+            bad("loss_weights", "must be 4 numbers (heatmap, size, offset, landmarks)")
+        if self.activation not in ("relu", "relu6"):
+            bad("activation", "must be relu or relu6")
+        if len(self.crop_scales) != 2 or not 0 < self.crop_scales[0] < self.crop_scales[1]:
+            bad("crop_scales", "must be [low, high] with 0 < low < high")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
+    """Per-step learning rates (epochs × steps_per_epoch,) float32: linear warm-up from 0, then multistep
+    (``lr · gamma^#milestones passed``) or cosine to ``eta_min`` by epoch (the model zoo's schedulers)."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    lrs = np.empty(total, np.float64)
+    for i in range(total):
+        epoch = i // steps_per_epoch  # 0-based
+        if i < warm:
+            lrs[i] = cfg.lr * (i + 1) / warm
+        elif cfg.cosine:
+            lrs[i] = cfg.eta_min + (cfg.lr - cfg.eta_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+        else:
+            lrs[i] = cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    return lrs.astype(np.float32)
+
+
+def find_last_epoch(state_dir: str | os.PathLike) -> tuple[int, Path | None]:
+    """The highest ``E`` with a complete ``state_dir/epoch_{E}.ckpt`` (0, None when there is none)."""
+    best = (0, None)
+    for path in Path(state_dir).glob("epoch_*.ckpt"):
+        stem = path.stem.split("_", 1)[1]
+        if stem.isdigit() and int(stem) > best[0]:
+            best = (int(stem), path)
+    return best
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same content as ``src`` atomically (hard link, or copy across file systems)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _build_network(cfg: TrainConfig):
+    """Network + ModelMeta for ``cfg.init``."""
+    import mindspore as ms
+
+    from centerface_flow.checkpoint import ModelMeta, load_checkpoint
+    from centerface_flow.nets.centerface import CenterFace
+
+    if cfg.init in ("scratch", "backbone"):
+        net = CenterFace(cfg.head_width, cfg.activation, init_seed=cfg.seed)
+        meta = ModelMeta.model_zoo(cfg.head_width, cfg.activation, source=f"trained from {cfg.init}")
+        if cfg.init == "backbone":
+            params, _, _ = load_checkpoint(cfg.init_path)
+            own = {p.name: p for p in net.get_parameters()}
+            base = {k: v for k, v in params.items() if k.startswith("base.") and k in own}
+            if not base:
+                raise UserError(f"{cfg.init_path}: no 'base.*' backbone parameters matching CenterFace")
+            ms.load_param_into_net(net, base, strict_load=False)
+            log.info("loaded %d backbone tensors from %s", len(base), cfg.init_path)
+        return net, meta
+    params, meta, _ = load_checkpoint(cfg.init_path)
+    net = CenterFace(meta.head_width, meta.activation, init_seed=cfg.seed)
+    missing, _ = ms.load_param_into_net(net, params, strict_load=False)
+    if missing:
+        raise UserError(f"{cfg.init_path}: parameters missing for CenterFace: {missing[:5]}")
+    meta = dataclasses.replace(meta, source=f"fine-tuned from {Path(cfg.init_path).name} ({meta.source})")
+    log.info("initialised from %s (%s)", cfg.init_path, cfg.init)
+    return net, meta
+
+
+def _step_function(net, loss_cell, optimizer, loss_scale: float, world: int):
+    """A jitted ``step(image, *targets) -> (loss, parts, finite)`` that updates only when grads are finite."""
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    scale = float(loss_scale)
+    reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=world) if world > 1 else None
+
+    def forward(image, *targets):
+        loss, parts = loss_cell(*net(image), *targets)
+        return loss * scale, parts
+
+    grad_fn = ms.value_and_grad(forward, None, optimizer.parameters, has_aux=True)
+
+    @ms.jit
+    def step(image, *targets):
+        (loss, parts), grads = grad_fn(image, *targets)
+        grads = tuple(g / scale for g in grads)
+        if reducer is not None:
+            grads = reducer(grads)
+        finite = ms.amp.all_finite(grads)
+        if finite:
+            loss = ops.depend(loss, optimizer(grads))
+        return loss / scale, parts, finite
+
+    return step
+
+
+def _optimizer_state(optimizer, net_names: set[str]) -> dict[str, np.ndarray]:
+    return {_OPT_PREFIX + p.name: p.asnumpy() for p in optimizer.get_parameters() if p.name not in net_names}
+
+
+def _restore(net, optimizer, path: Path) -> dict:
+    import mindspore as ms
+
+    from centerface_flow.checkpoint import load_checkpoint
+
+    params, _, extra = load_checkpoint(path)
+    ms.load_param_into_net(net, params, strict_load=True)
+    opt_params = {p.name: p for p in optimizer.get_parameters()}
+    for key, value in extra.items():
+        if key.startswith(_OPT_PREFIX):
+            name = key[len(_OPT_PREFIX):]
+            if name not in opt_params:
+                raise UserError(f"{path}: optimizer entry {name!r} does not fit this run")
+            opt_params[name].set_data(ms.Tensor(np.asarray(value)).astype(opt_params[name].dtype))
+    return extra
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= upto_epoch]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike,
+          state_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Train ``cfg.epochs`` epochs (resuming from ``state_dir`` if it holds finished epochs); return the last
+    epoch's checkpoint in ``out_dir``. See the module docstring for the files written."""
+    from centerface_flow import runtime
+    from centerface_flow.distributed import init_data_parallel
+
+    ms = runtime.mindspore("graph")
+    from mindspore import nn
+    from tqdm import tqdm
+
+    from centerface_flow.checkpoint import save_checkpoint
+    from centerface_flow.data.annotations import load_coco
+    from centerface_flow.data.augment import AugmentConfig
+    from centerface_flow.data.pipeline import InputSpec, TrainSource, iterate_batches
+    from centerface_flow.losses import CenterFaceLoss
+
+    out_dir = Path(out_dir)
+    state_dir = Path(state_dir) if state_dir else out_dir / ".state"
+    rank, world = init_data_parallel(cfg.devices)
+    ms.set_seed(cfg.seed)
+    net, meta = _build_network(cfg)
+    freeze_bn = cfg.init == "released" if cfg.freeze_bn is None else cfg.freeze_bn
+    net.set_train(True)
+    if freeze_bn:
+        for _, cell in net.cells_and_names():
+            if isinstance(cell, nn.BatchNorm2d):
+                cell.set_train(False)  # running statistics used and kept; gamma/beta still learn
+    spec = InputSpec(meta.input_format, meta.mean, meta.std, meta.landmark_origin)
+    augment = AugmentConfig(cfg.resolution, cfg.anchor_sampling, cfg.rand_crop, tuple(cfg.crop_scales), cfg.flip,
+                            cfg.color_aug)
+    source = TrainSource(load_coco(annotations), image_dir, augment, spec, cfg.seed, cfg.max_objs, rank, world)
+    steps_per_epoch = len(source) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"batch_size {cfg.batch_size} exceeds the {len(source)} images per device")
+    lrs = lr_schedule(cfg, steps_per_epoch)
+    decay = [p for p in net.trainable_params() if not p.name.endswith((".bias", ".gamma", ".beta"))]
+    no_decay = [p for p in net.trainable_params() if p.name.endswith((".bias", ".gamma", ".beta"))]
+    optimizer = nn.Adam([{"params": no_decay, "weight_decay": 0.0}, {"params": decay}],
+                        learning_rate=ms.Tensor(lrs), weight_decay=cfg.weight_decay)
+    net_names = {p.name for p in net.get_parameters()}
+
+    start, last = find_last_epoch(state_dir)
+    if start:
+        extra = _restore(net, optimizer, last)
+        saved = json.loads(extra.get("config", "{}"))
+        changed = sorted(k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v
+                         and k not in ("epochs", "num_workers"))
+        if changed:
+            log.warning("resuming with changed settings %s (was %s)", changed, {k: saved[k] for k in changed})
+        log.info("resumed from epoch %d (%s)", start, last)
+    rows = _read_metrics(state_dir / "metrics.csv", start)
+    if rank == 0:
+        for e in range(1, start + 1):
+            if (state_dir / f"epoch_{e}.ckpt").is_file():
+                _publish(state_dir / f"epoch_{e}.ckpt", out_dir / f"epoch_{e}.ckpt")
+    step_fn = _step_function(net, CenterFaceLoss(tuple(cfg.loss_weights)), optimizer, cfg.loss_scale, world)
+    crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
+    global_step = start * steps_per_epoch
+    bad_in_row = 0
+    for epoch in range(start + 1, cfg.epochs + 1):
+        source.set_epoch(epoch)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress or rank != 0,
+                   unit="step", dynamic_ncols=True, mininterval=2.0)
+        tick = time.perf_counter()
+        skipped = 0
+        for i, batch in enumerate(iterate_batches(source, cfg.batch_size, cfg.num_workers)):
+            loss, parts, finite = step_fn(*(ms.Tensor(a) for a in batch))
+            loss, parts, finite = float(loss.asnumpy()), parts.asnumpy(), bool(finite.asnumpy())
+            now = time.perf_counter()
+            speed = cfg.batch_size * world / max(now - tick, 1e-9)
+            tick = now
+            if not finite or not math.isfinite(loss):
+                skipped += 1
+                bad_in_row += 1
+                if bad_in_row >= cfg.max_nonfinite_steps:
+                    raise UserError(f"training diverged: {bad_in_row} steps in a row with non-finite loss or "
+                                    f"gradients (epoch {epoch}, step {i + 1}); lower lr (now {cfg.lr}) or loss_scale")
+            else:
+                bad_in_row = 0
+            rows.append({"epoch": epoch, "step": global_step + 1, "loss": f"{loss:.6g}",
+                         **{n: f"{v:.6g}" for n, v in zip(METRIC_FIELDS[3:7], parts)},
+                         "lr": f"{lrs[global_step]:.6g}", "images_per_s": f"{speed:.3f}", "skipped": int(not finite)})
+            global_step += 1
+            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{speed:.2f}", refresh=False)
+            bar.update(1)
+            if crash_after and global_step >= crash_after:
+                log.warning("%s=%d reached: killing this process (test hook)", CRASH_ENV, crash_after)
+                os.kill(os.getpid(), signal.SIGKILL)
+        bar.close()
+        if skipped:
+            log.warning("epoch %d: skipped %d of %d updates (non-finite gradients)", epoch, skipped, steps_per_epoch)
+        if rank == 0:
+            extra = {**_optimizer_state(optimizer, net_names), "epoch": epoch, "global_step": global_step,
+                     "seed": cfg.seed, "config": json.dumps(cfg.to_dict(), sort_keys=True)}
+            params = {p.name: p for p in net.get_parameters()}
+            save_checkpoint(state_dir / f"epoch_{epoch}.ckpt", params, meta, extra)
+            _write_metrics(state_dir / "metrics.csv", rows)
+            _publish(state_dir / f"epoch_{epoch}.ckpt", out_dir / f"epoch_{epoch}.ckpt")
+            _publish(state_dir / "metrics.csv", out_dir / "metrics.csv")
+            mean = np.mean([float(r["loss"]) for r in rows if int(r["epoch"]) == epoch])
+            log.info("epoch %d/%d done: mean loss %.4f, lr %.3g -> %s", epoch, cfg.epochs, mean,
+                     lrs[global_step - 1], out_dir / f"epoch_{epoch}.ckpt")
+    if rank == 0 and not (out_dir / "metrics.csv").exists() and (state_dir / "metrics.csv").exists():
+        _publish(state_dir / "metrics.csv", out_dir / "metrics.csv")
+    return out_dir / f"epoch_{cfg.epochs}.ckpt"
