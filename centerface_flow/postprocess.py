@@ -27,7 +27,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -46,8 +45,8 @@ __all__ = [
     "format_landmark_rows",
     "format_wider",
     "select",
+    "update_landmarks_table",
     "write_image_result",
-    "write_landmarks_table",
     "write_tree",
 ]
 
@@ -190,6 +189,13 @@ def write_image_result(out_dir: str | os.PathLike, name: str, boxes: np.ndarray,
     return path
 
 
-def write_landmarks_table(path: str | os.PathLike, rows: Iterable[str]) -> None:
-    """Write a ``landmarks.tsv`` (header + the given row blocks from :func:`format_landmark_rows`) atomically."""
-    atomic_write_text(path, LANDMARKS_HEADER + "".join(rows))
+def update_landmarks_table(out_dir: str | os.PathLike, blocks: dict[str, str]) -> Path:
+    """Put the rows of the images in ``blocks`` ({image: rows from :func:`format_landmark_rows`}) into
+    ``out_dir/landmarks.tsv``, replacing earlier rows of those images and keeping the others (atomic write)."""
+    path = Path(out_dir) / LANDMARKS_FILE
+    kept = []
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [ln for ln in lines[1:] if ln.split("\t", 1)[0] not in blocks]
+    atomic_write_text(path, LANDMARKS_HEADER + "".join(kept) + "".join(blocks.values()))
+    return path

@@ -1,0 +1,192 @@
+"""Runners: one callable per set of weights that maps a network-input batch to the four head outputs.
+
+``make_runner(weights, backend)`` accepts
+
+* a MindSpore checkpoint ``*.ckpt`` (``backend="mindspore"``, the default for .ckpt): our network, built and
+  loaded by :func:`centerface_flow.checkpoint.load_network` with the checkpoint's :class:`ModelMeta`;
+* an ONNX file (``backend="onnxruntime"``, the default for .onnx):
+
+  - one exported by ``centerface export``, recognised by its ``centerface_meta`` metadata entry;
+  - the authors' released ``centerface.onnx`` itself (recognised by its input/output names), whose outputs are
+    mapped into our conventions by :func:`centerface_flow.convert.released.map_released_outputs` and which is
+    run with :meth:`ModelMeta.released`.
+
+  ONNX files exported with a fixed input size are made size-agnostic when loaded (input/output dims symbolic;
+  the transposed convolutions' explicit ``output_shape``, which equals their default for stride 2 / kernel 2,
+  removed), so every size policy works with them.
+
+A runner is called with a float32 (N, 3, H, W) batch already in ``runner.meta.input_format`` (see
+:mod:`centerface_flow.preprocess`) and returns ``(heatmap (N,1,h,w), size (N,2,h,w), offset (N,2,h,w),
+landmarks (N,10,h,w))`` as float32 numpy arrays in the model zoo's channel conventions (:mod:`centerface_flow.decode`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from centerface_flow.errors import UserError
+
+__all__ = ["BACKENDS", "Runner", "default_backend", "make_runner"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("mindspore", "onnxruntime")
+_META_KEY = "centerface_meta"
+
+
+class Runner:
+    """``runner(batch) -> (heatmap, size, offset, landmarks)``; ``meta`` tells the pixel format and decoder origin."""
+
+    def __init__(self, fn, meta, backend: str, weights: Path, description: str) -> None:
+        self._fn = fn
+        self.meta = meta
+        self.backend = backend
+        self.weights = weights
+        self.description = description
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"runner input must be (N, 3, H, W), got {batch.shape}")
+        outputs = tuple(np.asarray(o, dtype=np.float32) for o in self._fn(batch))
+        if len(outputs) != 4:
+            raise RuntimeError(f"{self.weights}: expected 4 outputs, got {len(outputs)}")
+        return outputs
+
+    def __repr__(self) -> str:
+        return f"Runner({self.description})"
+
+
+def default_backend(weights: str | os.PathLike) -> str:
+    """``mindspore`` for ``*.ckpt``, ``onnxruntime`` for ``*.onnx``."""
+    suffix = Path(weights).suffix.lower()
+    if suffix == ".ckpt":
+        return "mindspore"
+    if suffix == ".onnx":
+        return "onnxruntime"
+    raise UserError(f"{weights}: weights must be a MindSpore checkpoint (.ckpt) or an ONNX file (.onnx)")
+
+
+def make_runner(weights: str | os.PathLike, backend: str | None = None, mode: str = "graph") -> Runner:
+    """Load ``weights`` for ``backend`` (default from the file suffix); ``mode`` = MindSpore graph|pynative."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise UserError(f"{weights}: weights file not found")
+    backend = backend or default_backend(weights)
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    suffix = weights.suffix.lower()
+    if backend == "mindspore":
+        if suffix != ".ckpt":
+            raise UserError(f"{weights}: the mindspore backend runs .ckpt checkpoints; use --backend onnxruntime "
+                            "for .onnx files (or convert the released model with `centerface convert released`)")
+        return _mindspore_runner(weights, mode)
+    if suffix != ".onnx":
+        raise UserError(f"{weights}: the onnxruntime backend runs .onnx files; use --backend mindspore for .ckpt")
+    return _onnx_runner(weights)
+
+
+def _mindspore_runner(weights: Path, mode: str) -> Runner:
+    from centerface_flow import runtime
+
+    ms = runtime.mindspore(mode)
+    from centerface_flow.checkpoint import load_network
+
+    net, meta = load_network(weights)
+
+    def run(batch: np.ndarray):
+        return [o.asnumpy() for o in net(ms.Tensor(batch))]
+
+    return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, {weights.name}")
+
+
+def _dynamic_onnx(model) -> None:
+    """Make a fixed-size ONNX export size-agnostic in place (see the module docstring)."""
+    for value in list(model.graph.input)[:1]:
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(list(dims)[2:], ("H", "W")):
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+        if len(dims):
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+    for k, value in enumerate(model.graph.output):
+        for d, dim in enumerate(value.type.tensor_type.shape.dim):
+            if d != 1:
+                dim.ClearField("dim_value")
+                dim.dim_param = f"out{k}_{d}"
+    del model.graph.value_info[:]
+    for node in model.graph.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "output_shape" in attrs:
+            strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
+            kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
+            pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+            if strides != [2, 2] or kernel not in (None, [2, 2]) or any(pads):
+                raise UserError(f"ConvTranspose {node.name or node.output[0]}: only stride-2 kernel-2 transposed "
+                                "convolutions can be made size-agnostic")
+            node.attribute.remove(attrs["output_shape"])
+
+
+def _onnx_runner(weights: Path) -> Runner:
+    import onnx
+
+    from centerface_flow.checkpoint import ModelMeta
+
+    try:
+        model = onnx.load(str(weights))
+    except Exception as exc:
+        raise UserError(f"{weights}: cannot read ONNX model ({exc})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if _META_KEY in props:
+        meta = ModelMeta.from_json(props[_META_KEY], where=str(weights))
+        return _exported_onnx_runner(weights, model, meta)
+    from centerface_flow.convert import released
+
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if released.ONNX_INPUT in inputs and set(released.ONNX_OUTPUTS) <= set(outputs):
+        session = _session(model)
+        names = list(released.ONNX_OUTPUTS)
+
+        def run(batch: np.ndarray):
+            return released.map_released_outputs(session.run(names, {released.ONNX_INPUT: batch}))
+
+        return Runner(run, ModelMeta.released(source=str(weights)), "onnxruntime", weights,
+                      f"ONNX Runtime, released model {weights.name}")
+    raise UserError(f"{weights}: ONNX file has no {_META_KEY!r} metadata (not written by `centerface export`) and "
+                    "is not the released centerface.onnx")
+
+
+def _session(model):
+    """An ONNX Runtime session on ``model`` made size-agnostic.
+
+    Initializers listed among the graph inputs (the released file is ONNX IR 4, which lists them) are removed
+    from the inputs first: as inputs they could be overridden at run time, so ONNX Runtime would not fold the
+    BatchNorms or fuse the convolutions, which makes the released model ~8x slower.
+    """
+    import onnxruntime
+
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    _dynamic_onnx(model)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _exported_onnx_runner(weights: Path, model, meta) -> Runner:
+    session = _session(model)
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: np.ndarray):
+        return session.run(None, {input_name: batch})
+
+    return Runner(run, meta, "onnxruntime", weights, f"ONNX Runtime, exported {weights.name}")

@@ -1,0 +1,140 @@
+"""Inference to candidates: geometry through every size policy / scale / flip, and `centerface infer`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from centerface_flow.candidates import load_candidates
+from centerface_flow.detect import InferenceConfig, detect_image, infer_images
+
+# landmark positions relative to the box (x, y): image-left eye, image-right eye, nose, left / right mouth corner
+REL_LMS = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
+
+
+class SquareFinder:
+    """A fake network that "detects" the bright rectangle in its input with the model zoo's head conventions."""
+
+    meta = SimpleNamespace(input_format="rgb255", mean=(0, 0, 0), std=(1, 1, 1), landmark_origin="cell")
+    weights = Path("fake.ckpt")
+    backend = "fake"
+    description = "square finder"
+
+    def __call__(self, batch):
+        n, _, height, width = batch.shape
+        hm = np.zeros((n, 1, height // 4, width // 4), np.float32)
+        size = np.zeros((n, 2, height // 4, width // 4), np.float32)
+        off = np.zeros_like(size)
+        lms = np.zeros((n, 10, height // 4, width // 4), np.float32)
+        for b in range(n):
+            ys, xs = np.nonzero(batch[b, 0] > 128)
+            x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+            row, col = int(cy // 4), int(cx // 4)
+            hm[b, 0, row, col] = 0.9
+            hm[b, 0, row, min(col + 2, width // 4 - 1)] = 0.2  # a second, weaker peak
+            off[b, :, row, col] = (cx / 4 - col, cy / 4 - row)
+            size[b, :, row, col] = (np.log(w / 16), np.log(h / 16))
+            pts = np.array([x0, y0]) + REL_LMS * [w, h]
+            lms[b, :, row, col] = ((pts - [4 * col, 4 * row]) / [w, h]).ravel()
+        return hm, size, off, lms
+
+
+BOX = np.array([150, 90, 270, 250], np.float32)
+
+
+def square_photo(width: int = 480, height: int = 320) -> np.ndarray:
+    img = np.zeros((height, width, 3), np.uint8)
+    x0, y0, x1, y1 = BOX.astype(int)
+    img[y0:y1, x0:x1] = 255
+    return img
+
+
+@pytest.mark.parametrize("size", ["released", "letterbox"])
+@pytest.mark.parametrize(("scales", "flip"), [((1.0,), False), ((1.0,), True), ((0.5, 1.0, 1.5), True)])
+def test_candidates_land_on_the_face_in_original_pixels(size, scales, flip):
+    cfg = InferenceConfig(size=size, scales=scales, flip=flip, top_k=5)
+    boxes, scores, lms, passes = detect_image(SquareFinder(), square_photo(), cfg)
+    assert len(cfg.passes) == len(scales) * (2 if flip else 1)
+    assert sorted(set(passes.tolist())) == list(range(len(cfg.passes)))
+    assert np.all(np.diff(scores) <= 0)
+    best = scores == np.float32(0.9)
+    assert best.sum() == len(cfg.passes)
+    for pass_box, pass_lms in zip(boxes[best], lms[best]):
+        # resampling blurs the square's edge by about one input pixel
+        np.testing.assert_allclose(pass_box, BOX, atol=3.0)
+        expect = BOX[:2] + REL_LMS * (BOX[2:] - BOX[:2])
+        np.testing.assert_allclose(pass_lms, expect, atol=3.0)
+
+
+def test_inference_config_checks():
+    from centerface_flow.errors import UserError
+
+    assert InferenceConfig(scales=(0.5, 1), flip=True).passes == ((0.5, False), (0.5, True), (1.0, False),
+                                                                  (1.0, True))
+    for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}):
+        with pytest.raises(UserError):
+            InferenceConfig(**bad)
+
+
+def wider_folder(root: Path, corrupt: bool = False) -> Path:
+    """A tiny WIDER-layout folder: two events, scikit-image's astronaut photo (one face) at two sizes."""
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    (root / "0--One").mkdir(parents=True)
+    (root / "1--Two").mkdir()
+    cv2.imwrite(str(root / "0--One" / "a.jpg"), photo)
+    cv2.imwrite(str(root / "1--Two" / "b.jpg"), cv2.resize(photo, (300, 420)))
+    if corrupt:
+        (root / "1--Two" / "c.jpg").write_bytes(b"\xff\xd8\xff broken")
+    return root
+
+
+def test_infer_images_records_failures(tmp_path):
+    from centerface_flow.detect import collect_images
+
+    root = wider_folder(tmp_path / "imgs", corrupt=True)
+    images = collect_images(root)
+    assert [rel for _, rel in images] == ["0--One/a.jpg", "1--Two/b.jpg", "1--Two/c.jpg"]
+
+    class Bright(SquareFinder):
+        def __call__(self, batch):
+            return super().__call__(np.where(batch > 250, 255, 0).astype(np.float32))
+
+    cands = infer_images(Bright(), images, InferenceConfig(top_k=3), progress=False)
+    assert cands.paths == ["0--One/a.jpg", "1--Two/b.jpg"] and cands.failed == ["1--Two/c.jpg"]
+    assert cands.sizes.tolist() == [[512, 512], [300, 420]]
+    assert cands.meta["inference"]["top_k"] == 3 and cands.meta["backend"] == "fake"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "centerface_flow.cli", *args], capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def test_infer_command_with_released_onnx(tmp_path, released_onnx):
+    root = wider_folder(tmp_path / "imgs", corrupt=True)
+    out = tmp_path / "cands.npz"
+    res = run_cli("infer", "--weights", str(released_onnx), "--images", str(root), "--out", str(out), "--flip",
+                  "--scales", "0.5", "1", "--top-k", "50")
+    assert res.returncode == 1, res.stderr  # the corrupt image makes the run fail, after writing the file
+    assert "c.jpg" in res.stderr
+    cands = load_candidates(out)
+    assert cands.failed == ["1--Two/c.jpg"] and len(cands) == 2
+    assert len(cands.meta["inference"]["passes"]) == 4
+    for i in range(2):
+        boxes, scores, lms = cands.image(i)
+        assert len(scores) <= 4 * 50 and scores[0] > 0.5, "the astronaut's face"
+        # all four passes find her face: their best boxes agree
+        w, h = cands.sizes[i]
+        top = boxes[:4]
+        assert np.all(np.abs(top - top.mean(0)) < 0.08 * max(w, h))
+        inside = (lms[0, :, 0] > boxes[0, 0]) & (lms[0, :, 0] < boxes[0, 2]) & (lms[0, :, 1] > boxes[0, 1])
+        assert inside.all()
+        assert lms[0, 0, 0] < lms[0, 1, 0], "landmark 0 is the eye on the image's left"
