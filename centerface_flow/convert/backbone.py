@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from centerface_flow.errors import UserError
-from centerface_flow.nets.mobilenetv2 import INVERTED_RESIDUAL_SETTING, TAPS
 
 __all__ = [
     "backbone_from_checkpoint",
@@ -45,6 +44,8 @@ _BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "runnin
 
 def _layout() -> list[tuple[int, int, int, int, int, int]]:
     """Per torchvision feature 1..17: (feature index, group 1-4, index in group, in_ch, out_ch, expansion)."""
+    from centerface_flow.nets.layout import INVERTED_RESIDUAL_SETTING, TAPS
+
     rows, feature, group, local, in_ch = [], 1, 1, 1, 32
     for stage, (t, c, n, _s) in enumerate(INVERTED_RESIDUAL_SETTING):
         for _ in range(n):

@@ -12,22 +12,10 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
+
 __all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
 
-#: (expansion t, output channels c, repeats n, first stride s) per stage, as in torchvision ``mobilenet_v2``.
-INVERTED_RESIDUAL_SETTING = (
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-)
-#: After which stage index each tap ends (``need_fp1`` .. ``need_fp4``).
-TAPS = (1, 2, 4, 6)
-#: Channels of the four taps (strides 4, 8, 16, 32).
-FEATURE_CHANNELS = (24, 32, 96, 320)
 
 
 def make_activation(activation: str) -> nn.Cell:
