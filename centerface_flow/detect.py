@@ -99,7 +99,10 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
     from tqdm import tqdm
 
     builder = CandidatesBuilder()
-    for path, rel in tqdm(images, desc="infer", unit="img", disable=not progress, dynamic_ncols=True):
+    for count, (path, rel) in enumerate(tqdm(images, desc="infer", unit="img", disable=not progress,
+                                             dynamic_ncols=True)):
+        if not progress and count and count % 50 == 0:
+            log.info("%d / %d images", count, len(images))
         try:
             image = read_image(path)
         except ImageReadError as exc:

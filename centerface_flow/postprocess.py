@@ -107,18 +107,23 @@ def select(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, size: t
 
 def format_wider(name: str, boxes: np.ndarray, scores: np.ndarray) -> str:
     """The WIDER prediction file text for one image: name, count, ``x y w h score`` rows."""
-    lines = [name, str(len(scores))]
-    for (x1, y1, x2, y2), s in zip(boxes.tolist(), scores.tolist()):
-        lines.append(f"{x1:.2f} {y1:.2f} {x2 - x1:.2f} {y2 - y1:.2f} {s:.6f}")
-    return "\n".join(lines) + "\n"
+    n = len(scores)
+    rows = np.empty((n, 5), np.float64)
+    rows[:, :2] = boxes[:, :2]
+    rows[:, 2:4] = boxes[:, 2:4] - boxes[:, :2]
+    rows[:, 4] = scores
+    return f"{name}\n{n}\n" + ("%.2f %.2f %.2f %.2f %.6f\n" * n) % tuple(rows.ravel().tolist())
 
 
 def format_landmark_rows(image: str, scores: np.ndarray, landmarks: np.ndarray) -> str:
     """Rows of ``landmarks.tsv`` for one image (no header)."""
-    rows = []
-    for rank, (s, pts) in enumerate(zip(scores.tolist(), landmarks.reshape(-1, 10).tolist()), start=1):
-        rows.append(f"{image}\t{rank}\t{s:.6f}\t" + "\t".join(f"{v:.2f}" for v in pts))
-    return "\n".join(rows) + ("\n" if rows else "")
+    n = len(scores)
+    rows = np.empty((n, 12), np.float64)
+    rows[:, 0] = np.arange(1, n + 1)
+    rows[:, 1] = scores
+    rows[:, 2:] = landmarks.reshape(n, 10)
+    template = image.replace("%", "%%") + "\t%d\t%.6f" + "\t%.2f" * 10 + "\n"
+    return (template * n) % tuple(rows.ravel().tolist())
 
 
 def _relative_txt(path: str) -> str:

@@ -162,4 +162,4 @@ def test_postprocess_610_images_is_fast(tmp_path):
     res = _cli("postprocess", str(tmp_path / "c.npz"), "--out", str(tmp_path / "tree"), "--score-threshold", "0.01")
     elapsed = time.perf_counter() - start
     assert res.returncode == 0, res.stderr
-    assert elapsed < 1.5, f"postprocess of 610 images took {elapsed:.2f} s"
+    assert elapsed < 3.0, f"postprocess of 610 images took {elapsed:.2f} s"  # ~0.7 s on an idle machine
