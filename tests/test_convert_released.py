@@ -144,3 +144,15 @@ def test_parity_with_onnxruntime_on_real_photos(ms, converted, released_onnx, wi
         clipped += r["clipped"]
     assert len(shapes) >= 5 and any(h > w for h, w in shapes) and any(w > h for h, w in shapes)
     assert total >= 20 and clipped >= 1
+
+
+def test_convert_command(ms, released_onnx, tmp_path, capsys):
+    from centerface_flow.checkpoint import load_checkpoint
+    from centerface_flow.cli import main
+
+    out = tmp_path / "r.ckpt"
+    assert main(["convert", "released", "--onnx", str(released_onnx), "--out", str(out)]) == 0
+    assert load_checkpoint(out)[1].input_format == "rgb255"
+    assert main(["convert", "backbone", "--from-ckpt", str(out), "--out", str(tmp_path / "b.ckpt")]) == 0
+    assert main(["convert", "backbone", "--pth", str(tmp_path / "none.pth"), "--out", str(tmp_path / "c.ckpt")]) == 2
+    assert "none.pth: file not found" in capsys.readouterr().err
