@@ -71,9 +71,10 @@ def ap_frame(ap_tables: dict[str, Path] | list[Path]):
 
 
 def default_pr_models(frame) -> list[str]:
-    """The best model by hard AP, plus ``released`` if present."""
-    models = [str(frame.loc[frame["hard"].idxmax(), "model"])]
-    if "released" in set(frame["model"]) and "released" not in models:
+    """The best model other than ``released`` by hard AP, plus ``released`` if present."""
+    others = frame[frame["model"] != "released"]
+    models = [str(others.loc[others["hard"].idxmax(), "model"])] if len(others) else []
+    if "released" in set(frame["model"]):
         models.append("released")
     return models
 
@@ -143,7 +144,7 @@ def summarize(ap_tables: dict[str, Path] | list[Path], out_dir: str | Path, pr_m
     outputs = {name: out_dir / f"ap_by_epoch.{name}" for name in ("csv", "md", "png")}
     outputs["pr"] = out_dir / "pr_curves.png"
     with atomic_write(outputs["csv"], "w", encoding="utf-8", newline="") as handle:
-        frame.to_csv(handle, index=False, float_format="%.17g")
+        frame.to_csv(handle, index=False)  # floats as the shortest repr that round-trips
     shown = frame.astype({"epoch": "object"}).fillna({"epoch": ""})
     atomic_write_text(outputs["md"], shown.to_markdown(index=False, floatfmt=".4f") + "\n")
     _plot_ap(frame, outputs["png"])
