@@ -1,0 +1,151 @@
+"""Training: config validation, lr schedules, data order, and (slow) kill -9 + resume ending bit-identical."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from centerface_flow.data.augment import AugmentConfig
+from centerface_flow.data.pipeline import InputSpec, TrainSource, epoch_order, iterate_batches
+from centerface_flow.errors import UserError
+from centerface_flow.train import CRASH_ENV, TrainConfig, find_last_epoch, lr_schedule
+
+
+def make_dataset(root: Path, n: int = 2, size: int = 96) -> Path:
+    """``n`` synthetic images with 2 drawn faces each (+ landmarks) and their COCO JSON; returns the JSON path."""
+    from centerface_flow.data.annotations import read_labels, to_coco, write_coco
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(n):
+        image = rng.integers(60, 120, (size, size, 3)).astype(np.uint8)
+        lines.append(f"# ev/img_{i}.jpg")
+        for _ in range(2):
+            w = int(rng.integers(size // 6, size // 3))
+            x, y = (int(v) for v in rng.integers(0, size - w, 2))
+            cv2.ellipse(image, (x + w // 2, y + w // 2), (w // 2, w // 2), 0, 0, 360, (40, 170, 230), -1)
+            pts = [(x + 0.3 * w, y + 0.35 * w), (x + 0.7 * w, y + 0.35 * w), (x + 0.5 * w, y + 0.55 * w),
+                   (x + 0.35 * w, y + 0.75 * w), (x + 0.65 * w, y + 0.75 * w)]
+            lines.append(f"{x} {y} {w} {w} " + " ".join(f"{a:.1f} {b:.1f} 0.0" for a, b in pts) + " 0.9")
+        (root / "images" / "ev").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / "ev" / f"img_{i}.jpg"), image)
+    (root / "label.txt").write_text("\n".join(lines) + "\n")
+    write_coco(to_coco(read_labels(root / "label.txt"), root / "images"), root / "train.json")
+    return root / "train.json"
+
+
+def test_config_rejects_unknown_and_bad_keys():
+    with pytest.raises(UserError, match="unknown key 'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(UserError, match="init_path"):
+        TrainConfig.from_dict({"init": "released"})
+    with pytest.raises(UserError, match="resolution"):
+        TrainConfig.from_dict({"init": "scratch", "resolution": 100})
+    cfg = TrainConfig.from_dict({"init": "scratch", "epochs": 3, "milestones": [2]})
+    assert cfg.epochs == 3 and cfg.lr == 0.004 and cfg.loss_weights == [1.0, 0.1, 1.0, 0.1]
+
+
+def test_lr_schedules():
+    cfg = TrainConfig(init="scratch", epochs=4, lr=1.0, milestones=[2, 3], gamma=0.1)
+    np.testing.assert_allclose(lr_schedule(cfg, 2), [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+    cfg = TrainConfig(init="scratch", epochs=4, lr=1.0, milestones=[], warmup_epochs=1, cosine=True)
+    lrs = lr_schedule(cfg, 2)
+    np.testing.assert_allclose(lrs[:2], [0.5, 1.0])
+    assert lrs[2] == pytest.approx((1 + np.cos(np.pi / 4)) / 2) and (np.diff(lrs[2:]) <= 0).all()
+
+
+def test_epoch_order_is_a_deterministic_sharded_permutation():
+    a = epoch_order(10, seed=3, epoch=2)
+    np.testing.assert_array_equal(a, epoch_order(10, seed=3, epoch=2))
+    assert sorted(a) == list(range(10)) and not np.array_equal(a, epoch_order(10, seed=3, epoch=3))
+    shards = [epoch_order(10, 3, 2, rank=r, world=3) for r in range(3)]
+    assert all(len(s) == 4 for s in shards)  # padded to 12, 4 per rank
+    assert set(np.concatenate(shards)) == set(range(10))
+    np.testing.assert_array_equal(np.concatenate(shards)[:10].size, 10)
+
+
+def test_pipeline_batches_and_input_formats(tmp_path):
+    from centerface_flow.data.annotations import load_coco
+
+    samples = load_coco(make_dataset(tmp_path, n=3))
+    cfg = AugmentConfig(input_size=64)
+    src = TrainSource(samples, tmp_path / "images", cfg, InputSpec(), seed=1)
+    batches = list(iterate_batches(src, 2))
+    assert len(batches) == 1  # 3 images, batch 2, remainder dropped
+    image, heatmap, ind, size, weight, offset, hps, lms = batches[0]
+    assert image.shape == (2, 3, 64, 64) and heatmap.shape == (2, 1, 16, 16) and lms.shape == (2, 10, 16, 16)
+    assert ind.sum() >= 1 and heatmap.max() == 1.0
+    again = list(iterate_batches(src, 2))[0]
+    for x, y in zip(batches[0], again):
+        np.testing.assert_array_equal(x, y)
+    rgb = TrainSource(samples, tmp_path / "images", cfg, InputSpec(input_format="rgb255"), seed=1)
+    raw = list(iterate_batches(rgb, 2))[0][0]
+    assert raw.mean() > 30 and raw.max() > 100  # 0-255 RGB (colour jitter is unclipped, as in the model zoo)
+
+
+def _train_cmd(json_path: Path, out: Path, epochs: int = 3) -> list[str]:
+    return [sys.executable, "-m", "centerface_flow.cli", "train", "--annotations", str(json_path), "--images",
+            str(json_path.parent / "images"), "--out-dir", str(out), "--init", "scratch", "--epochs", str(epochs),
+            "--resolution", "64", "--batch-size", "1", "--num-workers", "0", "--set", "head_width=8",
+            "--set", "milestones=[2]", "--no-progress"]
+
+
+def _params(path: Path) -> dict[str, np.ndarray]:
+    from centerface_flow import runtime
+
+    runtime.mindspore()
+    from centerface_flow.checkpoint import load_checkpoint
+
+    params, _, extra = load_checkpoint(path)
+    return {**{k: v.asnumpy() for k, v in params.items()}, **{k: np.asarray(v) for k, v in extra.items()}}
+
+
+@pytest.mark.slow
+def test_kill9_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    json_path = make_dataset(tmp_path, n=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # uninterrupted reference: 3 epochs x 2 steps
+    ref = subprocess.run(_train_cmd(json_path, tmp_path / "ref"), env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    # killed with SIGKILL after 3 steps = in the middle of epoch 2
+    out = tmp_path / "run"
+    crashed = subprocess.run(_train_cmd(json_path, out), env={**env, CRASH_ENV: "3"}, capture_output=True, text=True)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    assert find_last_epoch(out / ".state")[0] == 1 and not (out / "epoch_2.ckpt").exists()
+    # Snakemake deletes a failed job's declared outputs; the state directory survives
+    (out / "epoch_1.ckpt").unlink()
+    (out / "metrics.csv").unlink()
+    resumed = subprocess.run(_train_cmd(json_path, out), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from epoch 1" in resumed.stderr
+    for e in (1, 2, 3):
+        assert (out / f"epoch_{e}.ckpt").is_file()
+    a, b = _params(tmp_path / "ref" / "epoch_3.ckpt"), _params(out / "epoch_3.ckpt")
+    assert a.keys() == b.keys()
+    differing = [k for k in a if k != "config" and not np.array_equal(a[k], b[k])]
+    assert not differing, differing[:5]
+
+    def rows(path):
+        with open(path, newline="") as handle:
+            return [{k: v for k, v in r.items() if k != "images_per_s"} for r in csv.DictReader(handle)]
+
+    assert rows(tmp_path / "ref" / "metrics.csv") == rows(out / "metrics.csv")
+    assert len(rows(out / "metrics.csv")) == 6
+
+
+@pytest.mark.slow
+def test_persistent_nonfinite_loss_stops_with_clear_error(tmp_path):
+    json_path = make_dataset(tmp_path, n=2)
+    cmd = _train_cmd(json_path, tmp_path / "run", epochs=2) + ["--set", "loss_scale=1e38", "--set",
+                                                                 "max_nonfinite_steps=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "training diverged: 2 steps in a row with non-finite" in proc.stderr
+    assert not (tmp_path / "run" / "epoch_1.ckpt").exists()
