@@ -68,7 +68,7 @@ class PostprocessConfig:
     ``clip`` clips boxes to the image before NMS.
     """
 
-    score_threshold: float = 0.05
+    score_threshold: float = 0.02
     nms: str = "hard"
     nms_iou: float = 0.4
     sigma: float = 0.5
