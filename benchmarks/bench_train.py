@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_common import shared_widerface, write_subset_json  # noqa: E402
+from train_common import shared_widerface, write_subset_json
 
 
 def main() -> int:

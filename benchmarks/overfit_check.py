@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_common import average_precision, detect_all, shared_widerface, write_subset_json  # noqa: E402
+from train_common import average_precision, detect_all, shared_widerface, write_subset_json
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["shared_widerface", "write_subset_json", "detect_all", "average_precision"]
+__all__ = ["average_precision", "detect_all", "shared_widerface", "write_subset_json"]
 
 
 def shared_widerface() -> Path:
