@@ -114,3 +114,28 @@ def test_full_evaluation_is_fast(trees, gt_dir):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 2.0, f"full evaluation took {cpu:.2f} s of CPU"
+
+
+def test_mat_reader_equals_scipy_on_the_official_files(gt_dir):
+    from scipy.io import loadmat
+
+    from centerface_flow.evaluation.matfile import read_mat5
+
+    for name, variables in [("wider_face_val.mat", ["event_list", "file_list", "face_bbx_list"]),
+                            ("wider_hard_val.mat", ["gt_list"])]:
+        mine, ref = read_mat5(gt_dir / name, set(variables)), loadmat(gt_dir / name, variable_names=variables)
+        for var in variables:
+            a, b = mine[var], ref[var]
+            assert a.shape == b.shape
+            for e in range(a.shape[0]):
+                x, y = a[e, 0], b[e, 0]
+                if isinstance(x, str):
+                    assert x == str(y[0])
+                    continue
+                assert x.shape == y.shape
+                for j in range(x.shape[0]):
+                    u, v = x[j, 0], y[j, 0]
+                    if isinstance(u, str):
+                        assert u == str(v[0])
+                    else:  # gt_list is class double stored as uint8: same values
+                        assert u.shape == v.shape and np.array_equal(u, v)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from centerface_flow.errors import UserError
+from centerface_flow.evaluation.matfile import MatFormatError, read_mat5
 
 __all__ = ["GT_FILES", "SETTINGS", "GroundTruth", "load_ground_truth"]
 
@@ -75,13 +76,22 @@ def _cell_strings(cell: np.ndarray) -> list[str]:
     return [str(np.asarray(item).ravel()[0]) for item in np.asarray(cell).ravel()]
 
 
+def _load_mat(path: Path, names: list[str]) -> dict:
+    """The variables ``names`` of a ``.mat`` file: the small v5 reader, scipy for anything it does not support."""
+    try:
+        return read_mat5(path, set(names))
+    except MatFormatError as exc:
+        log.debug("%s: %s; reading it with scipy.io.loadmat", path, exc)
+    from scipy.io import loadmat
+
+    return loadmat(path, variable_names=names)
+
+
 def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
     """Read the four official ``.mat`` files from ``gt_dir`` (the eval_tools ``ground_truth/`` folder).
 
     Raises ``UserError`` when a file is missing or does not have the official structure.
     """
-    from scipy.io import loadmat
-
     gt_dir = Path(gt_dir)
     missing = [name for name in GT_FILES if not (gt_dir / name).is_file()]
     if missing:
@@ -92,11 +102,11 @@ def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
                         f"WIDER FACE val ground truth {', '.join(GT_FILES)}{hint}")
     main_path = gt_dir / GT_FILES[0]
     try:
-        main = loadmat(main_path, variable_names=["event_list", "file_list", "face_bbx_list"])
+        main = _load_mat(main_path, ["event_list", "file_list", "face_bbx_list"])
         events = _cell_strings(main["event_list"])
         file_lists = [_cell_strings(cell) for cell in np.asarray(main["file_list"]).ravel()]
         box_lists = [[np.asarray(b) for b in np.asarray(cell).ravel()] for cell in np.asarray(main["face_bbx_list"]).ravel()]
-    except (KeyError, ValueError, TypeError, IndexError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, IndexError, OSError, NotImplementedError) as exc:
         raise UserError(f"{main_path}: not the official WIDER FACE ground truth ({exc})") from exc
     if not (len(events) == len(file_lists) == len(box_lists)):
         raise UserError(f"{main_path}: event_list, file_list and face_bbx_list have different lengths")
@@ -119,9 +129,9 @@ def load_ground_truth(gt_dir: str | Path) -> GroundTruth:
     for setting in SETTINGS:
         path = gt_dir / f"wider_{setting}_val.mat"
         try:
-            cells = np.asarray(loadmat(path, variable_names=["gt_list"])["gt_list"]).ravel()
+            cells = np.asarray(_load_mat(path, ["gt_list"])["gt_list"]).ravel()
             lists = [[np.asarray(k).ravel() for k in np.asarray(cell).ravel()] for cell in cells]
-        except (KeyError, ValueError, TypeError, OSError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, OSError, NotImplementedError) as exc:
             raise UserError(f"{path}: no usable gt_list ({exc})") from exc
         flat = [k for event in lists for k in event]
         if len(flat) != len(boxes):

@@ -97,7 +97,7 @@ def write_ground_truth(gt: GroundTruth, out_dir: str | Path) -> Path:
     }
     savemat(out_dir / "wider_face_val.mat", common)
     for setting, keep in gt.keep.items():
-        lists = [[(np.flatnonzero(keep[gt.face_offsets[i]:gt.face_offsets[i + 1]]) + 1).astype(np.double)[:, None]
+        lists = [[(np.flatnonzero(keep[gt.face_offsets[i]:gt.face_offsets[i + 1]]) + 1).astype(np.uint16)[:, None]
                   for i in ims] for ims in images]
         savemat(out_dir / f"wider_{setting}_val.mat", {**common, "gt_list": cells(lists)})
     return out_dir
