@@ -1,6 +1,4 @@
 # Parse-time set-up: validate config.yaml, resolve the data set (real or embedded demo), list the models to test.
-import os
-
 from centerface_flow import runtime
 from centerface_flow.config import select_epochs, validate_config
 from centerface_flow.errors import UserError
@@ -9,6 +7,7 @@ from centerface_flow.workflow import (
     dataset_paths,
     on_ascend,
     read_best,
+    released_onnx_or_empty,
 )
 
 try:
@@ -43,16 +42,19 @@ wildcard_constraints:
     n=r"\d+",
 
 
-def model_weights(wildcards):
-    """The checkpoint a model name stands for."""
-    if wildcards.model == "released":
+def weights_of(model):
+    """The checkpoint a model name (released, epoch_E) stands for."""
+    if model == "released":
         return "results/released/centerface.ckpt"
-    return f"results/train/{wildcards.model}.ckpt"
+    return f"results/train/{model}.ckpt"
+
+
+def model_weights(wildcards):
+    return weights_of(wildcards.model)
 
 
 def best_weights(wildcards):
-    best = checkpoints.select_best.get().output[0]
-    return model_weights(Wildcards(fromdict={"model": read_best(best)}))
+    return weights_of(read_best(checkpoints.select_best.get().output[0]))
 
 
 def best_model_name(wildcards):

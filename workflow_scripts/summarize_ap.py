@@ -5,5 +5,5 @@ from centerface_flow.evaluation import summarize
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-summarize([Path(p) for p in snakemake.input.ap], Path(snakemake.output.csv).parent,  # noqa: F821
-          pr_tables=[Path(p) for p in snakemake.input.pr])  # noqa: F821
+# the PR curve tables (input.pr) are found next to the AP tables as <model>_pr.tsv
+summarize([Path(p) for p in snakemake.input.ap], Path(snakemake.output.csv).parent)  # noqa: F821

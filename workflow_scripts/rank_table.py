@@ -1,0 +1,11 @@
+"""Rule rank_table: the HCCL rank table for train.devices Ascend devices (`centerface rank-table`)."""
+import sys
+
+from centerface_flow.cli import main
+from centerface_flow.workflow import script_logging
+
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+n = int(snakemake.wildcards.n)  # noqa: F821
+ids = snakemake.params.device_ids or list(range(n))  # noqa: F821
+sys.exit(main(["rank-table", "--devices", str(n), "--device-ids", ",".join(map(str, ids)),
+               "--out", snakemake.output[0]]))  # noqa: F821
