@@ -138,3 +138,26 @@ def test_infer_command_with_released_onnx(tmp_path, released_onnx):
         inside = (lms[0, :, 0] > boxes[0, 0]) & (lms[0, :, 0] < boxes[0, 2]) & (lms[0, :, 1] > boxes[0, 1])
         assert inside.all()
         assert lms[0, 0, 0] < lms[0, 1, 0], "landmark 0 is the eye on the image's left"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_released_onnx_on_real_val_images(tmp_path, widerface, released_onnx):
+    """infer → postprocess → evaluate on the first 10 shared val images (one event) with the released model."""
+    images = tmp_path / "images"
+    (images / "0--Parade").mkdir(parents=True)
+    for src in sorted((widerface / "WIDER_val" / "images" / "0--Parade").glob("*.jpg"))[:10]:
+        (images / "0--Parade" / src.name).symlink_to(src)
+    res = run_cli("infer", "--weights", str(released_onnx), "--images", str(images), "--out", str(tmp_path / "c.npz"))
+    assert res.returncode == 0, res.stderr
+    res = run_cli("postprocess", str(tmp_path / "c.npz"), "--out", str(tmp_path / "tree"))
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "tree" / "0--Parade").glob("*.txt"))) == 10
+    res = run_cli("evaluate", "--pred", str(tmp_path / "tree"), "--gt", str(widerface / "ground_truth"), "--subset",
+                  "--out", str(tmp_path / "ap.tsv"))
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "ap.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    ap = {row.split("\t")[header.index("setting")]: float(row.split("\t")[header.index("ap")]) for row in lines[1:]}
+    # parade crowds: the released model finds most easy/medium faces; hard ones (tiny) much less
+    assert ap["easy"] > 0.8 and ap["medium"] > 0.75 and 0.3 < ap["hard"] < ap["medium"], ap
