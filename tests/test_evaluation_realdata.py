@@ -29,9 +29,15 @@ from centerface_flow.evaluation.synthetic import synthetic_detections, write_gro
 
 pytestmark = pytest.mark.realdata
 
-# (tree, protocol, iou) -> reference APs (easy, medium, hard), see the module docstring
+# (tree, protocol, iou) -> reference APs (easy, medium, hard), see the module docstring and the ``trees`` fixture
 REFERENCE = {
     ("s1", "python", 0.5): (0.4312112690202865, 0.5407462243592257, 0.6581580348634026),
+    ("s1", "python", 0.4): (0.6859858890069126, 0.7438188252962716, 0.7945920137902416),
+    ("s1", "official", 0.5): (0.42329536436890142, 0.53468066515228674, 0.65320721436911611),
+    ("t2", "python", 0.5): (0.6901887944800509, 0.7388670022533426, 0.7923661635829422),
+    ("t3", "python", 0.5): (0.4069167730011968, 0.4888419373693178, 0.5941421622188326),
+    ("t3", "python", 0.4): (0.42087100021172885, 0.500326284158347, 0.6042340780767321),
+    ("t3", "official", 0.5): (0.40419759682575712, 0.48611840955508773, 0.59086267175351104),
 }
 
 
@@ -61,6 +67,7 @@ def trees(gt_dir, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     }
     # t3: a reduced ground truth (the 610 shared images) and a stress tree: half-pixel corners, tiny boxes, ties
     small = gt.restrict(first_images(gt))
+    small_dir = write_ground_truth(small, root / "gt610")
     det = synthetic_detections(small, 3, jitter=0.08, extra_per_image=30)
     rng = np.random.default_rng(33)
     for d in det:
@@ -68,7 +75,12 @@ def trees(gt_dir, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         tiny = rng.random(len(d)) < 0.1
         d[tiny, 2:4] = rng.choice([0.0, 0.5, 1.0, 1.5], (int(tiny.sum()), 2))
         d[:, 4] = np.round(d[:, 4], 2)
-    out["t3"] = (write_tree(small, det, root / "t3"), write_ground_truth(small, root / "gt610"))
+    out["t3"] = (write_tree(small, det, root / "t3"), small_dir)
+    # t4: t3 with fine scores all above 1 (the two protocols normalise those differently)
+    rng = np.random.default_rng(44)
+    for d in det:
+        d[:, 4] = np.round(1.5 + 3 * d[:, 4] + rng.uniform(0, 0.03, len(d)), 6)
+    out["t4"] = (write_tree(small, det, root / "t4", score_decimals=6), small_dir)
     return out
 
 
@@ -78,7 +90,7 @@ def test_equals_reference_implementation(trees, key):
     name, protocol, iou = key
     pred, gt = trees[name]
     got = evaluate_tree(pred, gt, iou=iou, protocol=protocol).ap()
-    np.testing.assert_allclose([got["easy"], got["medium"], got["hard"]], REFERENCE[key], rtol=0, atol=1e-9)
+    np.testing.assert_allclose([got["easy"], got["medium"], got["hard"]], REFERENCE[key], rtol=0, atol=1e-12)
 
 
 def test_ground_truth_counts(gt_dir):

@@ -14,6 +14,7 @@ from pathlib import Path
 from centerface_flow.evaluation.core import PROTOCOLS, EvalResult, SettingResult, evaluate_arrays, voc_ap
 from centerface_flow.evaluation.groundtruth import SETTINGS, GroundTruth, load_ground_truth
 from centerface_flow.evaluation.predictions import Predictions, read_prediction_tree
+from centerface_flow.evaluation.summary import summarize
 from centerface_flow.evaluation.tables import read_ap_table, read_pr_curves, write_ap_table, write_pr_curves
 
 __all__ = [
@@ -55,10 +56,3 @@ def evaluate_tree(pred_dir: str | Path, gt_dir: str | Path, iou: float = 0.5, pr
     gt = load_ground_truth(gt_dir)
     preds = read_prediction_tree(pred_dir, gt, subset=subset)
     return evaluate_arrays(gt, preds, iou=iou, protocol=protocol, subset=subset)
-
-
-def summarize(ap_tables, out_dir, pr_models=None, pr_tables=None):
-    """Summary across models; see :func:`centerface_flow.evaluation.summary.summarize`."""
-    from centerface_flow.evaluation.summary import summarize as _summarize
-
-    return _summarize(ap_tables, out_dir, pr_models=pr_models, pr_tables=pr_tables)

@@ -45,10 +45,11 @@ def synthetic_detections(gt: GroundTruth, seed: int, keep: float = 0.85, jitter:
 
 
 def write_tree(gt: GroundTruth, detections: list[np.ndarray], out_dir: str | Path, sorted_rows: bool = False,
-               images: np.ndarray | None = None) -> Path:
+               images: np.ndarray | None = None, score_decimals: int = 4) -> Path:
     """Write ``detections`` (one array per ground-truth image) as ``out_dir/<event>/<image>.txt``.
 
-    sorted_rows: write each file by descending score (stable); images: (I,) bool, only those images get a file.
+    sorted_rows: write each file by descending score (stable); images: (I,) bool, only those images get a file;
+    boxes are written with 1 decimal, scores with ``score_decimals``.
     """
     out_dir = Path(out_dir)
     for i, (event, name) in enumerate(gt.image_keys()):
@@ -58,7 +59,7 @@ def write_tree(gt: GroundTruth, detections: list[np.ndarray], out_dir: str | Pat
         if sorted_rows:
             rows = rows[np.argsort(-rows[:, 4], kind="stable")]
         (out_dir / event).mkdir(parents=True, exist_ok=True)
-        body = "".join(f"{x:.1f} {y:.1f} {w:.1f} {h:.1f} {s:.4f}\n" for x, y, w, h, s in rows.tolist())
+        body = "".join(f"{x:.1f} {y:.1f} {w:.1f} {h:.1f} {s:.{score_decimals}f}\n" for x, y, w, h, s in rows.tolist())
         (out_dir / event / f"{name}.txt").write_text(f"{event}/{name}.jpg\n{len(rows)}\n{body}")
     return out_dir
 
