@@ -13,6 +13,7 @@ low-threshold detector's output). The tree is cached under benchmarks/out/ (git-
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,15 +48,22 @@ def main() -> int:
                "--protocol", args.protocol]
     if not Path(command[0]).is_file():
         command = [sys.executable, "-m", "centerface_flow.cli", *command[1:]]
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(command, check=True, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     print(proc.stdout, end="")
     print(f"tree: {tree} ({rows} detections)")
     print(f"`centerface evaluate --protocol {args.protocol}`, process start to finish, {args.repeat} runs: "
-          f"min {min(times):.3f} s, median {statistics.median(times):.3f} s, max {max(times):.3f} s")
+          f"wall min {min(times):.3f} s, median {statistics.median(times):.3f} s, max {max(times):.3f} s; "
+          f"CPU (user + sys) median {statistics.median(cpu):.3f} s")
+    load = Path("/proc/loadavg")
+    if load.is_file():
+        print(f"load average while measuring: {load.read_text().split()[0]} (a busy machine stretches wall time)")
     return 0
 
 
