@@ -65,4 +65,4 @@ def air_input(wildcards):
     # Raised while the DAG is built, before any job runs.
     if not ON_ASCEND:
         raise WorkflowError(air_unavailable_message("results/best.air"))
-    return {"ckpt": "results/best.ckpt", "images": DATA["val_images"]}
+    return {"ckpt": best_weights(wildcards), "images": DATA["val_images"]}

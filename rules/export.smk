@@ -1,5 +1,6 @@
-# Export of the best model. results/best.txt comes from a checkpoint rule: the input of copy_best is decided only
-# after it exists, and copy_best (and the exports after it) rerun only when the chosen checkpoint changes.
+# Export of the best model. results/best.txt comes from a checkpoint rule: the inputs of copy_best and of the
+# exports (the chosen epoch's checkpoint itself, not results/best.ckpt, so that Snakemake re-evaluates them
+# after the checkpoint ran) are decided only once it exists, and they rerun only when the choice changes.
 
 
 rule copy_best:
@@ -19,7 +20,7 @@ rule copy_best:
 
 rule export_model:
     input:
-        ckpt="results/best.ckpt",
+        ckpt=best_weights,
         images=DATA["val_images"],
     output:
         model="results/best.{fmt}",
