@@ -22,5 +22,6 @@ rule all:
     input:
         "results/summary/ap_by_epoch.csv",
         "results/best.txt",
+        "results/best.ckpt",
         "results/best.mindir",
         "results/best.onnx",
