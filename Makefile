@@ -20,7 +20,7 @@ $(BIN)/centerface: pyproject.toml setup.py $(wildcard kernels/*.pyx)
 setup: $(BIN)/centerface
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/default results/best.onnx results/best.mindir
+	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
 	$(BIN)/python -m pytest -q

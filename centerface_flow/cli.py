@@ -14,7 +14,7 @@ import sys
 from centerface_flow import __version__
 from centerface_flow.errors import UserError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 #: Sub-command modules, in the order ``centerface --help`` lists them.
 COMMANDS = [

@@ -12,7 +12,7 @@ from typing import Any
 
 from centerface_flow.errors import UserError
 
-__all__ = ["load_schema", "validate_config", "select_epochs"]
+__all__ = ["load_schema", "select_epochs", "validate_config"]
 
 
 @lru_cache(maxsize=1)

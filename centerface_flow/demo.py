@@ -26,7 +26,7 @@ import numpy as np
 
 from centerface_flow.io import atomic_write, atomic_write_text
 
-__all__ = ["DemoSpec", "ASTRONAUT_FACE", "LFW_FACE", "build_demo", "compose_image"]
+__all__ = ["ASTRONAUT_FACE", "LFW_FACE", "DemoSpec", "build_demo", "compose_image"]
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import numpy as np
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text, publish
 
-__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "relative_errors", "first_image"]
+__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "first_image", "relative_errors"]
 
 log = logging.getLogger(__name__)
 

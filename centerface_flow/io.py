@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "publish"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "publish"]
 
 
 def _umask() -> int:

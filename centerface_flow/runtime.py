@@ -7,10 +7,11 @@ of these defaults by exporting the variable themselves; ``CENTERFACE_NO_FAST_PAT
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
-__all__ = ["FAST_PATH_ENV", "apply_fast_path_env", "mindspore", "device_target"]
+__all__ = ["FAST_PATH_ENV", "apply_fast_path_env", "device_target", "mindspore"]
 
 #: Environment defaults applied before MindSpore is imported (only where the variable is not already set).
 FAST_PATH_ENV = {
@@ -58,8 +59,8 @@ def device_target() -> str:
     try:
         if ms.hal.is_available("Ascend"):
             return "Ascend"
-    except Exception:  # noqa: BLE001 - device probing must never stop a CPU run
-        pass
+    except Exception as exc:  # noqa: BLE001 - device probing must never stop a CPU run
+        logging.getLogger(__name__).debug("no Ascend device (%s)", exc)
     return "CPU"
 
 

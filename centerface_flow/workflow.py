@@ -12,14 +12,14 @@ from centerface_flow.io import atomic_write_text
 
 __all__ = [
     "DATASET_KEYS",
+    "air_unavailable_message",
     "dataset_paths",
     "on_ascend",
-    "released_onnx_or_empty",
-    "air_unavailable_message",
-    "script_logging",
     "pick_best",
-    "write_best",
     "read_best",
+    "released_onnx_or_empty",
+    "script_logging",
+    "write_best",
 ]
 
 DATASET_KEYS = ("train_images", "train_labels", "val_images", "val_ground_truth")

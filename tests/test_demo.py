@@ -13,7 +13,7 @@ def demo(tmp_path_factory):
 
 
 def test_layout(demo):
-    out, paths = demo
+    _, paths = demo
     train = sorted(paths["train_images"].rglob("*.jpg"))
     val = sorted(paths["val_images"].rglob("*.jpg"))
     assert len(train) == 6 and len(val) == 4

@@ -24,7 +24,7 @@ WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "prof
 #: Small enough to train in seconds on 2 cores; otherwise the shipped config.yaml.
 TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
         "export": {"height": 128, "width": 160}}
-JOB_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", re.M)
+JOB_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", re.MULTILINE)
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -37,7 +37,7 @@ def run_snakemake(workdir: Path, *targets: str, check: bool = True) -> tuple[lis
     """Run Snakemake in ``workdir``; return (names of the jobs that ran, the whole log)."""
     env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
     proc = subprocess.run([SNAKEMAKE, "--cores", "2", *targets], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=1500)
+                          text=True, timeout=1500, check=False)
     text = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         pytest.fail(f"snakemake failed ({proc.returncode}):\n{text[-6000:]}")

@@ -5,8 +5,8 @@ from centerface_flow import runtime
 
 runtime.apply_fast_path_env()  # before anything imports MindSpore
 
-from centerface_flow.cli import main  # noqa: E402
-from centerface_flow.workflow import script_logging  # noqa: E402
+from centerface_flow.cli import main
+from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 infer = snakemake.params.infer  # noqa: F821
