@@ -15,7 +15,7 @@ rule infer_candidates:
         "results/benchmarks/infer_candidates/{model}.tsv"
     conda:
         "../envs/centerface.yaml"
-    threads: workflow.cores
+    threads: 8  # capped at --cores by Snakemake
     params:
         infer=config["infer"],
     script:

@@ -28,7 +28,7 @@ rule train_model:
         "results/benchmarks/train_model.tsv"
     conda:
         "../envs/centerface.yaml"
-    threads: workflow.cores
+    threads: 8  # capped at --cores by Snakemake
     resources:
         devices=TRAIN_DEVICES,
     params:
