@@ -24,7 +24,7 @@ from pathlib import Path
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text
 
-__all__ = ["WORKER_ENV", "in_launched_worker", "init_data_parallel", "msrun_command", "quote", "rank_table",
+__all__ = ["WORKER_ENV", "free_port", "in_launched_worker", "init_data_parallel", "msrun_command", "msrun_env", "quote", "rank_table",
            "read_hccn_conf", "write_rank_table"]
 
 log = logging.getLogger(__name__)
@@ -77,15 +77,33 @@ def write_rank_table(path: str | os.PathLike, table: dict) -> Path:
     return Path(path)
 
 
-def msrun_command(n: int, argv: list[str], log_dir: str | os.PathLike, master_port: int = 8118,
+def free_port() -> int:
+    """A TCP port that is free on this host right now (for msrun's scheduler)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def msrun_command(n: int, argv: list[str], log_dir: str | os.PathLike, master_port: int | None = None,
                   rank_table_file: str | None = None) -> list[str]:
-    """``msrun`` running ``centerface <argv>`` as ``n`` workers on this host (joined; logs in ``log_dir``)."""
+    """``msrun`` running ``centerface <argv>`` as ``n`` workers on this host (joined; logs in ``log_dir``).
+
+    ``master_port`` defaults to a free port."""
+    master_port = master_port or free_port()
     msrun = Path(sys.executable).with_name("msrun")
     cmd = [str(msrun) if msrun.exists() else "msrun", f"--worker_num={n}", f"--local_worker_num={n}",
            f"--master_port={master_port}", f"--log_dir={log_dir}", "--join=True"]
     if rank_table_file:
         cmd.append(f"--rank_table_file={rank_table_file}")
     return [*cmd, _cli_script(), *argv]
+
+
+def msrun_env(environ: dict | None = None) -> dict:
+    """Environment for msrun: it starts workers as ``python <script>``, the first ``python`` on ``PATH``, so put
+    this interpreter's directory (the virtualenv's ``bin``) first."""
+    env = dict(os.environ if environ is None else environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
 
 
 def _cli_script() -> str:

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if cfg.devices > 1 and not distributed.in_launched_worker():
         from pathlib import Path
 
-        argv = [a for a in sys.argv[1:]]
+        argv = list(sys.argv[1:])
         cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs")
         print(f"centerface train: launching {cfg.devices} workers: {distributed.quote(cmd)}", file=sys.stderr)
-        return subprocess.call(cmd)
+        return subprocess.call(cmd, env=distributed.msrun_env())
     from centerface_flow import runtime
 
     runtime.mindspore("graph")
