@@ -29,8 +29,10 @@ __all__ = ["WORKER_ENV", "free_port", "in_launched_worker", "init_data_parallel"
 
 log = logging.getLogger(__name__)
 
-#: Environment variables that show a process was started by msrun (or a rank-table launch script).
-WORKER_ENV = ("MS_WORKER_NUM", "RANK_TABLE_FILE", "RANK_SIZE")
+#: Environment variables that show a process is one worker of a launched job: msrun sets ``MS_ROLE`` (and
+#: ``RANK_ID``); the model zoo's rank-table scripts set ``RANK_ID`` per process. ``RANK_TABLE_FILE`` alone does not
+#: count: with it, ``centerface train`` starts ``msrun --rank_table_file``.
+WORKER_ENV = ("MS_ROLE", "RANK_ID")
 
 
 def read_hccn_conf(path: str | os.PathLike = "/etc/hccn.conf") -> dict[str, str]:

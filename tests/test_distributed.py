@@ -74,7 +74,11 @@ def test_msrun_command_and_worker_detection(tmp_path, monkeypatch):
     assert distributed.init_data_parallel(1) == (0, 1)
     with pytest.raises(UserError, match="msrun --worker_num=2"):
         distributed.init_data_parallel(2)
-    monkeypatch.setenv("MS_WORKER_NUM", "2")
+    monkeypatch.setenv("RANK_TABLE_FILE", "hccl_2p.json")
+    assert not distributed.in_launched_worker()  # a rank table alone: train launches msrun --rank_table_file
+    cmd = distributed.msrun_command(2, ["train"], tmp_path, rank_table_file="hccl_2p.json")
+    assert "--rank_table_file=hccl_2p.json" in cmd
+    monkeypatch.setenv("MS_ROLE", "MS_WORKER")
     assert distributed.in_launched_worker()
 
 

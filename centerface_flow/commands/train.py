@@ -74,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         argv = list(sys.argv[1:])
-        cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs")
+        import os
+
+        cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs",
+                                        rank_table_file=os.environ.get("RANK_TABLE_FILE") or None)
         print(f"centerface train: launching {cfg.devices} workers: {distributed.quote(cmd)}", file=sys.stderr)
         return subprocess.call(cmd, env=distributed.msrun_env())
     from centerface_flow import runtime
