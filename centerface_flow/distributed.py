@@ -7,7 +7,7 @@
 * :func:`msrun_command` is the ``msrun`` command line that starts ``n`` worker processes of a ``centerface``
   sub-command on this host (MindSpore's own launcher; it sets each worker's rank through its scheduler).
 * :func:`init_data_parallel` is called by every worker: with more than one device it initialises
-  ``mindspore.communication`` (HCCL on Ascend, NCCL on GPU, MindSpore's gloo-based collectives on CPU) and sets
+  ``mindspore.communication`` (HCCL on Ascend, NCCL on GPU, MindSpore's own "mccl" collectives on CPU) and sets
   data-parallel mode; each rank then reads its own shard of every epoch and gradients are all-reduced (mean).
   Only rank 0 writes checkpoints and metrics (``train.train``).
 """
