@@ -231,3 +231,13 @@ def test_cli_evaluate_errors(tmp_path, gt_dir):
     assert "Traceback" not in proc.stderr
     proc = run_cli("evaluate", "--pred", pred, "--gt", gt_dir, "--subset")
     assert proc.returncode == 0 and "subset of 2 images" in proc.stdout
+
+
+def test_ground_truth_without_faces(tmp_path):
+    gt = GroundTruth(("0--Parade",), np.zeros(1, np.intp), ("A",), np.zeros((0, 4), np.int32),
+                     np.zeros(2, np.intp), {s: np.zeros(0, bool) for s in KEEP})
+    gt_dir = write_ground_truth(gt, tmp_path / "gt")
+    pred = write_tree(tmp_path / "pred", {("0--Parade", "A"): [(0, 0, 10, 10, 0.9), (5, 5, 10, 10, 0.1)]})
+    result = evaluate_tree(pred, gt_dir)
+    assert all(math.isnan(ap) for ap in result.ap().values())
+    assert {s.faces for s in result.settings.values()} == {0}

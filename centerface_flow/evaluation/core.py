@@ -119,7 +119,8 @@ def evaluate_arrays(gt: GroundTruth, preds: Predictions, iou: float = 0.5, proto
     results = {}
     for setting in SETTINGS:
         keep = gt.keep[setting]
-        kept_match = matched & keep[np.where(matched, best, 0)]
+        kept_match = np.zeros_like(matched)
+        kept_match[matched] = keep[best[matched]]
         ignored = matched & ~kept_match
         tp = np.zeros(len(best), dtype=bool)
         _, first_rows = np.unique(best[kept_match], return_index=True)
