@@ -1,6 +1,7 @@
-# Training: one job writes every epoch's checkpoint. Its resumable state lives in results/train/state/, which is
-# not a declared output, so a failed or killed job (whose outputs Snakemake deletes) keeps its finished epochs
-# and `--rerun-incomplete` resumes from the last one.
+# Training: one job writes every epoch's checkpoint. Its resumable state lives in
+# results/train/state/<hash of the train settings>/, which is not a declared output, so a failed or killed job
+# (whose outputs Snakemake deletes) keeps its finished epochs and `--rerun-incomplete` resumes from the last one;
+# changed settings get a fresh state folder and train from the start.
 
 INIT_WEIGHTS = {
     "released": "results/released/centerface.ckpt",

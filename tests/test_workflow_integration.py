@@ -33,9 +33,9 @@ def _merge(base: dict, extra: dict) -> dict:
     return base
 
 
-def run_snakemake(workdir: Path, *targets: str, check: bool = True) -> tuple[list[str], str]:
+def run_snakemake(workdir: Path, *targets: str, check: bool = True, env: dict | None = None) -> tuple[list[str], str]:
     """Run Snakemake in ``workdir``; return (names of the jobs that ran, the whole log)."""
-    env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
+    env = {**os.environ, "CENTERFACE_DEVICE": "CPU", **(env or {})}
     proc = subprocess.run([SNAKEMAKE, "--cores", "2", *targets], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=1500, check=False)
     text = proc.stdout + proc.stderr
@@ -129,3 +129,18 @@ def test_unknown_config_key_stops_at_parse_time(workflow):
         config = yaml.safe_load((workdir / "config.yaml").read_text())
         del config["postprocess"]["nms_threshold"]
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_killed_training_resumes_under_snakemake(workflow):
+    """A training job killed mid-epoch 2 loses no finished epoch: the rerun resumes from epoch 1."""
+    workdir = workflow[0]
+    set_config(workdir, "train", "seed", 2)  # new settings: trains afresh, in a new state folder
+    crash = {"CENTERFACE_CRASH_AFTER_STEPS": "8"}  # 6 steps per epoch: killed in epoch 2
+    jobs, log = run_snakemake(workdir, "results/train/epoch_2.ckpt", check=False, env=crash)
+    assert "train_model" in jobs and not (workdir / "results/train/epoch_2.ckpt").exists(), log[-3000:]
+    states = list((workdir / "results/train/state").glob("*/epoch_1.ckpt"))
+    assert len(states) == 2  # the first run's folder and this one's
+    jobs, _ = run_snakemake(workdir, "results/train/epoch_2.ckpt")
+    assert jobs == ["train_model"]
+    train_log = (workdir / "results/logs/train_model.log").read_text()
+    assert "resumed from epoch 1" in train_log
