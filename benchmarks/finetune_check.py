@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_common import average_precision, detect_all, shared_widerface, write_subset_json
+from train_common import average_precision, detect_all, run_training, shared_widerface, write_subset_json
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
     runtime.mindspore("graph")
     from centerface_flow.convert.released import convert_released
     from centerface_flow.data.annotations import read_labels
-    from centerface_flow.train import TrainConfig, train
+    from centerface_flow.train import TrainConfig
 
     wf = shared_widerface()
     on_disk = wf / "WIDER_val" / "images"
@@ -51,7 +51,7 @@ def main() -> int:
                                  "resolution": args.resolution, "batch_size": 8, "lr": args.lr, "milestones": [],
                                  "num_workers": 2})
     start = time.perf_counter()
-    tuned = train(cfg, out / "train.json", on_disk, out / "run", progress=False)
+    tuned = run_training(cfg.to_dict(), out / "train.json", on_disk, out / "run")
     minutes = (time.perf_counter() - start) / 60
     ap_before = average_precision(detect_all(released, on_disk, held_out), gts)
     ap_after = average_precision(detect_all(tuned, on_disk, held_out), gts)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_common import average_precision, detect_all, shared_widerface, write_subset_json
+from train_common import average_precision, detect_all, run_training, shared_widerface, write_subset_json
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
 
     runtime.mindspore("graph")
     from centerface_flow.data.annotations import read_labels
-    from centerface_flow.train import TrainConfig, train
+    from centerface_flow.train import TrainConfig
 
     wf = shared_widerface()
     images = {im.file_name: im for im in read_labels(wf / "wider_face_split" / "wider_face_val_bbx_gt.txt")}
@@ -49,7 +49,7 @@ def main() -> int:
         "num_workers": 0, "anchor_sampling": False, "rand_crop": False, "flip": 0.0, "color_aug": False,
     })
     start = time.perf_counter()
-    last = train(cfg, out / "train.json", on_disk, out / "run", progress=False)
+    last = run_training(cfg.to_dict(), out / "train.json", on_disk, out / "run")
     minutes = (time.perf_counter() - start) / 60
     dets = detect_all(last, on_disk, names, policy="letterbox", letterbox_size=args.resolution)
     gts = {n: [f.box for f in images[n].faces] for n in names}

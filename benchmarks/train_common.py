@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["average_precision", "detect_all", "shared_widerface", "write_subset_json"]
+__all__ = ["average_precision", "detect_all", "run_training", "shared_widerface", "write_subset_json"]
 
 
 def shared_widerface() -> Path:
@@ -28,6 +28,22 @@ def write_subset_json(wf: Path, keep, out: Path) -> list[str]:
     chosen = [im for im in images if (on_disk / im.file_name).is_file() and keep(im.file_name) and im.faces]
     write_coco(to_coco(chosen, on_disk), out)
     return [im.file_name for im in chosen]
+
+
+def run_training(config: dict, annotations: Path, images: Path, out_dir: Path) -> Path:
+    """``centerface train`` in a child process (MindSpore's ONNX export fails in a process that already compiled
+    the training graph: "The pointer[value] is null"); returns the last epoch's checkpoint."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "centerface_flow.cli", "train", "--config", str(out_dir / "train.yaml"),
+           "--annotations", str(annotations), "--images", str(images), "--out-dir", str(out_dir), "--no-progress"]
+    subprocess.run(cmd, check=True)
+    return out_dir / f"epoch_{config['epochs']}.ckpt"
 
 
 def detect_all(ckpt: Path, image_dir: Path, names: list[str], policy: str = "released", threshold: float = 0.02,
