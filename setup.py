@@ -1,7 +1,13 @@
-"""Build the Cython kernels in kernels/ as extension modules of the centerface_flow package.
+"""Build the native kernels in kernels/ as part of the centerface_flow package.
+
+* every ``kernels/*.pyx`` -> Cython extension module ``centerface_flow._kernels.<stem>``;
+* every ``kernels/*.cc`` -> a plain shared library ``centerface_flow/_kernels/<stem>.<ext suffix>`` (C++17, -O3,
+  OpenMP) holding MindSpore AOT custom-operator entry points; it is never imported by Python, MindSpore loads it
+  through ``ops.Custom(func_type="aot")`` (see ``centerface_flow/native.py``, which finds it at run time).
 
 Everything else about the package lives in pyproject.toml; setuptools needs this file only for ext_modules.
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,4 +25,18 @@ extensions = [
     for pyx in sorted(Path("kernels").glob("*.pyx"))
 ]
 
-setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}))
+# CENTERFACE_NATIVE_CFLAGS adds compiler flags (e.g. -march=native); the default build is portable and picks
+# AVX-512 / AVX2 code paths at load time (GCC target_clones in the sources).
+native = [
+    Extension(
+        f"centerface_flow._kernels.{cc.stem}",
+        [str(cc.as_posix())],
+        language="c++",
+        extra_compile_args=["-std=c++17", "-O3", "-fopenmp", *os.environ.get("CENTERFACE_NATIVE_CFLAGS", "").split()],
+        extra_link_args=["-fopenmp"],
+    )
+    for cc in sorted(Path("kernels").glob("*.cc"))
+]
+
+setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False,
+                                                                               "wraparound": False}) + native)

@@ -3,7 +3,9 @@
 ``make_runner(weights, backend)`` accepts
 
 * a MindSpore checkpoint ``*.ckpt`` (``backend="mindspore"``, the default for .ckpt): our network, built and
-  loaded by :func:`centerface_flow.checkpoint.load_network` with the checkpoint's :class:`ModelMeta`;
+  loaded by :func:`centerface_flow.checkpoint.load_network` with the checkpoint's :class:`ModelMeta`, then put in
+  inference form by :func:`centerface_flow.fold.fold_bn` (BatchNorm folded; on CPU the native depthwise kernels,
+  see :mod:`centerface_flow.native`). MindSpore compiles the graph once per input shape and keeps it;
 * an ONNX file (``backend="onnxruntime"``, the default for .onnx):
 
   - one exported by ``centerface export``, recognised by its ``centerface_meta`` metadata entry;
@@ -93,14 +95,19 @@ def _mindspore_runner(weights: Path, mode: str) -> Runner:
     from centerface_flow import runtime
 
     ms = runtime.mindspore(mode)
+    from centerface_flow import native
     from centerface_flow.checkpoint import load_network
+    from centerface_flow.fold import fold_bn
 
     net, meta = load_network(weights)
+    fold_bn(net)  # inference form: BatchNorms folded into the convs, fused native depthwise kernels on CPU
 
     def run(batch: np.ndarray):
         return [o.asnumpy() for o in net(ms.Tensor(batch))]
 
-    return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, {weights.name}")
+    kernels = "native depthwise kernels" if native.enabled() else "MindSpore operators"
+    return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, BatchNorm folded, {kernels}, "
+                  f"{weights.name}")
 
 
 def _dynamic_onnx(model) -> None:

@@ -1,5 +1,8 @@
 """Export a checkpoint to MINDIR, ONNX or AIR, and verify the export where it was made.
 
+The exported network is the checkpoint's in inference form: BatchNorm folded into the convolutions
+(:func:`centerface_flow.fold.fold_bn`), MindSpore's own operators only (no native kernel library).
+
 Verification loads the exported file back with the runtime that will serve it (MindSpore for MINDIR, ONNX Runtime
 for ONNX; AIR files cannot be loaded back by MindSpore, so on Ascend the check re-runs the checkpoint only),
 runs it on a real image, and compares each of the four outputs with the checkpoint's network:
@@ -104,8 +107,9 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
                       width: int = 640, height: int = 480, report: str | os.PathLike | None = None) -> dict:
     """Export ``ckpt`` to ``out`` in ``fmt`` (mindir/onnx/air) with a fixed (1, 3, height, width) input, verify
     it on ``check_image``, write the JSON ``report`` (default ``<out>.check.json``) and return it."""
-    from centerface_flow import runtime
+    from centerface_flow import native, runtime
     from centerface_flow.checkpoint import load_network
+    from centerface_flow.fold import fold_bn
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -118,11 +122,16 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
     net, meta = load_network(ckpt)
     x = _check_input(Path(check_image), meta, width, height)
     reference = [o.asnumpy() for o in net(ms.Tensor(x))]
+    # The exported graph: BatchNorm folded into the convs, MindSpore's own operators only (an export must not
+    # reference this machine's native kernel library). The check below compares it with the unfolded network.
+    with native.use_native(False):
+        export_net, _ = load_network(ckpt)
+    fold_bn(export_net, use_native=False)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         stem = Path(tmp) / "model"
-        ms.export(net, ms.Tensor(x), file_name=str(stem), file_format=FORMATS[fmt])
+        ms.export(export_net, ms.Tensor(x), file_name=str(stem), file_format=FORMATS[fmt])
         produced = stem.with_suffix(f".{fmt}")
         if not produced.is_file():
             raise RuntimeError(f"MindSpore export wrote no {produced.name} in {tmp}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from centerface_flow.nets.depthwise import DepthwiseConv3x3
 from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
 
 __all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
-
 
 
 def make_activation(activation: str) -> nn.Cell:
@@ -28,15 +28,23 @@ def make_activation(activation: str) -> nn.Cell:
 
 
 class ConvBNAct(nn.Cell):
-    """Conv (no bias) + BatchNorm (eps 1e-5, momentum 0.9) + activation; parameters under ``features.{0,1}``."""
+    """Conv (no bias) + BatchNorm (eps 1e-5, momentum 0.9) + activation; parameters under ``features.{0,1}``.
+
+    A 3×3 depthwise conv is a :class:`~centerface_flow.nets.depthwise.DepthwiseConv3x3` (an ``nn.Conv2d`` that runs
+    the native kernel when :func:`centerface_flow.native.enabled`).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
                  activation: str = "relu6") -> None:
         super().__init__()
         padding = (kernel_size - 1) // 2
+        if groups > 1 and groups == in_ch == out_ch and kernel_size == 3:
+            conv = DepthwiseConv3x3(out_ch, stride)  # native kernel on CPU (centerface_flow.native)
+        else:
+            conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
+                             group=groups)
         self.features = nn.SequentialCell([
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
-                      group=groups),
+            conv,
             nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
             make_activation(activation),
         ])

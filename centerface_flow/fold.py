@@ -1,0 +1,124 @@
+"""BatchNorm folding for inference: every (conv | transposed conv) → BatchNorm pair becomes one conv with a bias.
+
+With running statistics ``mean``, ``var``, affine ``gamma``, ``beta`` and ``eps``, BatchNorm after a convolution
+``y = W * x (+ b)`` is ``gamma * (y - mean) / sqrt(var + eps) + beta``, i.e. the convolution with
+
+    W' = W · s (per output channel),  b' = (b - mean) · s + beta,  s = gamma / sqrt(var + eps).
+
+Output channels are axis 0 of a ``Conv2d`` weight (out, in/groups, kh, kw) and axis 1 of a ``Conv2dTranspose``
+weight (in, out, kh, kw) in MindSpore. :func:`fold_bn` rewrites a network in place for inference (BatchNorm cells
+become ``nn.Identity``); with the native kernels, a depthwise 3×3 conv followed by its BatchNorm and ReLU / ReLU6
+becomes one :class:`~centerface_flow.nets.depthwise.FusedDepthwiseConv3x3` (a single kernel call). Without them
+every conv is kept as MindSpore's ``Conv2d`` / ``Conv2dTranspose`` with a bias (exportable to ONNX / MINDIR).
+Parameter names are kept (``<conv>.weight``) and biases are named ``<conv>.bias``; :func:`folded_parameters`
+returns the folded tensors as numpy arrays (the exports and tests use them).
+
+The folded network computes the same function as the original in inference mode (``set_train(False)``), up to
+float32 rounding (``tests/test_fold.py`` checks ≤ 1e-4 relative on the four outputs); it cannot be trained.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+__all__ = ["fold_bn", "fold_pair", "folded_parameters"]
+
+log = logging.getLogger(__name__)
+
+
+def fold_pair(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
+              var: np.ndarray, eps: float, transposed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Fold one BatchNorm into the preceding conv: returns (weight', bias') float32 (see the module docstring)."""
+    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    axis = 1 if transposed else 0
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    new_w = np.asarray(weight, np.float64) * scale.reshape(shape)
+    b = np.zeros_like(scale) if bias is None else np.asarray(bias, np.float64)
+    new_b = (b - np.asarray(mean, np.float64)) * scale + np.asarray(beta, np.float64)
+    return new_w.astype(np.float32), new_b.astype(np.float32)
+
+
+def _pairs(net):
+    """(name of SequentialCell, sequential, index of conv) for every conv directly followed by a BatchNorm2d."""
+    from mindspore import nn
+
+    for name, cell in net.cells_and_names():
+        if not isinstance(cell, nn.SequentialCell):
+            continue
+        items = list(cell)
+        for i in range(len(items) - 1):
+            if isinstance(items[i], (nn.Conv2d, nn.Conv2dTranspose)) and isinstance(items[i + 1], nn.BatchNorm2d):
+                yield name, cell, i
+
+
+def _fold_cells(conv, bn) -> tuple[np.ndarray, np.ndarray]:
+    from mindspore import nn
+
+    bias = conv.bias.asnumpy() if getattr(conv, "has_bias", False) and conv.bias is not None else None
+    return fold_pair(conv.weight.asnumpy(), bias, bn.gamma.asnumpy(), bn.beta.asnumpy(), bn.moving_mean.asnumpy(),
+                     bn.moving_variance.asnumpy(), float(bn.eps), transposed=isinstance(conv, nn.Conv2dTranspose))
+
+
+def folded_parameters(net) -> dict[str, np.ndarray]:
+    """The parameters of ``net`` with every conv → BatchNorm pair folded: ``{name: array}`` without BatchNorm
+    entries; a folded conv has ``<prefix>.weight`` and ``<prefix>.bias``."""
+    params = {p.name: p.asnumpy() for p in net.get_parameters()}
+    for name, seq, i in _pairs(net):
+        conv, bn = seq[i], seq[i + 1]
+        w, b = _fold_cells(conv, bn)
+        prefix = conv.weight.name.rsplit(".", 1)[0]
+        params[conv.weight.name] = w
+        params[f"{prefix}.bias"] = b
+        for p in bn.get_parameters():
+            params.pop(p.name, None)
+    return params
+
+
+def fold_bn(net, use_native: bool | None = None):
+    """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
+
+    ``use_native`` chooses the fused depthwise implementation (None: :func:`centerface_flow.native.enabled`).
+    """
+    from mindspore import Parameter, Tensor, nn
+
+    from centerface_flow import native
+    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+
+    use_native = native.enabled() if use_native is None else use_native
+    net.set_train(False)
+    count = 0
+    for _, seq, i in list(_pairs(net)):
+        conv, bn = seq[i], seq[i + 1]
+        w, b = _fold_cells(conv, bn)
+        prefix = conv.weight.name.rsplit(".", 1)[0]
+        after = seq[i + 2] if i + 2 < len(seq) else None
+        is_dw = (isinstance(conv, nn.Conv2d) and conv.group > 1 and conv.group == conv.in_channels == conv.out_channels
+                 and tuple(conv.kernel_size) == (3, 3) and conv.padding == 1 and conv.pad_mode == "pad")
+        if is_dw and use_native:
+            activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
+            new = FusedDepthwiseConv3x3(Tensor(w), Tensor(b), conv.stride[0], activation, conv.weight.name,
+                                        f"{prefix}.bias")
+            if activation:
+                seq[i + 2] = nn.Identity()
+        else:
+            new = conv
+            new.weight.set_data(Tensor(w))
+            new.bias = Parameter(Tensor(b), name=f"{prefix}.bias", requires_grad=False)
+            new.has_bias = True
+            if not hasattr(new, "bias_add"):
+                from mindspore import ops
+
+                new.bias_add = ops.BiasAdd()
+        seq[i] = new
+        seq[i + 1] = nn.Identity()
+        count += 1
+    net.set_train(False)
+    # MindSpore caches compiled graphs by (phase, cell creation time, id); a new creation time makes a network that
+    # already ran in graph mode compile its folded form instead of reusing the unfolded graph.
+    if "_create_time" in vars(net):
+        vars(net)["_create_time"] = time.time_ns()
+    log.debug("folded %d BatchNorms", count)
+    return net

@@ -1,0 +1,51 @@
+"""3×3 depthwise convolution cells that run the native kernels (:mod:`centerface_flow.native`) when enabled.
+
+:class:`DepthwiseConv3x3` *is* an ``nn.Conv2d`` (same ``weight`` parameter (C, 1, 3, 3), same name, same
+initialisation and checkpoints); only ``construct`` differs when the native kernels are on.
+:class:`FusedDepthwiseConv3x3` is the inference form made by :func:`centerface_flow.fold.fold_bn` with native kernels:
+convolution + folded-BatchNorm bias + activation in one kernel call.
+"""
+from __future__ import annotations
+
+from mindspore import Parameter, Tensor, nn
+
+from centerface_flow import native
+
+__all__ = ["DepthwiseConv3x3", "FusedDepthwiseConv3x3"]
+
+
+class DepthwiseConv3x3(nn.Conv2d):
+    """Depthwise 3×3 convolution, padding 1, no bias: ``(N, C, H, W) -> (N, C, (H-1)//stride+1, (W-1)//stride+1)``.
+
+    ``use_native=None`` decides with :func:`centerface_flow.native.enabled` at construction time.
+    """
+
+    def __init__(self, channels: int, stride: int = 1, use_native: bool | None = None) -> None:
+        super().__init__(channels, channels, 3, stride, pad_mode="pad", padding=1, has_bias=False, group=channels)
+        self.use_native = native.enabled() if use_native is None else bool(use_native)
+        self.native_op = native.depthwise_op(stride) if self.use_native else None
+
+    def construct(self, x):
+        if self.use_native:
+            return self.native_op(x, self.weight)
+        return super().construct(x)
+
+
+class FusedDepthwiseConv3x3(nn.Cell):
+    """Inference-only depthwise 3×3 conv + bias + activation ("", "relu", "relu6") in one native kernel call.
+
+    ``weight`` (C, 1, 3, 3) and ``bias`` (C,) are given (BatchNorm already folded in) and keep the given parameter
+    names. Made by :func:`centerface_flow.fold.fold_bn` when the native kernels are enabled.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, stride: int, activation: str, weight_name: str,
+                 bias_name: str) -> None:
+        super().__init__()
+        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
+        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        self.stride = int(stride)
+        self.activation = activation
+        self.native_op = native.depthwise_op(stride, bias=True, activation=activation)
+
+    def construct(self, x):
+        return self.native_op(x, self.weight, self.bias)

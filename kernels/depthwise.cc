@@ -1,0 +1,290 @@
+// 3x3 depthwise convolution (padding 1, stride 1 or 2) on NCHW float32 tensors, forward and backward, as
+// MindSpore AOT custom-operator entry points (ops.Custom(func_type="aot")).
+//
+// Every entry point has MindSpore's AOT signature
+//     extern "C" int Name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+//                         void *stream, void *extra)
+// where params holds the inputs then the output, and returns 0 on success, non-zero on bad arguments.
+//
+//   CfDw3x3S{1,2}(x (N,C,H,W), w (C,1,3,3)) -> y (N,C,Ho,Wo)                      forward, no bias
+//   CfDw3x3S{1,2}Bias{,Relu,Relu6}(x, w, b (C,)) -> y                              forward + bias (+ activation)
+//   CfDw3x3BackInputS{1,2}(x, w, dy (N,C,Ho,Wo)) -> dx (N,C,H,W)                   x is read for its shape only
+//   CfDw3x3BackWeightS{1,2}(x, dy) -> dw (C,1,3,3)
+// with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1 (zero padding of 1 on every side).
+//
+// Work is split over (n, c) planes (over c for the weight gradient) with OpenMP. Inner loops run over contiguous
+// rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a unit-stride
+// loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at
+// load time (GCC target_clones), so the library runs on any x86-64 CPU.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CF_CLONES
+#endif
+
+namespace {
+
+enum Act { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
+
+struct Dims {
+  int64_t n, c, h, w, ho, wo;
+};
+
+// Checks a 4-D input (N,C,H,W) and a weight of C*9 elements; fills dims for the given stride.
+bool InputDims(int ndim, const int64_t *shape, int stride, Dims *d) {
+  if (ndim != 4) return false;
+  d->n = shape[0];
+  d->c = shape[1];
+  d->h = shape[2];
+  d->w = shape[3];
+  if (d->h < 1 || d->w < 1) return false;
+  d->ho = (d->h - 1) / stride + 1;
+  d->wo = (d->w - 1) / stride + 1;
+  return true;
+}
+
+bool WeightOk(int ndim, const int64_t *shape, int64_t c) {
+  int64_t count = 1;
+  for (int i = 0; i < ndim; ++i) count *= shape[i];
+  return count == c * 9;
+}
+
+// y[0:wo] += k0 * a[j] + k1 * b[j] + k2 * e[j] for contiguous rows a, b, e.
+CF_CLONES void Axpy3(float *__restrict y, const float *__restrict a, const float *__restrict b,
+                     const float *__restrict e, float k0, float k1, float k2, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] += k0 * a[j] + k1 * b[j] + k2 * e[j];
+}
+
+CF_CLONES void Activate(float *__restrict y, int64_t n, int act) {
+  if (act == kRelu) {
+    for (int64_t j = 0; j < n; ++j) y[j] = y[j] > 0.f ? y[j] : 0.f;
+  } else if (act == kRelu6) {
+    for (int64_t j = 0; j < n; ++j) y[j] = y[j] < 0.f ? 0.f : (y[j] > 6.f ? 6.f : y[j]);
+  }
+}
+
+// One stride-1 output row: y[j] = sum_kj k[kj] * x[j + kj - 1] (x row zero-padded), added to y.
+inline void RowS1(float *__restrict y, const float *__restrict x, const float *k, int64_t w) {
+  if (w == 1) {
+    y[0] += k[1] * x[0];
+    return;
+  }
+  y[0] += k[1] * x[0] + k[2] * x[1];
+  if (w > 2) Axpy3(y + 1, x, x + 1, x + 2, k[0], k[1], k[2], w - 2);
+  y[w - 1] += k[0] * x[w - 2] + k[1] * x[w - 1];
+}
+
+// De-interleave a row of w samples: even[j] = x[2j] (j < wo), oddp[0] = 0, oddp[j + 1] = x[2j + 1] or 0.
+CF_CLONES void Deinterleave(const float *__restrict x, int64_t w, int64_t wo, float *__restrict even,
+                            float *__restrict oddp) {
+  oddp[0] = 0.f;
+  for (int64_t j = 0; j < wo; ++j) {
+    even[j] = x[2 * j];
+    oddp[j + 1] = (2 * j + 1 < w) ? x[2 * j + 1] : 0.f;
+  }
+}
+
+// Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten.
+void PlaneForward(const float *x, const float *k, float bias, int act, int stride, const Dims &d, float *y,
+                  std::vector<float> &buf) {
+  for (int64_t i = 0; i < d.ho; ++i) {
+    float *yr = y + i * d.wo;
+    for (int64_t j = 0; j < d.wo; ++j) yr[j] = bias;
+    for (int ki = 0; ki < 3; ++ki) {
+      const int64_t r = stride * i + ki - 1;
+      if (r < 0 || r >= d.h) continue;
+      const float *xr = x + r * d.w;
+      if (stride == 1) {
+        RowS1(yr, xr, k + 3 * ki, d.w);
+      } else {
+        float *even = buf.data(), *oddp = buf.data() + d.wo;
+        Deinterleave(xr, d.w, d.wo, even, oddp);
+        Axpy3(yr, oddp, even, oddp + 1, k[3 * ki], k[3 * ki + 1], k[3 * ki + 2], d.wo);
+      }
+    }
+    Activate(yr, d.wo, act);
+  }
+}
+
+// Stride-2 input gradient on one plane: gather form, one dx row at a time.
+void PlaneBackInputS2(const float *dy, const float *k, const Dims &d, float *dx, std::vector<float> &buf) {
+  float *ev = buf.data(), *od = buf.data() + d.wo, *pad = buf.data() + 2 * d.wo;  // pad: wo + 1 floats
+  const int64_t n_odd = d.w / 2;
+  for (int64_t r = 0; r < d.h; ++r) {
+    std::memset(ev, 0, sizeof(float) * d.wo);
+    std::memset(od, 0, sizeof(float) * d.wo);
+    // (dy row, kernel row) pairs with 2 * i + ki - 1 == r
+    int64_t rows[2];
+    int kis[2];
+    int m = 0;
+    if (r % 2 == 0) {
+      rows[m] = r / 2;
+      kis[m++] = 1;
+    } else {
+      rows[m] = (r - 1) / 2;
+      kis[m++] = 2;
+      if ((r + 1) / 2 < d.ho) {
+        rows[m] = (r + 1) / 2;
+        kis[m++] = 0;
+      }
+    }
+    for (int t = 0; t < m; ++t) {
+      const float *dr = dy + rows[t] * d.wo;
+      const float *kr = k + 3 * kis[t];
+      std::memcpy(pad, dr, sizeof(float) * d.wo);
+      pad[d.wo] = 0.f;
+      // even columns 2j: k1 * dy[j]; odd columns 2j + 1: k2 * dy[j] + k0 * dy[j + 1]
+      Axpy3(ev, pad, pad, pad, 0.f, kr[1], 0.f, d.wo);
+      Axpy3(od, pad, pad + 1, pad, kr[2], kr[0], 0.f, n_odd);
+    }
+    float *xr = dx + r * d.w;
+    for (int64_t j = 0; j < d.wo; ++j) xr[2 * j] = ev[j];
+    for (int64_t j = 0; j < n_odd; ++j) xr[2 * j + 1] = od[j];
+  }
+}
+
+CF_CLONES float Dot(const float *__restrict a, const float *__restrict b, int64_t n) {
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+// Weight gradient contributions of one (x plane, dy plane) pair, added to acc[9].
+void PlaneBackWeight(const float *x, const float *dy, int stride, const Dims &d, double *acc,
+                     std::vector<float> &buf) {
+  for (int64_t i = 0; i < d.ho; ++i) {
+    const float *g = dy + i * d.wo;
+    for (int ki = 0; ki < 3; ++ki) {
+      const int64_t r = stride * i + ki - 1;
+      if (r < 0 || r >= d.h) continue;
+      const float *xr = x + r * d.w;
+      if (stride == 1) {
+        if (d.w > 1) {
+          acc[3 * ki] += Dot(g + 1, xr, d.w - 1);
+          acc[3 * ki + 2] += Dot(g, xr + 1, d.w - 1);
+        }
+        acc[3 * ki + 1] += Dot(g, xr, d.w);
+      } else {
+        float *even = buf.data(), *oddp = buf.data() + d.wo;
+        Deinterleave(xr, d.w, d.wo, even, oddp);
+        acc[3 * ki] += Dot(g, oddp, d.wo);
+        acc[3 * ki + 1] += Dot(g, even, d.wo);
+        acc[3 * ki + 2] += Dot(g, oddp + 1, d.wo);
+      }
+    }
+  }
+}
+
+int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, bool has_bias,
+            int act) {
+  const int n_in = has_bias ? 3 : 2;
+  if (nparam != n_in + 1) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 2;
+  Dims d;
+  if (!InputDims(ndims[0], shapes[0], stride, &d) || !WeightOk(ndims[1], shapes[1], d.c)) return 3;
+  if (ndims[n_in] != 4 || shapes[n_in][2] != d.ho || shapes[n_in][3] != d.wo) return 4;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *k = static_cast<const float *>(params[1]);
+  const float *b = has_bias ? static_cast<const float *>(params[2]) : nullptr;
+  float *y = static_cast<float *>(params[n_in]);
+  const int64_t planes = d.n * d.c;
+#pragma omp parallel
+  {
+    std::vector<float> buf(2 * d.wo + 2);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % d.c;
+      PlaneForward(x + p * d.h * d.w, k + 9 * c, b ? b[c] : 0.f, act, stride, d, y + p * d.ho * d.wo, buf);
+    }
+  }
+  return 0;
+}
+
+int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride) {
+  if (nparam != 4) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 2;
+  Dims d;
+  if (!InputDims(ndims[0], shapes[0], stride, &d) || !WeightOk(ndims[1], shapes[1], d.c)) return 3;
+  if (ndims[2] != 4 || shapes[2][2] != d.ho || shapes[2][3] != d.wo) return 4;
+  const float *k = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  const int64_t planes = d.n * d.c;
+#pragma omp parallel
+  {
+    std::vector<float> buf(3 * d.wo + 2);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % d.c;
+      const float *kc = k + 9 * c;
+      if (stride == 1) {
+        // the stride-1 input gradient is the forward pass with the kernel rotated by 180 degrees
+        float rot[9];
+        for (int t = 0; t < 9; ++t) rot[t] = kc[8 - t];
+        PlaneForward(dy + p * d.ho * d.wo, rot, 0.f, kNone, 1, d, dx + p * d.h * d.w, buf);
+      } else {
+        PlaneBackInputS2(dy + p * d.ho * d.wo, kc, d, dx + p * d.h * d.w, buf);
+      }
+    }
+  }
+  return 0;
+}
+
+int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 2;
+  Dims d;
+  if (!InputDims(ndims[0], shapes[0], stride, &d)) return 3;
+  if (ndims[1] != 4 || shapes[1][0] != d.n || shapes[1][1] != d.c || shapes[1][2] != d.ho || shapes[1][3] != d.wo)
+    return 4;
+  if (!WeightOk(ndims[2], shapes[2], d.c)) return 5;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dw = static_cast<float *>(params[2]);
+#pragma omp parallel
+  {
+    std::vector<float> buf(2 * d.wo + 2);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < d.c; ++c) {
+      double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t n = 0; n < d.n; ++n) {
+        const int64_t p = n * d.c + c;
+        PlaneBackWeight(x + p * d.h * d.w, dy + p * d.ho * d.wo, stride, d, acc, buf);
+      }
+      for (int t = 0; t < 9; ++t) dw[9 * c + t] = static_cast<float>(acc[t]);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+#define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
+#define CF_ARGS nparam, params, ndims, shapes, dtypes
+
+extern "C" {
+int CfDw3x3S1(CF_SIG) { return Forward(CF_ARGS, 1, false, kNone); }
+int CfDw3x3S2(CF_SIG) { return Forward(CF_ARGS, 2, false, kNone); }
+int CfDw3x3S1Bias(CF_SIG) { return Forward(CF_ARGS, 1, true, kNone); }
+int CfDw3x3S2Bias(CF_SIG) { return Forward(CF_ARGS, 2, true, kNone); }
+int CfDw3x3S1BiasRelu(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu); }
+int CfDw3x3S2BiasRelu(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu); }
+int CfDw3x3S1BiasRelu6(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu6); }
+int CfDw3x3S2BiasRelu6(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu6); }
+int CfDw3x3BackInputS1(CF_SIG) { return BackInput(CF_ARGS, 1); }
+int CfDw3x3BackInputS2(CF_SIG) { return BackInput(CF_ARGS, 2); }
+int CfDw3x3BackWeightS1(CF_SIG) { return BackWeight(CF_ARGS, 1); }
+int CfDw3x3BackWeightS2(CF_SIG) { return BackWeight(CF_ARGS, 2); }
+// Version tag, so the Python side can check that the library matches the package.
+int CfNativeVersion() { return 1; }
+}
