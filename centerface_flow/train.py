@@ -176,14 +176,23 @@ def _build_network(cfg: TrainConfig):
     from centerface_flow.nets.centerface import CenterFace
 
     if cfg.init in ("scratch", "backbone"):
-        net = CenterFace(cfg.head_width, cfg.activation, init_seed=cfg.seed)
-        meta = ModelMeta.model_zoo(cfg.head_width, cfg.activation, source=f"trained from {cfg.init}")
+        activation, params = cfg.activation, {}
         if cfg.init == "backbone":
-            params, _, _ = load_checkpoint(cfg.init_path)
+            params, backbone_meta, _ = load_checkpoint(cfg.init_path)
+            if backbone_meta.activation != activation:
+                log.info("%s was trained with %s: the backbone uses it (config activation %s ignored)",
+                         cfg.init_path, backbone_meta.activation, activation)
+            activation = backbone_meta.activation
+        net = CenterFace(cfg.head_width, activation, init_seed=cfg.seed)
+        meta = ModelMeta.model_zoo(cfg.head_width, activation, source=f"trained from {cfg.init}")
+        if cfg.init == "backbone":
             own = {p.name: p for p in net.get_parameters()}
             base = {k: v for k, v in params.items() if k.startswith("base.") and k in own}
             if not base:
                 raise UserError(f"{cfg.init_path}: no 'base.*' backbone parameters matching CenterFace")
+            missing = sorted(k for k in own if k.startswith("base.") and k not in base)
+            if missing:
+                raise UserError(f"{cfg.init_path}: backbone lacks {len(missing)} parameters, e.g. {missing[:3]}")
             ms.load_param_into_net(net, base, strict_load=False)
             log.info("loaded %d backbone tensors from %s", len(base), cfg.init_path)
         return net, meta

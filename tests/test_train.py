@@ -149,3 +149,31 @@ def test_persistent_nonfinite_loss_stops_with_clear_error(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "training diverged: 2 steps in a row with non-finite" in proc.stderr
     assert not (tmp_path / "run" / "epoch_1.ckpt").exists()
+
+
+def test_init_from_backbone_and_checkpoint(tmp_path):
+    from centerface_flow import runtime
+
+    runtime.mindspore()
+    from centerface_flow.checkpoint import ModelMeta, save_checkpoint
+    from centerface_flow.convert.backbone import convert_backbone
+    from centerface_flow.nets.centerface import CenterFace
+    from centerface_flow.train import _build_network
+
+    source = CenterFace(8, "relu", init_seed=5)
+    full = save_checkpoint(tmp_path / "full.ckpt", source, ModelMeta.model_zoo(8, "relu", source="test"))
+    backbone = convert_backbone(tmp_path / "bb.ckpt", from_ckpt=full)
+    want = {p.name: p.asnumpy() for p in source.get_parameters()}
+
+    net, meta = _build_network(TrainConfig.from_dict({"init": "backbone", "init_path": str(backbone),
+                                                      "head_width": 16}))
+    assert meta.activation == "relu" and meta.head_width == 16  # activation follows the backbone's training
+    got = {p.name: p.asnumpy() for p in net.get_parameters()}
+    assert all(np.array_equal(got[k], want[k]) for k in want if k.startswith("base."))
+    assert got["dla_up.conv.0.weight"].shape[0] == 16
+
+    net, meta = _build_network(TrainConfig.from_dict({"init": "checkpoint", "init_path": str(full)}))
+    got = {p.name: p.asnumpy() for p in net.get_parameters()}
+    assert meta.head_width == 8 and all(np.array_equal(got[k], want[k]) for k in want)
+    with pytest.raises(UserError, match="not found"):
+        _build_network(TrainConfig.from_dict({"init": "backbone", "init_path": str(tmp_path / "none.ckpt")}))
