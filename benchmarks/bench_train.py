@@ -5,6 +5,12 @@ full augmentation, 2 loader workers), on the real WIDER val images under CENTERF
 
 Images/s is the median over the steps after the first (the first includes graph compilation); peak memory is the
 maximum resident set size of this process and, separately, of its loader workers (ru_maxrss).
+
+    .venv/bin/python benchmarks/bench_train.py --compare-torch [--steps 4] [--torch-python /tmp/torchenv/bin/python]
+
+instead compares the training step alone (fixed synthetic batch, no data pipeline) of our MindSpore network (native
+kernels on / off) with PyTorch eager NCHW / channels-last on the same architecture and weights
+(``train_compare.py``).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import train_compare
 from train_common import shared_widerface, write_subset_json
 
 
@@ -28,7 +35,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--compare-torch", action="store_true", help="step throughput vs PyTorch (train_compare.py)")
+    parser.add_argument("--torch-python", default=train_compare.DEFAULT_TORCH)
     args = parser.parse_args()
+    if args.compare_torch:
+        args.batch, args.skip = args.batch_size, []
+        return train_compare.compare(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from centerface_flow import runtime
 
