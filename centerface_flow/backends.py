@@ -31,7 +31,7 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 
-__all__ = ["BACKENDS", "Runner", "default_backend", "make_runner"]
+__all__ = ["BACKENDS", "PAD_MULTIPLE", "Runner", "default_backend", "default_pad_multiple", "make_runner"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class Runner:
         return f"Runner({self.description})"
 
 
+#: Default bucket of the MindSpore runner's exact padding (see :func:`make_runner`): 53 distinct input shapes of the
+#: 610-image WIDER val subset (released size policy) become 16 compiled graphs.
+PAD_MULTIPLE = 128
+
+
+def default_pad_multiple(size_policy: str, scales: tuple[float, ...]) -> int:
+    """``pad_multiple`` for a test run: 0 when every input has the same shape (letterbox, one scale), else
+    :data:`PAD_MULTIPLE`."""
+    return 0 if size_policy == "letterbox" and len(set(scales)) == 1 else PAD_MULTIPLE
+
+
 def default_backend(weights: str | os.PathLike) -> str:
     """``mindspore`` for ``*.ckpt``, ``onnxruntime`` for ``*.onnx``."""
     suffix = Path(weights).suffix.lower()
@@ -72,8 +83,18 @@ def default_backend(weights: str | os.PathLike) -> str:
     raise UserError(f"{weights}: weights must be a MindSpore checkpoint (.ckpt) or an ONNX file (.onnx)")
 
 
-def make_runner(weights: str | os.PathLike, backend: str | None = None, mode: str = "graph") -> Runner:
-    """Load ``weights`` for ``backend`` (default from the file suffix); ``mode`` = MindSpore graph|pynative."""
+def make_runner(weights: str | os.PathLike, backend: str | None = None, mode: str = "graph",
+                pad_multiple: int = 0) -> Runner:
+    """Load ``weights`` for ``backend`` (default from the file suffix); ``mode`` = MindSpore graph|pynative.
+
+    ``pad_multiple`` (MindSpore with native kernels only; 0 = off): zero-pad each batch at the bottom / right up to
+    a multiple of this many pixels and crop the outputs back to the image (H/4, W/4), so that many image sizes
+    share a few compiled graphs (each compiled shape costs seconds and keeps its activation memory). The outputs
+    are exactly those of the unpadded image (:func:`centerface_flow.fold.set_valid_region`). Without the native
+    kernels padding would change the outputs near the bottom / right edge, so it is not done (a warning says so).
+    """
+    if pad_multiple < 0 or pad_multiple % 32:
+        raise UserError(f"pad_multiple must be 0 or a positive multiple of 32, got {pad_multiple}")
     weights = Path(weights)
     if not weights.is_file():
         raise UserError(f"{weights}: weights file not found")
@@ -85,28 +106,50 @@ def make_runner(weights: str | os.PathLike, backend: str | None = None, mode: st
         if suffix != ".ckpt":
             raise UserError(f"{weights}: the mindspore backend runs .ckpt checkpoints; use --backend onnxruntime "
                             "for .onnx files (or convert the released model with `centerface convert released`)")
-        return _mindspore_runner(weights, mode)
+        return _mindspore_runner(weights, mode, pad_multiple)
     if suffix != ".onnx":
         raise UserError(f"{weights}: the onnxruntime backend runs .onnx files; use --backend mindspore for .ckpt")
     return _onnx_runner(weights)
 
 
-def _mindspore_runner(weights: Path, mode: str) -> Runner:
+def _pad_to(batch: np.ndarray, multiple: int) -> np.ndarray:
+    """(N, 3, H, W) zero-padded at the bottom / right to multiples of ``multiple``."""
+    n, c, h, w = batch.shape
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (ph, pw) == (h, w):
+        return batch
+    padded = np.zeros((n, c, ph, pw), np.float32)
+    padded[:, :, :h, :w] = batch
+    return padded
+
+
+def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner:
     from centerface_flow import runtime
 
     ms = runtime.mindspore(mode)
     from centerface_flow import native
     from centerface_flow.checkpoint import load_network
-    from centerface_flow.fold import fold_bn
+    from centerface_flow.fold import fold_bn, set_valid_region
+    from centerface_flow.nets.centerface import STRIDE
 
     net, meta = load_network(weights)
     fold_bn(net)  # inference form: BatchNorms folded into the convs, fused native depthwise kernels on CPU
+    if pad_multiple and getattr(net, "valid_region", None) is None:
+        log.warning("--pad-multiple %d ignored: exact padding needs the native kernels (%s)", pad_multiple,
+                    "MindSpore operators in use")
+        pad_multiple = 0
 
     def run(batch: np.ndarray):
-        return [o.asnumpy() for o in net(ms.Tensor(batch))]
+        if not pad_multiple:
+            return [o.asnumpy() for o in net(ms.Tensor(batch))]
+        h, w = batch.shape[2:]
+        padded = _pad_to(batch, pad_multiple)
+        set_valid_region(net, padded.shape[2:], (h, w))
+        return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in net(ms.Tensor(padded))]
 
     kernels = "native depthwise kernels" if native.enabled() else "MindSpore operators"
-    return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, BatchNorm folded, {kernels}, "
+    padding = f", inputs padded to multiples of {pad_multiple}" if pad_multiple else ""
+    return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, BatchNorm folded, {kernels}{padding}, "
                   f"{weights.name}")
 
 

@@ -13,6 +13,16 @@ every conv is kept as MindSpore's ``Conv2d`` / ``Conv2dTranspose`` with a bias (
 Parameter names are kept (``<conv>.weight``) and biases are named ``<conv>.bias``; :func:`folded_parameters`
 returns the folded tensors as numpy arrays (the exports and tests use them).
 
+With the native kernels the folded network can also run on inputs zero-padded at the bottom / right with outputs
+equal to the unpadded run inside the valid region (:func:`set_valid_region`; the same function, not an
+approximation: only float32 rounding differs, where oneDNN sums in another order for another tensor size;
+measured ≤ 4e-7 on scores over 20 WIDER images): the depthwise kernels
+treat everything past the image as the convolution's own zero padding, and the padded region is zeroed before the
+neck's dense 3×3 conv (the only other spatial mixing after the first conv, whose input is padded with zeros
+anyway; 1×1 convs, 2×2 stride-2 transposed convs, sums and activations never move values across positions).
+This lets the test stage bucket image sizes so a few compiled graphs serve all images
+(:mod:`centerface_flow.backends`).
+
 The folded network computes the same function as the original in inference mode (``set_train(False)``), up to
 float32 rounding (``tests/test_fold.py`` checks ≤ 1e-4 relative on the four outputs); it cannot be trained.
 """
@@ -23,7 +33,10 @@ import time
 
 import numpy as np
 
-__all__ = ["fold_bn", "fold_pair", "folded_parameters"]
+__all__ = ["REGION_NAME", "fold_bn", "fold_pair", "folded_parameters", "set_valid_region"]
+
+#: Name of the (4,) valid-region parameter shared by the native kernels of a folded network.
+REGION_NAME = "valid_region"
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +90,26 @@ def folded_parameters(net) -> dict[str, np.ndarray]:
     return params
 
 
+def set_valid_region(net, padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> bool:
+    """Tell a folded network with native kernels that its next inputs are (H0, W0) = ``padded_hw`` zero-padded at
+    the bottom / right around a (h0, w0) = ``image_hw`` image; returns False (nothing set) for other networks.
+
+    The valid region of every output then equals the unpadded image's outputs (up to float32 rounding; see the
+    module docstring).
+    ``padded_hw == image_hw`` (or never calling this) means no padding.
+    """
+    import mindspore as ms
+
+    region = getattr(net, "valid_region", None)
+    if region is None:
+        return False
+    values = np.zeros(4, np.float32) if tuple(padded_hw) == tuple(image_hw) else np.array([*padded_hw, *image_hw],
+                                                                                            np.float32)
+    if not np.array_equal(region.asnumpy(), values):
+        region.set_data(ms.Tensor(values))
+    return True
+
+
 def fold_bn(net, use_native: bool | None = None):
     """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
 
@@ -85,10 +118,11 @@ def fold_bn(net, use_native: bool | None = None):
     from mindspore import Parameter, Tensor, nn
 
     from centerface_flow import native
-    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3, ValidMask
 
     use_native = native.enabled() if use_native is None else use_native
     net.set_train(False)
+    region = Parameter(Tensor(np.zeros(4, np.float32)), name=REGION_NAME, requires_grad=False)
     count = 0
     for _, seq, i in list(_pairs(net)):
         conv, bn = seq[i], seq[i + 1]
@@ -100,7 +134,7 @@ def fold_bn(net, use_native: bool | None = None):
         if is_dw and use_native:
             activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedDepthwiseConv3x3(Tensor(w), Tensor(b), conv.stride[0], activation, conv.weight.name,
-                                        f"{prefix}.bias")
+                                        f"{prefix}.bias", region)
             if activation:
                 seq[i + 2] = nn.Identity()
         else:
@@ -115,6 +149,10 @@ def fold_bn(net, use_native: bool | None = None):
         seq[i] = new
         seq[i + 1] = nn.Identity()
         count += 1
+    if use_native and hasattr(net, "dla_up"):
+        net.dla_up.valid_mask = ValidMask(region)
+        net.valid_region = region  # the runner sets it per call (set_valid_region)
+    region.name = REGION_NAME  # cells that share it prefixed its name when they were inserted
     net.set_train(False)
     # MindSpore caches compiled graphs by (phase, cell creation time, id); a new creation time makes a network that
     # already ran in graph mode compile its folded form instead of reusing the unfolded graph.

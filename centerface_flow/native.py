@@ -45,7 +45,9 @@ __all__ = [
     "dw3x3_forward",
     "enabled",
     "library_path",
+    "mask_op",
     "use_native",
+    "valid_region",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,12 +131,14 @@ def _same_dtype(x_dtype, *_):
 
 
 @cache
-def depthwise_op(stride: int, bias: bool = False, activation: str = ""):
+def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: bool = False):
     """The 3×3 depthwise convolution (padding 1) as a MindSpore primitive.
 
     ``op(x (N, C, H, W), w (C, 1, 3, 3)) -> (N, C, Ho, Wo)`` with ``Ho = (H - 1) // stride + 1``; differentiable
     (native backward kernels). With ``bias=True``: ``op(x, w, b (C,))`` then ``activation`` ("", "relu",
-    "relu6"), inference only (no gradient).
+    "relu6"), inference only (no gradient). With ``valid=True`` (needs ``bias``): ``op(x, w, b, region (4,))``
+    computes only the valid region of a bottom/right zero-padded input, ``region = (H0, W0, h0, w0)`` the padded
+    network-input size and the image inside it (``H0 <= 0``: not padded); see ``kernels/depthwise.cc``.
     """
     from mindspore import ops
 
@@ -145,8 +149,10 @@ def depthwise_op(stride: int, bias: bool = False, activation: str = ""):
     lib = library_path()
     if lib is None:
         _require_library()
+    if valid and not bias:
+        raise ValueError("valid=True needs bias=True (inference kernels)")
     if bias:
-        name = f"CfDw3x3S{stride}Bias{activation.capitalize()}"
+        name = f"CfDw3x3S{stride}Bias{activation.capitalize()}{'Valid' if valid else ''}"
         return ops.Custom(f"{lib}:{name}", out_shape=_fwd_shape(stride), out_dtype=_same_dtype, func_type="aot")
     back_input = ops.Custom(f"{lib}:CfDw3x3BackInputS{stride}", out_shape=lambda x, w, dy: list(x),
                             out_dtype=_same_dtype, func_type="aot")
@@ -158,6 +164,24 @@ def depthwise_op(stride: int, bias: bool = False, activation: str = ""):
 
     return ops.Custom(f"{lib}:CfDw3x3S{stride}", out_shape=_fwd_shape(stride), out_dtype=_same_dtype,
                       func_type="aot", bprop=bprop)
+
+
+@cache
+def mask_op():
+    """``op(x (N, C, H, W), region (4,)) -> x`` with everything outside the valid region zeroed (see
+    :func:`depthwise_op`); placed before the neck's dense 3×3 conv of a padded network."""
+    from mindspore import ops
+
+    lib = library_path()
+    if lib is None:
+        _require_library()
+    return ops.Custom(f"{lib}:CfMaskValid", out_shape=lambda x, region: list(x), out_dtype=_same_dtype,
+                      func_type="aot")
+
+
+def valid_region(padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> np.ndarray:
+    """The ``region`` input of the valid-region kernels: (H0, W0, h0, w0) float32."""
+    return np.array([*padded_hw, *image_hw], np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------------

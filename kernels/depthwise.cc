@@ -8,9 +8,18 @@
 //
 //   CfDw3x3S{1,2}(x (N,C,H,W), w (C,1,3,3)) -> y (N,C,Ho,Wo)                      forward, no bias
 //   CfDw3x3S{1,2}Bias{,Relu,Relu6}(x, w, b (C,)) -> y                              forward + bias (+ activation)
+//   CfDw3x3S{1,2}Bias{,Relu,Relu6}Valid(x, w, b, valid (4,)) -> y                  same on the valid region only
+//   CfMaskValid(x (N,C,H,W), valid (4,)) -> y                                      x with the padded region zeroed
 //   CfDw3x3BackInputS{1,2}(x, w, dy (N,C,Ho,Wo)) -> dx (N,C,H,W)                   x is read for its shape only
 //   CfDw3x3BackWeightS{1,2}(x, dy) -> dw (C,1,3,3)
 // with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1 (zero padding of 1 on every side).
+//
+// Valid-region variants serve networks run on inputs zero-padded at the bottom / right (to share compiled graphs
+// between image sizes): valid = (H0, W0, h0, w0) float32 is the padded network-input size and the size of the
+// image inside it. A layer whose input is H x W (H0 / H = W0 / W = its input stride r) treats input rows >= h0 / r
+// and columns >= w0 / r as zero -- exactly the convolution's own zero padding of the unpadded image -- and writes
+// zeros outside its valid output, so the valid region equals the unpadded network's outputs bit for bit.
+// valid[0] <= 0 means "not padded" (the whole tensor is valid).
 //
 // Work is split over (n, c) planes (over c for the weight gradient) with OpenMP. Inner loops run over contiguous
 // rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a unit-stride
@@ -34,6 +43,7 @@ inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0
 
 struct Dims {
   int64_t n, c, h, w, ho, wo;
+  int64_t ldx, ldy;  // row strides of the input / output planes (w / wo unless computing on a valid sub-plane)
 };
 
 // Checks a 4-D input (N,C,H,W) and a weight of C*9 elements; fills dims for the given stride.
@@ -44,6 +54,25 @@ bool InputDims(int ndim, const int64_t *shape, int stride, Dims *d) {
   d->h = shape[2];
   d->w = shape[3];
   if (d->h < 1 || d->w < 1) return false;
+  d->ho = (d->h - 1) / stride + 1;
+  d->wo = (d->w - 1) / stride + 1;
+  d->ldx = d->w;
+  d->ldy = d->wo;
+  return true;
+}
+
+// The valid sub-plane of a padded input: false if ``valid`` does not describe this tensor.
+// valid[0] <= 0 means no padding: the whole tensor is valid.
+bool ValidDims(const float *valid, int stride, Dims *d) {
+  const double big_h = valid[0], big_w = valid[1], img_h = valid[2], img_w = valid[3];
+  if (big_h <= 0) return true;
+  if (big_h < d->h || big_w < d->w || img_h < 1 || img_w < 1 || img_h > big_h || img_w > big_w) return false;
+  const int64_t rh = static_cast<int64_t>(big_h) / d->h, rw = static_cast<int64_t>(big_w) / d->w;
+  if (rh < 1 || rw < 1 || rh * d->h != static_cast<int64_t>(big_h) || rw * d->w != static_cast<int64_t>(big_w))
+    return false;
+  const int64_t vh = (static_cast<int64_t>(img_h) + rh - 1) / rh, vw = (static_cast<int64_t>(img_w) + rw - 1) / rw;
+  d->h = vh < d->h ? vh : d->h;
+  d->w = vw < d->w ? vw : d->w;
   d->ho = (d->h - 1) / stride + 1;
   d->wo = (d->w - 1) / stride + 1;
   return true;
@@ -94,12 +123,12 @@ CF_CLONES void Deinterleave(const float *__restrict x, int64_t w, int64_t wo, fl
 void PlaneForward(const float *x, const float *k, float bias, int act, int stride, const Dims &d, float *y,
                   std::vector<float> &buf) {
   for (int64_t i = 0; i < d.ho; ++i) {
-    float *yr = y + i * d.wo;
+    float *yr = y + i * d.ldy;
     for (int64_t j = 0; j < d.wo; ++j) yr[j] = bias;
     for (int ki = 0; ki < 3; ++ki) {
       const int64_t r = stride * i + ki - 1;
       if (r < 0 || r >= d.h) continue;
-      const float *xr = x + r * d.w;
+      const float *xr = x + r * d.ldx;
       if (stride == 1) {
         RowS1(yr, xr, k + 3 * ki, d.w);
       } else {
@@ -183,8 +212,8 @@ void PlaneBackWeight(const float *x, const float *dy, int stride, const Dims &d,
 }
 
 int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, bool has_bias,
-            int act) {
-  const int n_in = has_bias ? 3 : 2;
+            int act, bool valid_only = false) {
+  const int n_in = (has_bias ? 3 : 2) + (valid_only ? 1 : 0);
   if (nparam != n_in + 1) return 1;
   for (int i = 0; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 2;
@@ -196,13 +225,47 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *b = has_bias ? static_cast<const float *>(params[2]) : nullptr;
   float *y = static_cast<float *>(params[n_in]);
   const int64_t planes = d.n * d.c;
+  const int64_t in_plane = d.h * d.w, out_plane = d.ho * d.wo;
+  Dims v = d;  // the computed (valid) sub-plane; the rest of the output is zero
+  if (valid_only) {
+    if (ndims[n_in - 1] != 1 || shapes[n_in - 1][0] != 4) return 5;
+    if (!ValidDims(static_cast<const float *>(params[n_in - 1]), stride, &v)) return 6;
+  }
+  const bool partial = v.ho != d.ho || v.wo != d.wo;
 #pragma omp parallel
   {
     std::vector<float> buf(2 * d.wo + 2);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t c = p % d.c;
-      PlaneForward(x + p * d.h * d.w, k + 9 * c, b ? b[c] : 0.f, act, stride, d, y + p * d.ho * d.wo, buf);
+      float *yp = y + p * out_plane;
+      if (partial) std::memset(yp, 0, sizeof(float) * out_plane);
+      PlaneForward(x + p * in_plane, k + 9 * c, b ? b[c] : 0.f, act, stride, v, yp, buf);  // rows < v.ho, cols < v.wo
+    }
+  }
+  return 0;
+}
+
+int MaskValid(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 2;
+  Dims d;
+  if (!InputDims(ndims[0], shapes[0], 1, &d)) return 3;
+  if (ndims[1] != 1 || shapes[1][0] != 4) return 5;
+  Dims v = d;
+  if (!ValidDims(static_cast<const float *>(params[1]), 1, &v)) return 6;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t planes = d.n * d.c, plane = d.h * d.w;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float *xp = x + p * plane;
+    float *yp = y + p * plane;
+    for (int64_t i = 0; i < d.h; ++i) {
+      const int64_t keep = i < v.h ? v.w : 0;
+      std::memcpy(yp + i * d.w, xp + i * d.w, sizeof(float) * keep);
+      std::memset(yp + i * d.w + keep, 0, sizeof(float) * (d.w - keep));
     }
   }
   return 0;
@@ -281,10 +344,17 @@ int CfDw3x3S1BiasRelu(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu); }
 int CfDw3x3S2BiasRelu(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu); }
 int CfDw3x3S1BiasRelu6(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu6); }
 int CfDw3x3S2BiasRelu6(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu6); }
+int CfDw3x3S1BiasValid(CF_SIG) { return Forward(CF_ARGS, 1, true, kNone, true); }
+int CfDw3x3S2BiasValid(CF_SIG) { return Forward(CF_ARGS, 2, true, kNone, true); }
+int CfDw3x3S1BiasReluValid(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu, true); }
+int CfDw3x3S2BiasReluValid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu, true); }
+int CfDw3x3S1BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu6, true); }
+int CfDw3x3S2BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu6, true); }
+int CfMaskValid(CF_SIG) { return MaskValid(CF_ARGS); }
 int CfDw3x3BackInputS1(CF_SIG) { return BackInput(CF_ARGS, 1); }
 int CfDw3x3BackInputS2(CF_SIG) { return BackInput(CF_ARGS, 2); }
 int CfDw3x3BackWeightS1(CF_SIG) { return BackWeight(CF_ARGS, 1); }
 int CfDw3x3BackWeightS2(CF_SIG) { return BackWeight(CF_ARGS, 2); }
 // Version tag, so the Python side can check that the library matches the package.
-int CfNativeVersion() { return 1; }
+int CfNativeVersion() { return 2; }
 }

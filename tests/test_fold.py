@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from centerface_flow import native, runtime
-from centerface_flow.fold import fold_pair
+from centerface_flow.fold import REGION_NAME, fold_pair
 
 TOL = 1e-4
 
@@ -87,7 +87,7 @@ def test_folded_network_equals_original(use_native, head_width, activation):
         cells = [c for _, c in net.cells_and_names()]
         assert not any(isinstance(c, nn.BatchNorm2d) for c in cells)
         assert any(isinstance(c, FusedDepthwiseConv3x3) for c in cells) == use_native
-        params = {p.name: p.asnumpy() for p in net.get_parameters()}
+        params = {p.name: p.asnumpy() for p in net.get_parameters() if p.name != REGION_NAME}
         assert set(params) == set(expected_params)
         assert not any(name.endswith(("gamma", "beta", "moving_mean", "moving_variance")) for name in params)
         for name, value in expected_params.items():
@@ -96,5 +96,36 @@ def test_folded_network_equals_original(use_native, head_width, activation):
         for out, ref in zip(outputs, reference):
             assert out.shape == ref.shape
             assert _rel(out, ref) <= TOL
+    finally:
+        runtime.mindspore("pynative")
+
+
+@pytest.mark.slow
+def test_padded_runner_equals_unpadded(tmp_path):
+    """The MindSpore runner pads inputs to buckets (one compiled graph for several sizes) and crops the outputs;
+    they equal the unpadded run's (float32 rounding only), with and without padding actually needed."""
+    if native.library_path() is None:
+        pytest.skip("native kernel library not built")
+    runtime.mindspore("graph")
+    from centerface_flow.backends import make_runner
+    from centerface_flow.checkpoint import ModelMeta, save_checkpoint
+    from centerface_flow.errors import UserError
+    from centerface_flow.nets.centerface import CenterFace
+
+    try:
+        net = CenterFace(24, "relu", init_seed=0)
+        _random_bn(net, 4)
+        ckpt = tmp_path / "random.ckpt"
+        save_checkpoint(ckpt, net, ModelMeta.released())
+        exact, padded = make_runner(ckpt, "mindspore"), make_runner(ckpt, "mindspore", pad_multiple=128)
+        assert "padded to multiples of 128" in padded.description
+        rng = np.random.default_rng(0)
+        for h, w in [(96, 160), (128, 128), (64, 224)]:
+            x = rng.uniform(0, 255, (1, 3, h, w)).astype(np.float32)
+            for out, ref in zip(padded(x), exact(x)):
+                assert out.shape == ref.shape == (1, out.shape[1], h // 4, w // 4)
+                assert _rel(out, ref) <= 1e-5
+        with pytest.raises(UserError, match="multiple of 32"):
+            make_runner(ckpt, "mindspore", pad_multiple=100)
     finally:
         runtime.mindspore("pynative")

@@ -69,12 +69,43 @@ def test_numpy_twin_gradients_are_the_adjoint(stride):
     assert lhs_k == pytest.approx(rhs_k, rel=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_valid_region_kernels_equal_unpadded(stride):
+    """On a bottom/right padded input (garbage in the padding) the Valid kernels equal the unpadded convolution
+    inside the valid region and write zeros outside; CfMaskValid zeroes the padded region."""
+    rng = np.random.default_rng(stride)
+    for padded, image, ratio in [((128, 160), (96, 128), 1), ((128, 160), (96, 128), 2), ((256, 128), (160, 96), 16),
+                                 ((256, 128), (160, 96), 32), ((64, 96), (64, 96), 4), ((96, 64), (32, 64), 8)]:
+        c = 3
+        h_in, w_in = padded[0] // ratio, padded[1] // ratio
+        h, w = -(-image[0] // ratio), -(-image[1] // ratio)
+        x = rng.standard_normal((2, c, h_in, w_in)).astype(np.float32)
+        k = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(c).astype(np.float32)
+        region = native.valid_region(padded, image)
+        out_shape = (2, c, (h_in - 1) // stride + 1, (w_in - 1) // stride + 1)
+        for act in native.ACTIVATIONS:
+            out = native.call_kernel(f"CfDw3x3S{stride}Bias{act.capitalize()}Valid", [x, k, b, region], out_shape)
+            ref = native.dw3x3_forward(x[:, :, :h, :w], k, stride, b, act)
+            vh, vw = ref.shape[2:]
+            assert _rel(out[:, :, :vh, :vw], ref) <= TOL, (padded, image, ratio)
+            assert not out[:, :, vh:].any() and not out[:, :, :, vw:].any()
+        unpadded = np.zeros(4, np.float32)  # region[0] <= 0: the whole tensor is valid
+        out = native.call_kernel(f"CfDw3x3S{stride}BiasValid", [x, k, b, unpadded], out_shape)
+        assert _rel(out, native.dw3x3_forward(x, k, stride, b)) <= TOL
+        masked = native.call_kernel("CfMaskValid", [x, region], x.shape)
+        assert np.array_equal(masked[:, :, :h, :w], x[:, :, :h, :w])
+        assert not masked[:, :, h:].any() and not masked[:, :, :, w:].any()
+
+
 def test_kernel_rejects_bad_arguments():
     x = np.zeros((1, 2, 4, 4), np.float32)
     with pytest.raises(RuntimeError, match="returned"):
         native.call_kernel("CfDw3x3S1", [x, np.zeros((3, 1, 3, 3), np.float32)], (1, 2, 4, 4))  # C mismatch
     with pytest.raises(RuntimeError, match="returned"):
         native.call_kernel("CfDw3x3S2", [x, np.zeros((2, 1, 3, 3), np.float32)], (1, 2, 4, 4))  # wrong out
+    with pytest.raises(RuntimeError, match="returned"):  # 4 rows padded to 6 is not a whole-number ratio
+        native.call_kernel("CfMaskValid", [x, native.valid_region((6, 4), (3, 4))], x.shape)
 
 
 @pytest.mark.slow
@@ -94,8 +125,8 @@ def test_custom_op_matches_mindspore(mode, stride):
             def ours(xx, kk, gy):
                 return ops.mul(op(xx, kk), gy).sum()
 
-            def theirs(xx, kk, gy):
-                return ops.mul(ops.conv2d(xx, kk, stride=stride, pad_mode="pad", padding=1, groups=c), gy).sum()
+            def theirs(xx, kk, gy):  # graph mode compiles it in this iteration: late binding is fine
+                return ops.mul(ops.conv2d(xx, kk, stride=stride, pad_mode="pad", padding=1, groups=c), gy).sum()  # noqa: B023
 
             grad_ours = ms.grad(ours, grad_position=(0, 1))
             grad_theirs = ms.grad(theirs, grad_position=(0, 1))
@@ -135,7 +166,7 @@ def test_network_uses_switch(monkeypatch):
         assert len(dws) == 17 and all(c.use_native == (flag == "1") for c in dws)
         net.set_train(False)
         weights = net.trainable_params()
-        grad = ms.value_and_grad(lambda t: sum(o.sum() for o in net(t)), None, weights)
+        grad = ms.value_and_grad(lambda t, net=net: sum(o.sum() for o in net(t)), None, weights)
         loss, grads = grad(x)
         results[flag] = (float(loss.asnumpy()), {w.name: g.asnumpy() for w, g in zip(weights, grads)})
     assert results["1"][0] == pytest.approx(results["0"][0], rel=1e-5)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from centerface_flow.backends import make_runner
+    from centerface_flow.backends import default_pad_multiple, make_runner
     from centerface_flow.commands.postprocess import config_from_args
     from centerface_flow.detect import InferenceConfig, detect_image, draw_detections
     from centerface_flow.errors import UserError
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         seen[stem] = path
     cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k)
     post = config_from_args(args)
-    runner = make_runner(args.weights, args.backend, args.mode)
+    pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
+    runner = make_runner(args.weights, args.backend, args.mode, pad)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = list(problems)

@@ -22,6 +22,10 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                              "(default: %(default)s)")
     parser.add_argument("--mode", choices=["graph", "pynative"], default="graph",
                         help="MindSpore execution mode (default: %(default)s)")
+    parser.add_argument("--pad-multiple", type=int, default=None, metavar="N",
+                        help="MindSpore: zero-pad inputs at the bottom/right to multiples of N pixels so that many "
+                             "image sizes share a few compiled graphs; outputs are exactly those of the unpadded "
+                             "image (native kernels). 0 = off (default: 128, 0 for letterbox at one scale)")
     if tta:
         parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (TTA)")
         parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from centerface_flow.backends import make_runner
+    from centerface_flow.backends import default_pad_multiple, make_runner
     from centerface_flow.candidates import save_candidates
     from centerface_flow.detect import InferenceConfig, collect_images, infer_images
     from centerface_flow.errors import UserError
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         images = images[: args.limit]
     if not images:
         raise UserError(f"{args.images}: no images found (expected <event>/<image>.jpg)")
-    runner = make_runner(args.weights, args.backend, args.mode)
+    pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
+    runner = make_runner(args.weights, args.backend, args.mode, pad)
     log.info("%s: %d images, size %s, scales %s, flip %s, top-k %d", runner.description, len(images), cfg.size,
              list(cfg.scales), cfg.flip, cfg.top_k)
     start = time.perf_counter()

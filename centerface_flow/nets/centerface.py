@@ -68,12 +68,16 @@ class MobileNetUp(nn.Cell):
         self.up1 = IDAUp(out_dim, channels[1])
         self.up2 = IDAUp(out_dim, channels[2])
         self.up3 = IDAUp(out_dim, channels[3])
+        # Set by centerface_flow.fold.fold_bn (native kernels): zeroes the padded region before the 3x3 conv_last.
+        self.valid_mask = None
 
     def construct(self, x1, x2, x3, x4):
         x = self.conv(x4)
         x = self.up1(x, x3)
         x = self.up2(x, x2)
         x = self.up3(x, x1)
+        if self.valid_mask is not None:
+            x = self.valid_mask(x)
         return self.conv_last(x)
 
 

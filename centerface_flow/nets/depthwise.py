@@ -11,7 +11,7 @@ from mindspore import Parameter, Tensor, nn
 
 from centerface_flow import native
 
-__all__ = ["DepthwiseConv3x3", "FusedDepthwiseConv3x3"]
+__all__ = ["DepthwiseConv3x3", "FusedDepthwiseConv3x3", "ValidMask"]
 
 
 class DepthwiseConv3x3(nn.Conv2d):
@@ -35,17 +35,32 @@ class FusedDepthwiseConv3x3(nn.Cell):
     """Inference-only depthwise 3×3 conv + bias + activation ("", "relu", "relu6") in one native kernel call.
 
     ``weight`` (C, 1, 3, 3) and ``bias`` (C,) are given (BatchNorm already folded in) and keep the given parameter
-    names. Made by :func:`centerface_flow.fold.fold_bn` when the native kernels are enabled.
+    names. ``region`` is the network's shared (4,) valid-region parameter (see
+    :func:`centerface_flow.native.depthwise_op`): only the valid part of a padded input is computed. Made by
+    :func:`centerface_flow.fold.fold_bn` when the native kernels are enabled.
     """
 
     def __init__(self, weight: Tensor, bias: Tensor, stride: int, activation: str, weight_name: str,
-                 bias_name: str) -> None:
+                 bias_name: str, region: Parameter) -> None:
         super().__init__()
         self.weight = Parameter(weight, name=weight_name, requires_grad=False)
         self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        self.region = region
         self.stride = int(stride)
         self.activation = activation
-        self.native_op = native.depthwise_op(stride, bias=True, activation=activation)
+        self.native_op = native.depthwise_op(stride, bias=True, activation=activation, valid=True)
 
     def construct(self, x):
-        return self.native_op(x, self.weight, self.bias)
+        return self.native_op(x, self.weight, self.bias, self.region)
+
+
+class ValidMask(nn.Cell):
+    """Zeroes everything outside the valid region given by the shared ``region`` parameter (native kernel)."""
+
+    def __init__(self, region: Parameter) -> None:
+        super().__init__()
+        self.region = region
+        self.mask_op = native.mask_op()
+
+    def construct(self, x):
+        return self.mask_op(x, self.region)
