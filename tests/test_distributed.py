@@ -127,3 +127,14 @@ def test_msrun_two_cpu_workers_match_one_process(tmp_path):
     keys = [k for k in a if k.startswith(("base.", "dla_up.", "hm_head", "wh_head", "off_head", "kps_head"))]
     diff = np.concatenate([np.abs(a[k] - b[k]).ravel() for k in keys])
     assert (diff > 1e-4).mean() < 1e-4 and np.quantile(diff, 0.999) < 1e-5, (diff.max(), np.quantile(diff, 0.999))
+
+
+def test_train_command_line_for_workers_roundtrips():
+    from centerface_flow.cli import build_parser
+    from centerface_flow.commands.train import _argv
+
+    args = build_parser().parse_args(["train", "--annotations", "a.json", "--images", "im", "--out-dir", "o",
+                                      "--devices", "2", "--set", "lr=0.1", "--state-dir", "s", "--no-progress"])
+    argv = _argv(args)
+    assert argv[0] == "train" and _argv(build_parser().parse_args(argv)) == argv
+    assert {"--devices", "2", "--state-dir", "s", "lr=0.1"} <= set(argv)

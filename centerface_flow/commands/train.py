@@ -51,6 +51,23 @@ def load_config(path: str | None, overrides: dict) -> dict:
     return values
 
 
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The ``train`` command line equivalent to ``args`` (for the msrun workers)."""
+    argv = ["train", "--annotations", args.annotations, "--images", args.images, "--out-dir", args.out_dir]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.state_dir:
+        argv += ["--state-dir", args.state_dir]
+    for item in args.set:
+        argv += ["--set", item]
+    for key in _OVERRIDES:
+        if getattr(args, key) is not None:
+            argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
     import subprocess
     import sys
@@ -73,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.devices > 1 and not distributed.in_launched_worker():
         from pathlib import Path
 
-        argv = list(sys.argv[1:])
+        argv = _argv(args)
         import os
 
         cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs",
