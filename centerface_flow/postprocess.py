@@ -69,7 +69,7 @@ class PostprocessConfig:
     """
 
     score_threshold: float = 0.02
-    nms: str = "hard"
+    nms: str = "gaussian"
     nms_iou: float = 0.4
     sigma: float = 0.5
     soft_threshold: float = 0.001
