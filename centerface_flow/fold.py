@@ -8,7 +8,9 @@ With running statistics ``mean``, ``var``, affine ``gamma``, ``beta`` and ``eps`
 Output channels are axis 0 of a ``Conv2d`` weight (out, in/groups, kh, kw) and axis 1 of a ``Conv2dTranspose``
 weight (in, out, kh, kw) in MindSpore. :func:`fold_bn` rewrites a network in place for inference (BatchNorm cells
 become ``nn.Identity``); with the native kernels, a depthwise 3×3 conv followed by its BatchNorm and ReLU / ReLU6
-becomes one :class:`~centerface_flow.nets.depthwise.FusedDepthwiseConv3x3` (a single kernel call). Without them
+becomes one :class:`~centerface_flow.nets.depthwise.FusedDepthwiseConv3x3` (a single kernel call), which also
+applies the bias and activation of the 1×1 expansion conv before it to its input (MindSpore's separate BiasAdd and
+ReLU passes over the expanded tensors cost as much as the depthwise convs themselves). Without them
 every conv is kept as MindSpore's ``Conv2d`` / ``Conv2dTranspose`` with a bias (exportable to ONNX / MINDIR).
 Parameter names are kept (``<conv>.weight``) and biases are named ``<conv>.bias``; :func:`folded_parameters`
 returns the folded tensors as numpy arrays (the exports and tests use them).
@@ -110,6 +112,33 @@ def set_valid_region(net, padded_hw: tuple[int, int], image_hw: tuple[int, int])
     return True
 
 
+def _fuse_input_activations(net) -> int:
+    """In every folded (1×1 conv + bias, activation) → fused depthwise pair of sibling cells, move the conv's bias
+    and the activation into the depthwise kernel (``FusedDepthwiseConv3x3.fuse_input_activation``)."""
+    from mindspore import nn
+
+    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+
+    names = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+    count = 0
+    for _, seq in net.cells_and_names():
+        if not isinstance(seq, nn.SequentialCell):
+            continue
+        items = list(seq)
+        for first, second in zip(items, items[1:]):
+            fa, fb = getattr(first, "features", None), getattr(second, "features", None)
+            if not isinstance(fa, nn.SequentialCell) or not isinstance(fb, nn.SequentialCell) or len(fa) != 3:
+                continue
+            conv, act, dw = fa[0], fa[2], fb[0]
+            if (isinstance(dw, FusedDepthwiseConv3x3) and not dw.has_pre and isinstance(conv, nn.Conv2d)
+                    and conv.has_bias and tuple(conv.kernel_size) == (1, 1) and names.get(type(act)) == dw.activation):
+                dw.fuse_input_activation(conv.bias)
+                conv.has_bias = False
+                fa[2] = nn.Identity()
+                count += 1
+    return count
+
+
 def fold_bn(net, use_native: bool | None = None):
     """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
 
@@ -149,6 +178,9 @@ def fold_bn(net, use_native: bool | None = None):
         seq[i] = new
         seq[i + 1] = nn.Identity()
         count += 1
+    if use_native:
+        count_pre = _fuse_input_activations(net)
+        log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_native and hasattr(net, "dla_up"):
         net.dla_up.valid_mask = ValidMask(region)
         net.valid_region = region  # the runner sets it per call (set_valid_region)

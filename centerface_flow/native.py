@@ -131,7 +131,7 @@ def _same_dtype(x_dtype, *_):
 
 
 @cache
-def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: bool = False):
+def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: bool = False, pre: bool = False):
     """The 3×3 depthwise convolution (padding 1) as a MindSpore primitive.
 
     ``op(x (N, C, H, W), w (C, 1, 3, 3)) -> (N, C, Ho, Wo)`` with ``Ho = (H - 1) // stride + 1``; differentiable
@@ -139,6 +139,8 @@ def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: b
     "relu6"), inference only (no gradient). With ``valid=True`` (needs ``bias``): ``op(x, w, b, region (4,))``
     computes only the valid region of a bottom/right zero-padded input, ``region = (H0, W0, h0, w0)`` the padded
     network-input size and the image inside it (``H0 <= 0``: not padded); see ``kernels/depthwise.cc``.
+    With ``pre=True`` (needs ``valid`` and an activation): ``op(x, w, b, region, b_in (C,))`` convolves
+    ``activation(x + b_in)``, the bias and activation of the preceding 1×1 conv fused in.
     """
     from mindspore import ops
 
@@ -151,8 +153,11 @@ def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: b
         _require_library()
     if valid and not bias:
         raise ValueError("valid=True needs bias=True (inference kernels)")
+    if pre and not (valid and activation):
+        raise ValueError("pre=True needs valid=True and an activation")
     if bias:
-        name = f"CfDw3x3S{stride}Bias{activation.capitalize()}{'Valid' if valid else ''}"
+        act = activation.capitalize()
+        name = f"CfDw3x3S{stride}{'Pre' + act if pre else ''}Bias{act}{'Valid' if valid else ''}"
         return ops.Custom(f"{lib}:{name}", out_shape=_fwd_shape(stride), out_dtype=_same_dtype, func_type="aot")
     back_input = ops.Custom(f"{lib}:CfDw3x3BackInputS{stride}", out_shape=lambda x, w, dy: list(x),
                             out_dtype=_same_dtype, func_type="aot")

@@ -10,6 +10,8 @@
 //   CfDw3x3S{1,2}Bias{,Relu,Relu6}(x, w, b (C,)) -> y                              forward + bias (+ activation)
 //   CfDw3x3S{1,2}Bias{,Relu,Relu6}Valid(x, w, b, valid (4,)) -> y                  same on the valid region only
 //   CfMaskValid(x (N,C,H,W), valid (4,)) -> y                                      x with the padded region zeroed
+//   CfDw3x3S{1,2}Pre{Relu,Relu6}Bias{Relu,Relu6}Valid(x, w, b, valid, b_in (C,)) -> y
+//       the same on act(x + b_in): the bias and activation of the preceding 1x1 conv fused in (inference)
 //   CfDw3x3BackInputS{1,2}(x, w, dy (N,C,Ho,Wo)) -> dx (N,C,H,W)                   x is read for its shape only
 //   CfDw3x3BackWeightS{1,2}(x, dy) -> dw (C,1,3,3)
 // with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1 (zero padding of 1 on every side).
@@ -120,8 +122,17 @@ CF_CLONES void Deinterleave(const float *__restrict x, int64_t w, int64_t wo, fl
 }
 
 // Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten.
+// act(x + bias) of one input row into out (the activation of the preceding 1x1 conv, fused into this kernel).
+CF_CLONES void BiasActRow(const float *__restrict x, float bias, int act, int64_t n, float *__restrict out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = x[j] + bias;
+  Activate(out, n, act);
+}
+
+// Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten. pre_act != kNone first maps every
+// input value to pre_act(x + pre_bias) (the zero padding stays zero, as for the unfused layers).
 void PlaneForward(const float *x, const float *k, float bias, int act, int stride, const Dims &d, float *y,
-                  std::vector<float> &buf) {
+                  std::vector<float> &buf, int pre_act = kNone, float pre_bias = 0.f) {
+  float *pre = buf.data() + 2 * d.wo + 2;  // d.w floats, used when pre_act != kNone
   for (int64_t i = 0; i < d.ho; ++i) {
     float *yr = y + i * d.ldy;
     for (int64_t j = 0; j < d.wo; ++j) yr[j] = bias;
@@ -129,6 +140,10 @@ void PlaneForward(const float *x, const float *k, float bias, int act, int strid
       const int64_t r = stride * i + ki - 1;
       if (r < 0 || r >= d.h) continue;
       const float *xr = x + r * d.ldx;
+      if (pre_act != kNone) {
+        BiasActRow(xr, pre_bias, pre_act, d.w, pre);
+        xr = pre;
+      }
       if (stride == 1) {
         RowS1(yr, xr, k + 3 * ki, d.w);
       } else {
@@ -212,8 +227,9 @@ void PlaneBackWeight(const float *x, const float *dy, int stride, const Dims &d,
 }
 
 int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, bool has_bias,
-            int act, bool valid_only = false) {
-  const int n_in = (has_bias ? 3 : 2) + (valid_only ? 1 : 0);
+            int act, bool valid_only = false, int pre_act = kNone) {
+  const int n_pre = pre_act != kNone ? 1 : 0;  // the pre-activation bias is the last input
+  const int n_in = (has_bias ? 3 : 2) + (valid_only ? 1 : 0) + n_pre;
   if (nparam != n_in + 1) return 1;
   for (int i = 0; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 2;
@@ -228,19 +244,28 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const int64_t in_plane = d.h * d.w, out_plane = d.ho * d.wo;
   Dims v = d;  // the computed (valid) sub-plane; the rest of the output is zero
   if (valid_only) {
-    if (ndims[n_in - 1] != 1 || shapes[n_in - 1][0] != 4) return 5;
-    if (!ValidDims(static_cast<const float *>(params[n_in - 1]), stride, &v)) return 6;
+    const int r = n_in - 1 - n_pre;
+    if (ndims[r] != 1 || shapes[r][0] != 4) return 5;
+    if (!ValidDims(static_cast<const float *>(params[r]), stride, &v)) return 6;
+  }
+  const float *pre_b = n_pre ? static_cast<const float *>(params[n_in - 1]) : nullptr;
+  if (n_pre) {
+    int64_t count = 1;
+    for (int i = 0; i < ndims[n_in - 1]; ++i) count *= shapes[n_in - 1][i];
+    if (count != d.c) return 7;
   }
   const bool partial = v.ho != d.ho || v.wo != d.wo;
 #pragma omp parallel
   {
-    std::vector<float> buf(2 * d.wo + 2);
+    std::vector<float> buf(2 * d.wo + 2 + d.w);
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t c = p % d.c;
       float *yp = y + p * out_plane;
       if (partial) std::memset(yp, 0, sizeof(float) * out_plane);
-      PlaneForward(x + p * in_plane, k + 9 * c, b ? b[c] : 0.f, act, stride, v, yp, buf);  // rows < v.ho, cols < v.wo
+      // rows < v.ho, cols < v.wo
+      PlaneForward(x + p * in_plane, k + 9 * c, b ? b[c] : 0.f, act, stride, v, yp, buf, pre_act,
+                   pre_b ? pre_b[c] : 0.f);
     }
   }
   return 0;
@@ -351,10 +376,14 @@ int CfDw3x3S2BiasReluValid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu, tru
 int CfDw3x3S1BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu6, true); }
 int CfDw3x3S2BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu6, true); }
 int CfMaskValid(CF_SIG) { return MaskValid(CF_ARGS); }
+int CfDw3x3S1PreReluBiasReluValid(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu, true, kRelu); }
+int CfDw3x3S2PreReluBiasReluValid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu, true, kRelu); }
+int CfDw3x3S1PreRelu6BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 1, true, kRelu6, true, kRelu6); }
+int CfDw3x3S2PreRelu6BiasRelu6Valid(CF_SIG) { return Forward(CF_ARGS, 2, true, kRelu6, true, kRelu6); }
 int CfDw3x3BackInputS1(CF_SIG) { return BackInput(CF_ARGS, 1); }
 int CfDw3x3BackInputS2(CF_SIG) { return BackInput(CF_ARGS, 2); }
 int CfDw3x3BackWeightS1(CF_SIG) { return BackWeight(CF_ARGS, 1); }
 int CfDw3x3BackWeightS2(CF_SIG) { return BackWeight(CF_ARGS, 2); }
 // Version tag, so the Python side can check that the library matches the package.
-int CfNativeVersion() { return 2; }
+int CfNativeVersion() { return 3; }
 }

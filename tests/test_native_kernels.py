@@ -98,6 +98,26 @@ def test_valid_region_kernels_equal_unpadded(stride):
         assert not masked[:, :, h:].any() and not masked[:, :, :, w:].any()
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_input_activation_kernels(stride, act):
+    """CfDw3x3S*Pre<act>Bias<act>Valid(x, w, b, region, b_in) = the twin on act(x + b_in), on a padded input."""
+    rng = np.random.default_rng(3)
+    for padded, image, ratio in [((128, 160), (96, 128), 2), ((64, 64), (64, 64), 4), ((256, 128), (160, 96), 16)]:
+        c = 4
+        h_in, w_in = padded[0] // ratio, padded[1] // ratio
+        h, w = -(-image[0] // ratio), -(-image[1] // ratio)
+        x = 4 * rng.standard_normal((2, c, h_in, w_in)).astype(np.float32)
+        k, b, b_in = (rng.standard_normal(s).astype(np.float32) for s in ((c, 1, 3, 3), (c,), (c,)))
+        out_shape = (2, c, (h_in - 1) // stride + 1, (w_in - 1) // stride + 1)
+        name = f"CfDw3x3S{stride}Pre{act.capitalize()}Bias{act.capitalize()}Valid"
+        out = native.call_kernel(name, [x, k, b, native.valid_region(padded, image), b_in], out_shape)
+        pre = np.clip(x + b_in[None, :, None, None], 0, 6 if act == "relu6" else None)
+        ref = native.dw3x3_forward(pre[:, :, :h, :w], k, stride, b, act)
+        vh, vw = ref.shape[2:]
+        assert _rel(out[:, :, :vh, :vw], ref) <= TOL and not out[:, :, vh:].any() and not out[:, :, :, vw:].any()
+
+
 def test_kernel_rejects_bad_arguments():
     x = np.zeros((1, 2, 4, 4), np.float32)
     with pytest.raises(RuntimeError, match="returned"):

@@ -49,8 +49,19 @@ class FusedDepthwiseConv3x3(nn.Cell):
         self.stride = int(stride)
         self.activation = activation
         self.native_op = native.depthwise_op(stride, bias=True, activation=activation, valid=True)
+        self.has_pre = False
+        self.pre_bias = None
+
+    def fuse_input_activation(self, pre_bias: Parameter) -> None:
+        """Apply ``activation(x + pre_bias)`` to the input inside the kernel: the bias and activation of the 1×1
+        conv before this one (which then skips them). Saves two passes over the largest tensors."""
+        self.pre_bias = pre_bias
+        self.has_pre = True
+        self.native_op = native.depthwise_op(self.stride, bias=True, activation=self.activation, valid=True, pre=True)
 
     def construct(self, x):
+        if self.has_pre:
+            return self.native_op(x, self.weight, self.bias, self.region, self.pre_bias)
         return self.native_op(x, self.weight, self.bias, self.region)
 
 
