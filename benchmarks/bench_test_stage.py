@@ -78,9 +78,9 @@ def main() -> int:
             times = latency(runner, image, cfg, post, args.repeats)
             rows.append((runner.description, statistics.median(times), min(times)))
     print(f"detect latency, 640x480, released weights, {args.repeats} runs after 2 warm-up runs")
-    print(f"{'runner':<55} {'median ms':>10} {'min ms':>8}")
+    print(f"{'runner':<90} {'median ms':>10} {'min ms':>8}")
     for name, med, best in rows:
-        print(f"{name:<55} {1000 * med:10.1f} {1000 * best:8.1f}")
+        print(f"{name:<90} {1000 * med:10.1f} {1000 * best:8.1f}")
     print(f"MindSpore / ONNX Runtime: {rows[0][1] / rows[1][1]:.2f}x")
 
     if args.candidates:
