@@ -33,13 +33,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How candidates are computed: size policy, test scales, flip, peaks kept per pass."""
+    """How candidates are computed: size policy, test scales, flip, peaks kept per pass.
+
+    ``max_side`` (released policy only; 0 = no cap): images whose longer side exceeds it are processed as if first
+    shrunk to that side (the test scales then apply on top), which bounds time and memory on large photos.
+    """
 
     size: str = "released"
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     top_k: int = 200
     letterbox_size: int = LETTERBOX_SIZE
+    max_side: int = 0
     passes: tuple[tuple[float, bool], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +55,8 @@ class InferenceConfig:
             raise UserError(f"scales: need one or more positive numbers, got {list(self.scales)}")
         if self.top_k <= 0:
             raise UserError(f"top_k: must be positive, got {self.top_k}")
+        if self.max_side < 0:
+            raise UserError(f"max_side: must be 0 (no cap) or positive, got {self.max_side}")
         object.__setattr__(self, "scales", scales)
         passes = tuple((s, f) for s in scales for f in ((False, True) if self.flip else (False,)))
         object.__setattr__(self, "passes", passes)
@@ -66,10 +73,12 @@ def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig) -> tuple[n
     from centerface_flow.decode import peaks_and_decode
 
     meta = runner.meta
+    longest = max(image_bgr.shape[:2])
+    base = min(1.0, cfg.max_side / longest) if cfg.max_side and cfg.size == "released" else 1.0
     parts = []
     for scale in cfg.scales:
         flips = (False, True) if cfg.flip else (False,)
-        prepared = [prepare(image_bgr, cfg.size, meta.input_format, meta.mean, meta.std, scale=scale, flip=f,
+        prepared = [prepare(image_bgr, cfg.size, meta.input_format, meta.mean, meta.std, scale=scale * base, flip=f,
                             letterbox_size=cfg.letterbox_size) for f in flips]
         heatmap, size, offset, landmarks = runner(np.stack([chw for chw, _ in prepared]))
         for b, (_, transform) in enumerate(prepared):

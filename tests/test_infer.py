@@ -72,12 +72,29 @@ def test_candidates_land_on_the_face_in_original_pixels(size, scales, flip):
         np.testing.assert_allclose(pass_lms, expect, atol=3.0)
 
 
+def test_max_side_caps_the_input_and_keeps_original_coordinates():
+    seen = []
+
+    class Recording(SquareFinder):
+        def __call__(self, batch):
+            seen.append(batch.shape[2:])
+            return super().__call__(batch)
+
+    cfg = InferenceConfig(size="released", scales=(1.0, 0.5), top_k=5, max_side=240)
+    boxes, scores, _, _ = detect_image(Recording(), square_photo(480, 320), cfg)
+    assert seen == [(160, 256), (96, 128)]  # 480x320 processed as 240x160, then x0.5 (multiples of 32)
+    np.testing.assert_allclose(boxes[scores == np.float32(0.9)], [BOX, BOX], atol=6.0)
+    seen.clear()
+    detect_image(Recording(), square_photo(480, 320), InferenceConfig(max_side=1000))
+    assert seen == [(320, 480)], "images below the cap are untouched"
+
+
 def test_inference_config_checks():
     from centerface_flow.errors import UserError
 
     assert InferenceConfig(scales=(0.5, 1), flip=True).passes == ((0.5, False), (0.5, True), (1.0, False),
                                                                   (1.0, True))
-    for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}):
+    for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}, {"max_side": -1}):
         with pytest.raises(UserError):
             InferenceConfig(**bad)
 

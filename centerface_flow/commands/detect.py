@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{seen[stem]} and {path} would both write {stem}.txt; detect them into separate --out "
                             "folders")
         seen[stem] = path
-    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k)
+    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k,
+                          max_side=args.max_side)
     post = config_from_args(args)
     pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
     runner = make_runner(args.weights, args.backend, args.mode, pad)

@@ -30,6 +30,9 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
         parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (TTA)")
         parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                             help="test scales relative to the size policy (TTA), e.g. 0.5 1 1.5 (default: 1)")
+        parser.add_argument("--max-side", type=int, default=0, metavar="PX",
+                            help="released size: process images whose longer side exceeds PX as if shrunk to PX "
+                                 "(bounds time and memory on large photos; default 0 = no cap)")
         parser.add_argument("--top-k", type=int, default=200,
                             help="heatmap peaks kept per image and pass (default: %(default)s, as the model zoo)")
 
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from centerface_flow.errors import UserError
 
     log = logging.getLogger(__name__)
-    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k)
+    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k,
+                          max_side=args.max_side)
     images = collect_images(args.images)
     if args.limit is not None:
         images = images[: args.limit]
