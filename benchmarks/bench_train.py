@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--compare-torch", action="store_true", help="step throughput vs PyTorch (train_compare.py)")
     parser.add_argument("--torch-python", default=train_compare.DEFAULT_TORCH)
+    parser.add_argument("--rounds", type=int, default=1, help="--compare-torch: runtimes take turns, best kept")
     args = parser.parse_args()
     if args.compare_torch:
         args.batch, args.skip = args.batch_size, []
