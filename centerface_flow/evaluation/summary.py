@@ -94,6 +94,9 @@ def _plot_ap(frame, path: Path) -> None:
         for dash, (_, row) in zip(("--", ":", "-."), others.iterrows()):
             ax.axhline(row[s], color=_COLORS[s], linestyle=dash, linewidth=1, label=f"{s} ({row['model']})")
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("AP")
     ax.set_title("WIDER FACE val AP by epoch")
     ax.grid(True, alpha=0.3)
