@@ -235,7 +235,10 @@ def _step_function(net, loss_cell, optimizer, loss_scale: float, world: int):
 
 
 def _optimizer_state(optimizer, net_names: set[str]) -> dict[str, np.ndarray]:
-    return {_OPT_PREFIX + p.name: p.asnumpy() for p in optimizer.get_parameters() if p.name not in net_names}
+    """Adam moments, beta powers and the global step. Not ``learning_rate``: the per-step schedule is rebuilt from
+    the config, so a resumed run may change ``epochs`` (the array's length)."""
+    return {_OPT_PREFIX + p.name: p.asnumpy() for p in optimizer.get_parameters()
+            if p.name not in net_names and p.name != "learning_rate"}
 
 
 def _restore(net, optimizer, path: Path) -> dict:
@@ -249,6 +252,8 @@ def _restore(net, optimizer, path: Path) -> dict:
     for key, value in extra.items():
         if key.startswith(_OPT_PREFIX):
             name = key[len(_OPT_PREFIX):]
+            if name == "learning_rate":  # written by earlier versions; the schedule comes from the config
+                continue
             if name not in opt_params:
                 raise UserError(f"{path}: optimizer entry {name!r} does not fit this run")
             opt_params[name].set_data(ms.Tensor(np.asarray(value)).astype(opt_params[name].dtype))

@@ -138,6 +138,11 @@ def test_kill9_mid_epoch_then_resume_is_bit_identical(tmp_path):
 
     assert rows(tmp_path / "ref" / "metrics.csv") == rows(out / "metrics.csv")
     assert len(rows(out / "metrics.csv")) == 6
+    # asking for more epochs later continues from the last one (the lr schedule is rebuilt for the new length)
+    longer = subprocess.run(_train_cmd(json_path, out, epochs=4), env=env, capture_output=True, text=True, check=False)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "resumed from epoch 3" in longer.stderr and (out / "epoch_4.ckpt").is_file()
+    assert len(rows(out / "metrics.csv")) == 8
 
 
 @pytest.mark.slow
