@@ -206,6 +206,29 @@ def _build_network(cfg: TrainConfig):
     return net, meta
 
 
+#: The first convolution sees the raw input; with ``rgb255`` input its inputs are 255x those of a normalised input.
+FIRST_CONV = "base.need_fp1.0.features.0.weight"
+
+
+def _param_groups(net, meta, lrs: np.ndarray) -> list[dict]:
+    """Adam groups: no weight decay on biases and BatchNorm (model zoo); for ``rgb255`` weights (the released model)
+    the first convolution gets lr / 255. Adam moves every weight by about lr per step whatever its scale, and that
+    layer's weights are ~255x smaller (mean |w| 1e-3): at the full lr 2 fine-tuning epochs changed it by 5 %
+    and cost ~5 AP points on held-out images, while every other layer changed by < 0.1 %."""
+    import mindspore as ms
+
+    params = net.trainable_params()
+    first = [p for p in params if p.name == FIRST_CONV and meta.input_format == "rgb255"]
+    no_decay = [p for p in params if p.name.endswith((".bias", ".gamma", ".beta"))]
+    taken = {p.name for p in first + no_decay}
+    decay = [p for p in params if p.name not in taken]
+    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay}]
+    if first:
+        groups.append({"params": first, "lr": ms.Tensor(lrs / 255.0)})
+        log.info("rgb255 input: %s trains with lr / 255", FIRST_CONV)
+    return groups
+
+
 def _step_function(net, loss_cell, optimizer, loss_scale: float, world: int):
     """A jitted ``step(image, *targets) -> (loss, parts, finite)`` that updates only when grads are finite."""
     import mindspore as ms
@@ -238,7 +261,7 @@ def _optimizer_state(optimizer, net_names: set[str]) -> dict[str, np.ndarray]:
     """Adam moments, beta powers and the global step. Not ``learning_rate``: the per-step schedule is rebuilt from
     the config, so a resumed run may change ``epochs`` (the array's length)."""
     return {_OPT_PREFIX + p.name: p.asnumpy() for p in optimizer.get_parameters()
-            if p.name not in net_names and p.name != "learning_rate"}
+            if p.name not in net_names and not p.name.startswith("learning_rate")}
 
 
 def _restore(net, optimizer, path: Path) -> dict:
@@ -252,7 +275,7 @@ def _restore(net, optimizer, path: Path) -> dict:
     for key, value in extra.items():
         if key.startswith(_OPT_PREFIX):
             name = key[len(_OPT_PREFIX):]
-            if name == "learning_rate":  # written by earlier versions; the schedule comes from the config
+            if name.startswith("learning_rate"):  # written by earlier versions; the schedule comes from the config
                 continue
             if name not in opt_params:
                 raise UserError(f"{path}: optimizer entry {name!r} does not fit this run")
@@ -313,10 +336,7 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     if steps_per_epoch == 0:
         raise UserError(f"batch_size {cfg.batch_size} exceeds the {len(source)} images per device")
     lrs = lr_schedule(cfg, steps_per_epoch)
-    decay = [p for p in net.trainable_params() if not p.name.endswith((".bias", ".gamma", ".beta"))]
-    no_decay = [p for p in net.trainable_params() if p.name.endswith((".bias", ".gamma", ".beta"))]
-    optimizer = nn.Adam([{"params": no_decay, "weight_decay": 0.0}, {"params": decay}],
-                        learning_rate=ms.Tensor(lrs), weight_decay=cfg.weight_decay)
+    optimizer = nn.Adam(_param_groups(net, meta, lrs), learning_rate=ms.Tensor(lrs), weight_decay=cfg.weight_decay)
     net_names = {p.name for p in net.get_parameters()}
 
     start, last = find_last_epoch(state_dir)
