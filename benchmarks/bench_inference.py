@@ -7,7 +7,8 @@ it (``--weights CKPT --onnx FILE`` to use others, e.g. a checkpoint and its ``ce
 seeded random batch of 1 per size, in the checkpoint's pixel format. Each runtime runs in its own child process
 (one process tree, one at a time, so they do not compete for the 2 cores), warms up, then times ``--runs`` calls;
 the table shows medians (with ``--rounds R`` the runtimes take R turns and each keeps its best median, which
-evens out load from other jobs), the ratio to ONNX Runtime and the largest relative output difference to ONNX Runtime
+evens out load from other jobs; ``--interleave`` keeps one child per runtime alive and times them call by call in
+turn, so that all see the same load), the ratio to ONNX Runtime and the largest relative output difference to ONNX Runtime
 (``max |Δ| / max |ref|`` over the four outputs, after the released file's outputs are mapped to our conventions).
 
 Runtimes:
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -79,6 +81,8 @@ def worker(args) -> int:
         from centerface_flow.backends import make_runner
 
         fn = make_runner(args.onnx, "onnxruntime")
+    if args.serve:
+        return serve(fn, args.inputs, args.out)
     result, outputs = {}, {}
     with np.load(args.inputs) as data:
         for key in data.files:
@@ -92,6 +96,81 @@ def worker(args) -> int:
     np.savez(args.out, **outputs)
     print(json.dumps(result))
     return 0
+
+
+def serve(fn, inputs_path: str, out_path: str) -> int:
+    """Interleaved mode (child side): load the inputs, then per stdin line ``<key>`` run one call and answer
+    ``@@ <seconds>``; ``save`` writes the last outputs of every key to ``out_path``; EOF ends."""
+    import numpy as np
+
+    with np.load(inputs_path) as data:
+        inputs = {k: data[k] for k in data.files}
+    outputs = {}
+    print("@@ ready", flush=True)
+    for line in sys.stdin:
+        key = line.strip()
+        if key == "save":
+            np.savez(out_path, **{f"{k}/{i}": np.asarray(o) for k, outs in outputs.items() for i, o in enumerate(outs)})
+            print("@@ saved", flush=True)
+            continue
+        start = time.perf_counter()
+        outputs[key] = fn(inputs[key])
+        print(f"@@ {time.perf_counter() - start:.6f}", flush=True)
+    return 0
+
+
+class _Server:
+    """Parent side of the interleaved mode: one persistent child per runtime."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.reply()
+
+    def reply(self) -> str:
+        for line in self.proc.stdout:
+            if line.startswith("@@ "):
+                return line[3:].strip()
+        raise RuntimeError(f"benchmark child {self.proc.args[:3]} ended early")
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.reply()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def interleaved(commands: dict[str, list[str]], sizes: list[str], warmup: int, runs: int) -> dict:
+    """Start every runtime's child, then time them call by call in turn (shuffled order, 0.1 s apart so that no
+    runtime's spinning worker threads overlap the next call), so that all of them see the same background load;
+    returns ``{runtime: {size: {"median_ms", "runs"}}}``."""
+    import statistics
+
+    servers = {}
+    for name, cmd in commands.items():
+        print(f"starting {name} (load average {_load_avg()}) ...", flush=True)
+        try:
+            servers[name] = _Server(cmd + ["--serve"])
+        except RuntimeError as exc:
+            print(f"  {name} failed to start: {exc}", file=sys.stderr)
+    times = {name: {size: [] for size in sizes} for name in servers}
+    names = list(servers)
+    for size in sizes:
+        for name in names:
+            for _ in range(warmup):
+                servers[name].ask(size)
+        for r in range(runs):
+            for name in random.Random(r).sample(names, len(names)):
+                time.sleep(0.1)  # let the previous runtime's worker threads stop spinning before the next call
+                times[name][size].append(float(servers[name].ask(size)))
+    for server in servers.values():
+        server.ask("save")
+        server.close()
+    return {name: {size: {"median_ms": 1e3 * statistics.median(t), "runs": len(t)} for size, t in per.items()}
+            for name, per in times.items()}
 
 
 def _run_child(cmd: list[str], env=None) -> dict | None:
@@ -117,6 +196,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the runtimes in turn and keep each one's best median (busy machines)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="keep one child per runtime and time them call by call in turn (fairest on a busy "
+                             "machine: every runtime sees the same load)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--torch-python", default=DEFAULT_TORCH if Path(DEFAULT_TORCH).is_file() else "")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--skip", nargs="*", default=[], help="runtimes to leave out")
@@ -161,7 +244,24 @@ def main() -> int:
             print(f"PyTorch: not importable by {args.torch_python or '(no --torch-python)'}; skipped")
         runtimes = [r for r in runtimes if r not in args.skip]
         results, outputs = {}, {}
-        for round_index in range(args.rounds):
+
+        def command(name: str) -> list[str]:
+            out = tmp / f"{name}.npz"
+            if name.startswith("torch"):
+                cmd = [args.torch_python, str(HERE / "torch_centerface.py"), "infer", "--params",
+                       str(tmp / "params.npz"), "--inputs", str(tmp / "inputs.npz"), "--out", str(out)]
+                return cmd + (["--channels-last"] if name != "torch-eager" else []) + (
+                    ["--compile"] if name == "torch-compile" else [])
+            return [sys.executable, __file__, "--worker", name, "--weights", str(weights), "--onnx",
+                    str(onnx_path), "--inputs", str(tmp / "inputs.npz"), "--out", str(out)]
+
+        if args.interleave:
+            for name, result in interleaved({n: command(n) for n in runtimes}, args.sizes, args.warmup,
+                                            args.runs).items():
+                results[name] = [result]
+                with np.load(tmp / f"{name}.npz") as data:
+                    outputs[name] = {k: data[k] for k in data.files}
+        for round_index in range(0 if args.interleave else args.rounds):
             for name in runtimes:
                 out = tmp / f"{name}.npz"
                 print(f"round {round_index + 1}/{args.rounds}: {name} (load average {_load_avg()}) ...", flush=True)
@@ -204,8 +304,8 @@ def main() -> int:
         diff = max(diffs) if diffs else float("nan")
         print(row + f"{diff:14.2g}")
         table[name] = {"best_median_ms": best[name], "rounds": rounds, "max_rel_diff_vs_ort": diff}
-    print(f"\nmedian of {args.runs} runs after {args.warmup} warm-up calls, batch 1, best of {args.rounds} round(s) "
-          f"(runtimes take turns); load average (1/5/15 min) {load_start} at start, {load_end} at end; "
+    how = "runtimes interleaved call by call" if args.interleave else f"best of {args.rounds} round(s)"
+    print(f"\nmedian of {args.runs} runs after {args.warmup} warm-up calls, batch 1, {how}; load average (1/5/15 min) {load_start} at start, {load_end} at end; "
           f"{os.cpu_count()} CPUs")
     if args.json:
         args.json.write_text(json.dumps({"results": table, "load_start": load_start, "load_end": load_end,

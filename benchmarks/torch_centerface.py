@@ -130,6 +130,25 @@ def infer(args) -> dict:
     if args.compile:
         net = torch.compile(net)
     inputs = _load(args.inputs)
+    if args.serve:  # bench_inference.py --interleave protocol (see its serve())
+        import sys
+
+        outputs = {}
+        print("@@ ready", flush=True)
+        with torch.inference_mode():
+            for line in sys.stdin:
+                key = line.strip()
+                if key == "save":
+                    np.savez(args.out, **{f"{k}/{i}": o for k, outs in outputs.items() for i, o in enumerate(outs)})
+                    print("@@ saved", flush=True)
+                    continue
+                t = torch.from_numpy(inputs[key]).contiguous(memory_format=fmt)
+                start = time.perf_counter()
+                out = net(t)
+                elapsed = time.perf_counter() - start
+                outputs[key] = [o.contiguous().numpy() for o in out]
+                print(f"@@ {elapsed:.6f}", flush=True)
+        raise SystemExit(0)
     result, outputs = {}, {}
     with torch.inference_mode():
         for key, x in inputs.items():
@@ -197,6 +216,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--serve", action="store_true", help="interleaved protocol of bench_inference.py")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
