@@ -4,12 +4,20 @@ events, compare AP@0.5 on the other half before and after (must stay within 1 po
     CENTERFACE_SHARED_DATA=/work/shared .venv/bin/python benchmarks/finetune_check.py [--epochs 2] [--out DIR]
 
 Events are split by their sorted index (even → train, odd → held out). Fine-tuning: init released (BatchNorms
-frozen, as they are folded in the released weights), the model-zoo augmentation at ``--resolution`` (256),
-Adam lr 1e-5 (no decay steps), batch 8, no weight decay. (The zoo's weight decay 5e-4 enters MindSpore's Adam as
-a gradient term, so every weight whose gradient is small, e.g. the whole landmark head on boxes-only labels, is
-pushed toward 0 by ~lr per step: with it, 2 epochs lost 5.3 points at lr 1e-4 / 384 px and 4.6 at lr 1e-5 / 256 px.) Evaluation: the released inference policy (input resized to a multiple of 32
-of the original size), decode top 200 at score > 0.02, NMS 0.4, AP@0.5 over all held-out faces (VOC all-point AP;
-a plain AP, not the WIDER easy/medium/hard protocol). Exit status 0 when |ΔAP| <= 0.01.
+frozen, as they are folded in the released weights; the first conv at lr/255 because the released model takes raw
+0-255 input), the model-zoo augmentation and targets at ``--resolution`` (256), Adam lr 1e-5, batch 8, no weight
+decay. Evaluation: the released inference policy (input resized to a multiple of 32 of the original size), through
+an ONNX export, decode top 200 at score > 0.02, NMS 0.4, AP@0.5 over all held-out faces (VOC all-point AP; a plain
+AP, not the WIDER easy/medium/hard protocol). Exit status 0 when |ΔAP| <= 0.01.
+
+Measured (2 epochs, 310 train / 300 held-out images, 2,326 faces): released 0.7304, fine-tuned 0.6770 (lr 1e-4,
+384 px, wd 5e-4), 0.6841 (lr 1e-5, 256 px), 0.6800 (no weight decay), 0.6864 (+ first conv at lr/255): the check
+FAILS by 4-5 points. Diagnosis: on the training crops the released model predicts boxes ~1.8x larger than the
+zoo-recipe targets for faces under 12 px (log-size error +0.6) and scores their centres low (0.16), while it fits
+larger faces (size error -0.02, centre score 0.59). The zoo recipe (small-face weight mask x5-x15, every tiny WIDER
+face a focal positive) pulls the model toward tiny faces: after fine-tuning tiny-face centres score 0.27, larger
+faces 0.46 with boxes 10 % smaller, and AP@0.5 over all faces drops. The released model was evidently not
+trained with these targets for tiny faces; matching it would need its authors' recipe, not the model zoo's.
 """
 from __future__ import annotations
 
