@@ -176,7 +176,7 @@ def _build_network(cfg: TrainConfig):
     from centerface_flow.nets.centerface import CenterFace
 
     if cfg.init in ("scratch", "backbone"):
-        activation, params = cfg.activation, {}
+        activation, params, backbone_meta = cfg.activation, {}, None
         if cfg.init == "backbone":
             params, backbone_meta, _ = load_checkpoint(cfg.init_path)
             if backbone_meta.activation != activation:
@@ -185,6 +185,9 @@ def _build_network(cfg: TrainConfig):
             activation = backbone_meta.activation
         net = CenterFace(cfg.head_width, activation, init_seed=cfg.seed)
         meta = ModelMeta.model_zoo(cfg.head_width, activation, source=f"trained from {cfg.init}")
+        if backbone_meta is not None:  # train in the pixel format the backbone was trained on
+            meta = dataclasses.replace(meta, input_format=backbone_meta.input_format, mean=backbone_meta.mean,
+                                       std=backbone_meta.std)
         if cfg.init == "backbone":
             own = {p.name: p for p in net.get_parameters()}
             base = {k: v for k, v in params.items() if k.startswith("base.") and k in own}

@@ -176,6 +176,7 @@ def test_backbone_of_converted_released_model(ms, released_onnx, tmp_path):
     params, meta, extra = load_checkpoint(ckpt)
     source, _, _ = load_checkpoint(full)
     assert meta.activation == "relu" and extra["contents"] == "backbone"
+    assert meta.input_format == "rgb255"  # the released backbone was trained on raw RGB 0-255
     assert set(params) == {k for k in source if k.startswith("base.")} and len(params) == 255
     np.testing.assert_array_equal(params["base.need_fp3.2.conv.1.features.0.weight"].asnumpy(),
                                   source["base.need_fp3.2.conv.1.features.0.weight"].asnumpy())

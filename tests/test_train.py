@@ -166,13 +166,15 @@ def test_init_from_backbone_and_checkpoint(tmp_path):
     from centerface_flow.train import _build_network
 
     source = CenterFace(8, "relu", init_seed=5)
-    full = save_checkpoint(tmp_path / "full.ckpt", source, ModelMeta.model_zoo(8, "relu", source="test"))
+    raw_rgb = ModelMeta(8, "relu", "rgb255", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "center", source="test")
+    full = save_checkpoint(tmp_path / "full.ckpt", source, raw_rgb)
     backbone = convert_backbone(tmp_path / "bb.ckpt", from_ckpt=full)
     want = {p.name: p.asnumpy() for p in source.get_parameters()}
 
     net, meta = _build_network(TrainConfig.from_dict({"init": "backbone", "init_path": str(backbone),
                                                       "head_width": 16}))
     assert meta.activation == "relu" and meta.head_width == 16  # activation follows the backbone's training
+    assert meta.input_format == "rgb255" and meta.landmark_origin == "cell"  # so does the pixel format
     got = {p.name: p.asnumpy() for p in net.get_parameters()}
     assert all(np.array_equal(got[k], want[k]) for k in want if k.startswith("base."))
     assert got["dla_up.conv.0.weight"].shape[0] == 16

@@ -21,6 +21,7 @@ A backbone checkpoint holds only ``base.*`` parameters, ``extra["contents"] == "
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -158,8 +159,11 @@ def convert_backbone(out_path: str | os.PathLike, pth: str | os.PathLike | None 
         meta = ModelMeta.model_zoo(activation="relu6", source=f"torchvision mobilenet_v2 {Path(pth).name} (backbone)")
     else:
         base, source_meta = backbone_from_checkpoint(from_ckpt)
+        # the backbone keeps the pixel format it was trained on (raw RGB 0-255 for the released model)
         meta = ModelMeta.model_zoo(activation=source_meta.activation,
                                    source=f"backbone of {Path(from_ckpt).name} ({source_meta.source})")
+        meta = dataclasses.replace(meta, input_format=source_meta.input_format, mean=source_meta.mean,
+                                   std=source_meta.std)
     _check_complete(base, str(pth or from_ckpt))
     path = save_checkpoint(out_path, base, meta, extra={"contents": "backbone"})
     log.info("wrote backbone (%d tensors, trained with %s) -> %s", len(base), meta.activation.upper(), path)
