@@ -72,3 +72,16 @@ def test_unknown_format(checkpoint, image, tmp_path):
 
     with pytest.raises(UserError, match="unknown export format"):
         export_checkpoint(checkpoint, tmp_path / "best.tflite", "tflite", image)
+
+
+def test_first_image_of_a_folder(tmp_path, image):
+    from centerface_flow.export import first_image
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("not an image")
+    with pytest.raises(UserError, match="no image"):
+        first_image(tmp_path)
+    (tmp_path / "a").mkdir()
+    target = tmp_path / "a" / "x.jpg"
+    target.write_bytes(image.read_bytes())
+    assert first_image(tmp_path) == target
