@@ -33,7 +33,7 @@ native = [
         [str(cc.as_posix())],
         language="c++",
         extra_compile_args=["-std=c++17", "-O3", "-fopenmp", *os.environ.get("CENTERFACE_NATIVE_CFLAGS", "").split()],
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-fopenmp", "-ldl"],
     )
     for cc in sorted(Path("kernels").glob("*.cc"))
 ]

@@ -139,6 +139,80 @@ def _fuse_input_activations(net) -> int:
     return count
 
 
+def _is_pointwise(conv) -> bool:
+    from mindspore import nn
+
+    return (isinstance(conv, nn.Conv2d) and conv.group == 1 and tuple(conv.kernel_size) == (1, 1)
+            and tuple(conv.stride)[-2:] == (1, 1) and conv.padding == 0 and tuple(conv.dilation)[-2:] == (1, 1))
+
+
+def _attach(parent, attr: str, cell) -> None:
+    """``setattr(parent, attr, cell)`` keeping the parameter names inside ``cell`` (MindSpore would re-prefix them
+    with ``attr``); a list of cells is attached as a ``SequentialCell`` (whose constructor would rename them too)."""
+    from mindspore import nn
+
+    cells = cell if isinstance(cell, list) else [cell]
+    names = {id(p): p.name for c in cells for p in c.get_parameters()}
+    if isinstance(cell, list):
+        cell = nn.SequentialCell(cell)
+    setattr(parent, attr, cell)
+    for p in cell.get_parameters():
+        p.name = names[id(p)]
+
+
+def _fuse_sums(net) -> int:
+    """Move the residual sum of every inverted-residual block and the lateral sum of every IDA-up node into the
+    native 1×1 kernel that ends the branch (``FusedPointwise.add_residual``)."""
+    from mindspore import nn
+
+    from centerface_flow.nets.centerface import IDAUp
+    from centerface_flow.nets.mobilenetv2 import InvertedResidual
+    from centerface_flow.nets.pointwise import FusedPointwise
+
+    count = 0
+    for _, cell in list(net.cells_and_names()):
+        if isinstance(cell, InvertedResidual) and cell.use_res_connect and not cell.fused_residual:
+            items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
+            if len(items) > 1 and isinstance(items[-1], FusedPointwise) and not items[-1].activation:
+                items[-1].add_residual()
+                _attach(cell, "body", items[:-1])
+                _attach(cell, "project", items[-1])
+                cell.fused_residual = True
+                count += 1
+        elif isinstance(cell, IDAUp) and not cell.fused_sum:
+            items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
+            if len(items) == 1 and isinstance(items[0], FusedPointwise):
+                items[0].add_residual()
+                _attach(cell, "lateral", items[0])
+                cell.fused_sum = True
+                count += 1
+    return count
+
+
+def _fuse_heads(net) -> int:
+    """Run the biased 1×1 head convolutions through the native kernel."""
+    from mindspore import Tensor
+
+    from centerface_flow.nets.pointwise import FusedPointwise
+
+    def fused(conv):
+        prefix = conv.weight.name.rsplit(".", 1)[0]
+        return FusedPointwise(Tensor(conv.weight.asnumpy()), Tensor(conv.bias.asnumpy()), "", conv.weight.name,
+                              f"{prefix}.bias")
+
+    count = 0
+    for name in ("wh_head", "off_head", "kps_head"):
+        conv = getattr(net, name, None)
+        if conv is not None and _is_pointwise(conv) and conv.has_bias:
+            _attach(net, name, fused(conv))
+            count += 1
+    hm = getattr(net, "hm_head", None)
+    if hm is not None and _is_pointwise(hm[0]) and hm[0].has_bias:
+        hm[0] = fused(hm[0])
+        count += 1
+    return count
+
+
 def fold_bn(net, use_native: bool | None = None):
     """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
 
@@ -146,10 +220,12 @@ def fold_bn(net, use_native: bool | None = None):
     """
     from mindspore import Parameter, Tensor, nn
 
-    from centerface_flow import native
+    from centerface_flow import native, pointwise
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3, ValidMask
+    from centerface_flow.nets.pointwise import FusedPointwise
 
     use_native = native.enabled() if use_native is None else use_native
+    use_pw = use_native and pointwise.available()
     net.set_train(False)
     region = Parameter(Tensor(np.zeros(4, np.float32)), name=REGION_NAME, requires_grad=False)
     count = 0
@@ -164,6 +240,11 @@ def fold_bn(net, use_native: bool | None = None):
             activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedDepthwiseConv3x3(Tensor(w), Tensor(b), conv.stride[0], activation, conv.weight.name,
                                         f"{prefix}.bias", region)
+            if activation:
+                seq[i + 2] = nn.Identity()
+        elif use_pw and _is_pointwise(conv):
+            activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
+            new = FusedPointwise(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
             if activation:
                 seq[i + 2] = nn.Identity()
         else:
@@ -181,6 +262,8 @@ def fold_bn(net, use_native: bool | None = None):
     if use_native:
         count_pre = _fuse_input_activations(net)
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
+    if use_pw:
+        log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         net.dla_up.valid_mask = ValidMask(region)
         net.valid_region = region  # the runner sets it per call (set_valid_region)

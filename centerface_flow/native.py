@@ -60,12 +60,12 @@ _LIB_STEM = "depthwise"
 _override: bool | None = None
 
 
-@lru_cache(maxsize=1)
-def library_path() -> Path | None:
-    """The built depthwise kernel library inside the installed package, or None when it was not built."""
+@lru_cache(maxsize=None)
+def library_path(stem: str = _LIB_STEM) -> Path | None:
+    """The built kernel library ``kernels/<stem>.cc`` inside the installed package, or None when it was not built."""
     folder = Path(__file__).resolve().parent / "_kernels"
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = folder / f"{_LIB_STEM}{suffix}"
+        candidate = folder / f"{stem}{suffix}"
         if candidate.is_file():
             return candidate
     return None
@@ -193,9 +193,10 @@ def valid_region(padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> np.nd
 # Direct calls (tests, benchmarks) and the numpy twins
 
 
-def call_kernel(name: str, inputs: list[np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
-    """Call the entry point ``name`` of the library on float32 ``inputs`` through ctypes; return the output."""
-    lib_path = library_path()
+def call_kernel(name: str, inputs: list[np.ndarray], out_shape: tuple[int, ...], stem: str = _LIB_STEM) -> np.ndarray:
+    """Call the entry point ``name`` of the library ``stem`` on float32 ``inputs`` through ctypes; return the
+    output."""
+    lib_path = library_path(stem)
     if lib_path is None:
         _require_library()
     lib = ctypes.CDLL(str(lib_path))

@@ -16,6 +16,7 @@ from mindspore import nn
 
 from centerface_flow.nets.init import init_centerface
 from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
+from centerface_flow.nets.pointwise import PointwiseConv
 
 __all__ = ["HEAD_CHANNELS", "STRIDE", "CenterFace", "IDAUp", "MobileNetUp"]
 
@@ -26,11 +27,17 @@ HEAD_CHANNELS = (1, 2, 2, 10)
 
 
 def _conv1x1(in_ch: int, out_ch: int, has_bias: bool = False) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=1, pad_mode="pad", padding=0, has_bias=has_bias)
+    if not has_bias:
+        return PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.pointwise)
+    return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=1, pad_mode="pad", padding=0, has_bias=True)
 
 
 class IDAUp(nn.Cell):
-    """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w)."""
+    """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w).
+
+    :func:`centerface_flow.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds the
+    upsampled branch inside its kernel (``fused_sum``).
+    """
 
     def __init__(self, out_dim: int, channel: int) -> None:
         super().__init__()
@@ -44,8 +51,12 @@ class IDAUp(nn.Cell):
             nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
             nn.ReLU(),
         ])
+        self.fused_sum = False
+        self.lateral = None
 
     def construct(self, x0, x1):
+        if self.fused_sum:
+            return self.lateral(x1, self.up(x0))
         return self.up(x0) + self.conv(x1)
 
 

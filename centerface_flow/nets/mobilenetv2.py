@@ -14,6 +14,7 @@ from mindspore import nn
 
 from centerface_flow.nets.depthwise import DepthwiseConv3x3
 from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
+from centerface_flow.nets.pointwise import PointwiseConv
 
 __all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
 
@@ -30,8 +31,9 @@ def make_activation(activation: str) -> nn.Cell:
 class ConvBNAct(nn.Cell):
     """Conv (no bias) + BatchNorm (eps 1e-5, momentum 0.9) + activation; parameters under ``features.{0,1}``.
 
-    A 3×3 depthwise conv is a :class:`~centerface_flow.nets.depthwise.DepthwiseConv3x3` (an ``nn.Conv2d`` that runs
-    the native kernel when :func:`centerface_flow.native.enabled`).
+    A 3×3 depthwise conv is a :class:`~centerface_flow.nets.depthwise.DepthwiseConv3x3` and a 1×1 conv a
+    :class:`~centerface_flow.nets.pointwise.PointwiseConv` (``nn.Conv2d`` subclasses that run the native kernels
+    when they are enabled).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
@@ -40,6 +42,8 @@ class ConvBNAct(nn.Cell):
         padding = (kernel_size - 1) // 2
         if groups > 1 and groups == in_ch == out_ch and kernel_size == 3:
             conv = DepthwiseConv3x3(out_ch, stride)  # native kernel on CPU (centerface_flow.native)
+        elif kernel_size == 1 and stride == 1 and groups == 1:
+            conv = PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.pointwise)
         else:
             conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
                              group=groups)
@@ -54,7 +58,11 @@ class ConvBNAct(nn.Cell):
 
 
 class InvertedResidual(nn.Cell):
-    """Expand (1x1, skipped when t == 1) -> depthwise 3x3 -> linear 1x1 + BN, residual when shapes allow."""
+    """Expand (1x1, skipped when t == 1) -> depthwise 3x3 -> linear 1x1 + BN, residual when shapes allow.
+
+    :func:`centerface_flow.fold.fold_bn` (native kernels) may split ``conv`` into ``body`` and a ``project`` cell
+    that adds the residual inside its kernel (``fused_residual``).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, activation: str = "relu6") -> None:
         super().__init__()
@@ -65,12 +73,17 @@ class InvertedResidual(nn.Cell):
             layers.append(ConvBNAct(in_ch, hidden, kernel_size=1, activation=activation))
         layers.extend([
             ConvBNAct(hidden, hidden, stride=stride, groups=hidden, activation=activation),
-            nn.Conv2d(hidden, out_ch, kernel_size=1, stride=1, has_bias=False),
+            PointwiseConv(hidden, out_ch),
             nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
         ])
         self.conv = nn.SequentialCell(layers)
+        self.fused_residual = False
+        self.body = None
+        self.project = None
 
     def construct(self, x):
+        if self.fused_residual:
+            return self.project(self.body(x), x)
         if self.use_res_connect:
             return x + self.conv(x)
         return self.conv(x)

@@ -1,0 +1,57 @@
+"""1×1 convolution cells that run the native GEMM kernels (:mod:`centerface_flow.pointwise`) when enabled.
+
+:class:`PointwiseConv` *is* an ``nn.Conv2d`` (same ``weight`` parameter (Cout, Cin, 1, 1), same name, same
+initialisation and checkpoints; no bias); only ``construct`` differs when the native kernels are on.
+:class:`FusedPointwise` is the inference form made by :func:`centerface_flow.fold.fold_bn`: convolution +
+folded-BatchNorm bias + activation (+ the residual of an inverted-residual block) in one kernel call.
+"""
+from __future__ import annotations
+
+from mindspore import Parameter, Tensor, nn
+
+from centerface_flow import pointwise
+
+__all__ = ["FusedPointwise", "PointwiseConv"]
+
+
+class PointwiseConv(nn.Conv2d):
+    """1×1 convolution, stride 1, no bias: ``(N, Cin, H, W) -> (N, Cout, H, W)``.
+
+    ``use_native=None`` decides with :func:`centerface_flow.pointwise.use_pointwise` at construction time.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, use_native: bool | None = None) -> None:
+        super().__init__(in_channels, out_channels, 1, 1, pad_mode="pad", padding=0, has_bias=False)
+        self.use_native = pointwise.use_pointwise() if use_native is None else bool(use_native)
+        self.native_op = pointwise.pointwise_op() if self.use_native else None
+
+    def construct(self, x):
+        if self.use_native:
+            return self.native_op(x, self.weight)
+        return super().construct(x)
+
+
+class FusedPointwise(nn.Cell):
+    """Inference-only 1×1 conv + bias + activation ("", "relu", "relu6") [+ residual] in one native kernel call.
+
+    ``weight`` (Cout, Cin, 1, 1) and ``bias`` (Cout,) are given (BatchNorm already folded in) and keep the given
+    parameter names. ``construct(x)``, or ``construct(x, residual)`` after :meth:`add_residual`.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, activation: str, weight_name: str, bias_name: str) -> None:
+        super().__init__()
+        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
+        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        self.activation = activation
+        self.has_residual = False
+        self.native_op = pointwise.pointwise_op(bias=True, activation=activation)
+
+    def add_residual(self) -> None:
+        """From now on ``construct(x, residual)`` returns ``activation(W·x + b) + residual``."""
+        self.has_residual = True
+        self.native_op = pointwise.pointwise_op(bias=True, activation=self.activation, residual=True)
+
+    def construct(self, x, residual=None):
+        if self.has_residual:
+            return self.native_op(x, self.weight, self.bias, residual)
+        return self.native_op(x, self.weight, self.bias)

@@ -1,0 +1,238 @@
+// 1x1 convolution on NCHW float32 tensors as GEMMs, forward and backward, as MindSpore AOT custom-operator entry
+// points (ops.Custom(func_type="aot")), with the bias / activation / residual epilogue of inference fused in.
+//
+// In NCHW a 1x1 convolution of one image is a plain matrix product, Y (Cout x HW) = W (Cout x Cin) . X (Cin x HW),
+// with no data reordering at all; MindSpore's CPU backend instead hands the tensors to oneDNN in plain NCHW, which
+// reorders them into a blocked layout and back on every call (about 2.5x slower than a good GEMM here). The matrix
+// products run in OpenBLAS's single-precision GEMM (the `scipy-openblas32` wheel, a dependency of the package),
+// loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (set by
+// centerface_flow/native.py before the first operator is built), so this library has no link-time dependency.
+// OpenBLAS runs single-threaded inside our OpenMP threads: the columns (pixels) of each image are split between
+// threads, and each thread applies the epilogue to its own block while it is still in cache.
+//
+// Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
+//   CfPw(x (N,Cin,H,W), w (Cout,Cin,1,1)) -> y (N,Cout,H,W)                           forward, no bias (training)
+//   CfPwBackInput(x, w, dy (N,Cout,H,W)) -> dx (N,Cin,H,W)                            x is read for its shape only
+//   CfPwBackWeight(x, dy) -> dw (Cout,Cin,1,1)
+//   CfPwBias{,Relu,Relu6}(x, w, b (Cout,)) -> y = act(W.x + b)                        inference
+//   CfPwBias{,Relu,Relu6}Res(x, w, b, r (N,Cout,H,W)) -> y = act(W.x + b) + r         inference, residual added
+//
+// Status codes: 1 bad arguments (shapes / dtypes), 2 OpenBLAS could not be loaded.
+#include <dlfcn.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CF_CLONES
+#endif
+
+namespace {
+
+enum Act { kNone = 0, kRelu = 1, kRelu6 = 2 };
+// CBLAS enumerations (cblas.h).
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+
+using SgemmFn = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
+using SetThreadsFn = void (*)(int);
+
+SgemmFn g_sgemm = nullptr;
+std::once_flag g_load_once;
+
+// Loads OpenBLAS once per process; false when it cannot be found.
+bool LoadBlas() {
+  std::call_once(g_load_once, [] {
+    const char *path = std::getenv("CENTERFACE_OPENBLAS_LIB");
+    if (path == nullptr || *path == '\0') return;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return;
+    auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "scipy_openblas_set_num_threads"));
+    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(lib, "scipy_cblas_sgemm"));
+    if (sgemm == nullptr) return;
+    if (set_threads != nullptr) set_threads(1);  // parallelism is ours (OpenMP), one GEMM per thread
+    g_sgemm = sgemm;
+  });
+  return g_sgemm != nullptr;
+}
+
+inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
+
+int64_t Count(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+struct Dims {
+  int64_t n, cin, cout, hw;
+};
+
+// x (N,Cin,H,W) and a weight of Cout*Cin elements whose first dimension is Cout.
+bool GetDims(int ndim_x, const int64_t *shape_x, int ndim_w, const int64_t *shape_w, Dims *d) {
+  if (ndim_x != 4 || ndim_w < 2) return false;
+  d->n = shape_x[0];
+  d->cin = shape_x[1];
+  d->hw = shape_x[2] * shape_x[3];
+  d->cout = shape_w[0];
+  return d->n >= 0 && d->cin > 0 && d->cout > 0 && Count(ndim_w, shape_w) == d->cout * d->cin;
+}
+
+// The pixel range [p0, p1) of block `b` out of `blocks` over `hw` pixels, in multiples of 16 floats.
+inline void Block(int64_t hw, int b, int blocks, int64_t *p0, int64_t *p1) {
+  const int64_t per = ((hw + blocks - 1) / blocks + 15) / 16 * 16;
+  *p0 = b * per < hw ? b * per : hw;
+  *p1 = (b + 1) * per < hw ? (b + 1) * per : hw;
+}
+
+// y[c, p0:p1] = act(y + b[c]) (+ r[c, p0:p1]) for every output channel c of one image.
+CF_CLONES void Epilogue(float *y, const float *bias, const float *res, int64_t cout, int64_t hw, int64_t p0,
+                        int64_t p1, int act) {
+  for (int64_t c = 0; c < cout; ++c) {
+    float *row = y + c * hw;
+    const float b = bias[c];
+    const float *rrow = res != nullptr ? res + c * hw : nullptr;
+    if (act == kRelu) {
+      for (int64_t p = p0; p < p1; ++p) row[p] = row[p] + b > 0.0f ? row[p] + b : 0.0f;
+    } else if (act == kRelu6) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const float v = row[p] + b;
+        row[p] = v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+      }
+    } else {
+      for (int64_t p = p0; p < p1; ++p) row[p] += b;
+    }
+    if (rrow != nullptr)
+      for (int64_t p = p0; p < p1; ++p) row[p] += rrow[p];
+  }
+}
+
+// Y_n = W . X_n for every image, optionally followed by the epilogue (bias != nullptr).
+int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool with_bias, int act,
+            bool with_res) {
+  const int expected = 3 + (with_bias ? 1 : 0) + (with_res ? 1 : 0);
+  if (nparam != expected) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  Dims d;
+  if (!GetDims(ndims[0], shapes[0], ndims[1], shapes[1], &d)) return 1;
+  const int out = nparam - 1;
+  if (ndims[out] != 4 || shapes[out][0] != d.n || shapes[out][1] != d.cout || shapes[out][2] * shapes[out][3] != d.hw)
+    return 1;
+  if (with_bias && Count(ndims[2], shapes[2]) != d.cout) return 1;
+  if (with_res && Count(ndims[3], shapes[3]) != d.n * d.cout * d.hw) return 1;
+  if (!LoadBlas()) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *bias = with_bias ? static_cast<const float *>(params[2]) : nullptr;
+  const float *res = with_res ? static_cast<const float *>(params[3]) : nullptr;
+  float *y = static_cast<float *>(params[out]);
+  if (d.n == 0 || d.hw == 0) return 0;
+#pragma omp parallel
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    // Blocks: every image's pixels split into `threads` column blocks; work items (image, block) dealt out.
+    const int64_t items = d.n * threads;
+    for (int64_t item = t; item < items; item += threads) {
+      const int64_t n = item / threads;
+      int64_t p0, p1;
+      Block(d.hw, static_cast<int>(item % threads), threads, &p0, &p1);
+      if (p1 <= p0) continue;
+      const float *xn = x + n * d.cin * d.hw;
+      float *yn = y + n * d.cout * d.hw;
+      g_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(d.cout), static_cast<int>(p1 - p0),
+              static_cast<int>(d.cin), 1.0f, w, static_cast<int>(d.cin), xn + p0, static_cast<int>(d.hw), 0.0f,
+              yn + p0, static_cast<int>(d.hw));
+      if (bias != nullptr)
+        Epilogue(yn, bias, res != nullptr ? res + n * d.cout * d.hw : nullptr, d.cout, d.hw, p0, p1, act);
+    }
+  }
+  return 0;
+}
+
+// dX_n = W^T . dY_n.
+int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 4) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  Dims d;
+  if (!GetDims(ndims[0], shapes[0], ndims[1], shapes[1], &d)) return 1;
+  if (Count(ndims[2], shapes[2]) != d.n * d.cout * d.hw || Count(ndims[3], shapes[3]) != d.n * d.cin * d.hw) return 1;
+  if (!LoadBlas()) return 2;
+  const float *w = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  if (d.n == 0 || d.hw == 0) return 0;
+#pragma omp parallel
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t items = d.n * threads;
+    for (int64_t item = t; item < items; item += threads) {
+      const int64_t n = item / threads;
+      int64_t p0, p1;
+      Block(d.hw, static_cast<int>(item % threads), threads, &p0, &p1);
+      if (p1 <= p0) continue;
+      g_sgemm(kRowMajor, kTrans, kNoTrans, static_cast<int>(d.cin), static_cast<int>(p1 - p0),
+              static_cast<int>(d.cout), 1.0f, w, static_cast<int>(d.cin), dy + n * d.cout * d.hw + p0,
+              static_cast<int>(d.hw), 0.0f, dx + n * d.cin * d.hw + p0, static_cast<int>(d.hw));
+    }
+  }
+  return 0;
+}
+
+// dW = sum_n dY_n . X_n^T; the output channels (rows of dW) are split between threads.
+int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[2] < 2) return 1;
+  Dims d;
+  if (!GetDims(ndims[0], shapes[0], ndims[2], shapes[2], &d)) return 1;
+  if (shapes[1][0] != d.n || shapes[1][1] != d.cout || shapes[1][2] * shapes[1][3] != d.hw) return 1;
+  if (!LoadBlas()) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dw = static_cast<float *>(params[2]);
+  if (d.n == 0 || d.hw == 0) {
+    std::memset(dw, 0, sizeof(float) * d.cout * d.cin);
+    return 0;
+  }
+#pragma omp parallel
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (d.cout + threads - 1) / threads;
+    const int64_t m0 = t * per < d.cout ? t * per : d.cout;
+    const int64_t m1 = (t + 1) * per < d.cout ? (t + 1) * per : d.cout;
+    if (m1 > m0) {
+      for (int64_t n = 0; n < d.n; ++n) {
+        g_sgemm(kRowMajor, kNoTrans, kTrans, static_cast<int>(m1 - m0), static_cast<int>(d.cin),
+                static_cast<int>(d.hw), 1.0f, dy + n * d.cout * d.hw + m0 * d.hw, static_cast<int>(d.hw),
+                x + n * d.cin * d.hw, static_cast<int>(d.hw), n == 0 ? 0.0f : 1.0f, dw + m0 * d.cin,
+                static_cast<int>(d.cin));
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+#define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
+#define CF_ARGS nparam, params, ndims, shapes, dtypes
+
+extern "C" {
+int CfPw(CF_SIG) { return Forward(CF_ARGS, false, kNone, false); }
+int CfPwBias(CF_SIG) { return Forward(CF_ARGS, true, kNone, false); }
+int CfPwBiasRelu(CF_SIG) { return Forward(CF_ARGS, true, kRelu, false); }
+int CfPwBiasRelu6(CF_SIG) { return Forward(CF_ARGS, true, kRelu6, false); }
+int CfPwBiasRes(CF_SIG) { return Forward(CF_ARGS, true, kNone, true); }
+int CfPwBiasReluRes(CF_SIG) { return Forward(CF_ARGS, true, kRelu, true); }
+int CfPwBiasRelu6Res(CF_SIG) { return Forward(CF_ARGS, true, kRelu6, true); }
+int CfPwBackInput(CF_SIG) { return BackInput(CF_ARGS); }
+int CfPwBackWeight(CF_SIG) { return BackWeight(CF_ARGS); }
+}

@@ -1,0 +1,137 @@
+"""Native 1×1 convolution kernels (GEMM through OpenBLAS): the C++ library vs its numpy twins vs MindSpore's own
+convolution, forward (with the inference epilogues) and gradients, as custom operators in graph and pynative mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from centerface_flow import native, pointwise, runtime
+
+TOL = 1e-5
+
+pytestmark = pytest.mark.skipif(not pointwise.available(),
+                                reason="native 1x1 kernels unavailable (library not built or scipy-openblas32 missing)")
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _cases(seed: int, count: int):
+    """Random (N, Cin, Cout, H, W); 1-pixel planes, single channels and odd sizes included (the pixel split between
+    threads is in blocks of 16, so sizes around 16·threads hit its edges)."""
+    rng = np.random.default_rng(seed)
+    fixed = [(1, 1, 1, 1, 1), (2, 3, 5, 1, 7), (1, 16, 4, 4, 8), (3, 7, 2, 5, 7), (1, 24, 144, 12, 17)]
+    drawn = [tuple(int(v) for v in (rng.integers(1, 4), rng.integers(1, 40), rng.integers(1, 40),
+                                    rng.integers(1, 30), rng.integers(1, 30))) for _ in range(count)]
+    return fixed + drawn
+
+
+def _data(case, seed):
+    n, cin, cout, h, w = case
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, cin, h, w)).astype(np.float32),
+            rng.standard_normal((cout, cin, 1, 1)).astype(np.float32),
+            rng.standard_normal(cout).astype(np.float32),
+            rng.standard_normal((n, cout, h, w)).astype(np.float32))
+
+
+def _call(name, inputs, shape):
+    return native.call_kernel(name, inputs, shape, stem="pointwise")
+
+
+def test_library_matches_numpy_twins():
+    for i, case in enumerate(_cases(1, 12)):
+        x, k, b, r = _data(case, i)
+        y = pointwise.pw_forward(x, k)
+        assert _rel(_call("CfPw", [x, k], y.shape), y) <= TOL, case
+        for act in native.ACTIVATIONS:
+            ref = pointwise.pw_forward(x, k, b, act)
+            assert _rel(_call(f"CfPwBias{act.capitalize()}", [x, k, b], y.shape), ref) <= TOL, (case, act)
+            ref = pointwise.pw_forward(x, k, b, act, r)
+            assert _rel(_call(f"CfPwBias{act.capitalize()}Res", [x, k, b, r], y.shape), ref) <= TOL, (case, act)
+        dy = r
+        assert _rel(_call("CfPwBackInput", [x, k, dy], x.shape), pointwise.pw_back_input(k, dy)) <= TOL, case
+        assert _rel(_call("CfPwBackWeight", [x, dy], k.shape), pointwise.pw_back_weight(x, dy)) <= TOL, case
+
+
+def test_numpy_twin_gradients_are_the_adjoint():
+    """<dy, W·x> is bilinear: its derivatives are exactly the twins' back_input / back_weight."""
+    x, k, _, dy = _data((2, 5, 3, 4, 6), 3)
+    eps = 1e-3
+    lhs = float((pointwise.pw_forward(x, k).astype(np.float64) * dy).sum())
+    dx = pointwise.pw_back_input(k, dy).astype(np.float64)
+    dk = pointwise.pw_back_weight(x, dy).astype(np.float64)
+    x2 = x + eps * np.sign(dx)
+    assert float((pointwise.pw_forward(x2, k).astype(np.float64) * dy).sum()) - lhs == pytest.approx(
+        eps * np.abs(dx).sum(), rel=1e-3)
+    k2 = k + eps * np.sign(dk)
+    assert float((pointwise.pw_forward(x, k2).astype(np.float64) * dy).sum()) - lhs == pytest.approx(
+        eps * np.abs(dk).sum(), rel=1e-3)
+
+
+def test_bad_shapes_are_refused():
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    with pytest.raises(RuntimeError, match="returned 1"):
+        _call("CfPw", [x, np.zeros((2, 4, 1, 1), np.float32)], (1, 2, 4, 4))  # Cin mismatch
+    with pytest.raises(RuntimeError, match="returned 1"):
+        _call("CfPw", [x, np.zeros((2, 3, 1, 1), np.float32)], (1, 3, 4, 4))  # wrong output
+    with pytest.raises(RuntimeError, match="returned 1"):
+        _call("CfPwBias", [x, np.zeros((2, 3, 1, 1), np.float32), np.zeros(3, np.float32)], (1, 2, 4, 4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_custom_op_matches_mindspore(mode):
+    """Forward and both gradients of the custom op vs ``ops.conv2d`` and the numpy twins; fused forms too."""
+    ms = runtime.mindspore(mode)
+    from mindspore import ops
+
+    try:
+        op = pointwise.pointwise_op()
+        for i, case in enumerate(_cases(20, 3)):
+            x, k, b, dy = _data(case, i)
+
+            def ours(xx, kk, gy):
+                return ops.mul(op(xx, kk), gy).sum()
+
+            def theirs(xx, kk, gy):
+                return ops.mul(ops.conv2d(xx, kk), gy).sum()
+
+            grad_ours = ms.grad(ours, grad_position=(0, 1))
+            grad_theirs = ms.grad(theirs, grad_position=(0, 1))
+            if mode == "graph":
+                grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
+            args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
+            y = op(args[0], args[1]).asnumpy()
+            assert _rel(y, ops.conv2d(args[0], args[1]).asnumpy()) <= TOL, case
+            assert _rel(y, pointwise.pw_forward(x, k)) <= TOL, case
+            dx, dk = (g.asnumpy() for g in grad_ours(*args))
+            dx_ms, dk_ms = (g.asnumpy() for g in grad_theirs(*args))
+            assert _rel(dx, dx_ms) <= TOL and _rel(dx, pointwise.pw_back_input(k, dy)) <= TOL, case
+            assert _rel(dk, dk_ms) <= TOL and _rel(dk, pointwise.pw_back_weight(x, dy)) <= TOL, case
+            fused = pointwise.pointwise_op(bias=True, activation="relu6", residual=True)
+            out = fused(ms.Tensor(x), ms.Tensor(k), ms.Tensor(b), ms.Tensor(dy)).asnumpy()
+            assert _rel(out, pointwise.pw_forward(x, k, b, "relu6", dy)) <= TOL, case
+    finally:
+        runtime.mindspore("pynative")
+
+
+def test_network_uses_native_pointwise_when_enabled(monkeypatch):
+    runtime.mindspore("pynative")
+    from centerface_flow.nets.centerface import CenterFace
+    from centerface_flow.nets.pointwise import PointwiseConv
+
+    for flag in ("1", "0"):
+        monkeypatch.setenv(native.ENV, flag)
+        net = CenterFace(24, "relu", init_seed=None)
+        convs = [c for _, c in net.cells_and_names() if isinstance(c, PointwiseConv)]
+        # 16 expansions + 17 projections in the backbone, 4 laterals in the neck
+        assert len(convs) == 37 and all(c.use_native == (flag == "1") for c in convs)
+
+
+def test_openblas_found():
+    path = pointwise.openblas_path()
+    assert path is not None and path.is_file()
+    assert native.library_path("pointwise").parent == native.library_path().parent
