@@ -146,6 +146,31 @@ def _is_pointwise(conv) -> bool:
             and tuple(conv.stride)[-2:] == (1, 1) and conv.padding == 0 and tuple(conv.dilation)[-2:] == (1, 1))
 
 
+def _is_dense3x3(conv) -> bool:
+    """A dense 3×3 convolution with padding 1 and stride 1 or 2 (the stem conv, the neck's ``conv_last``)."""
+    from mindspore import nn
+
+    return (type(conv) is nn.Conv2d and conv.group == 1 and tuple(conv.kernel_size) == (3, 3)
+            and conv.pad_mode == "pad" and conv.padding == 1 and tuple(conv.dilation)[-2:] == (1, 1)
+            and tuple(conv.stride)[-2:] in ((1, 1), (2, 2)))
+
+
+def _is_convt2x2(conv) -> bool:
+    """A 2×2 stride-2 transposed convolution without padding (output exactly twice the input size)."""
+    from mindspore import nn
+
+    return (isinstance(conv, nn.Conv2dTranspose) and conv.group == 1 and tuple(conv.kernel_size) == (2, 2)
+            and tuple(conv.stride)[-2:] == (2, 2) and conv.padding == 0 and tuple(conv.dilation)[-2:] == (1, 1))
+
+
+def _activation_after(bn, after) -> str:
+    """The activation ("", "relu", "relu6") applied after a BatchNorm: fused into it (``activation`` attribute) or
+    the next cell."""
+    from mindspore import nn
+
+    return getattr(bn, "activation", "") or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
+
+
 def _attach(parent, attr: str, cell) -> None:
     """``setattr(parent, attr, cell)`` keeping the parameter names inside ``cell`` (MindSpore would re-prefix them
     with ``attr``); a list of cells is attached as a ``SequentialCell`` (whose constructor would rename them too)."""
@@ -220,12 +245,14 @@ def fold_bn(net, use_native: bool | None = None):
     """
     from mindspore import Parameter, Tensor, nn
 
-    from centerface_flow import native, pointwise
+    from centerface_flow import dense, native, pointwise
+    from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3, ValidMask
     from centerface_flow.nets.pointwise import FusedPointwise
 
     use_native = native.enabled() if use_native is None else use_native
     use_pw = use_native and pointwise.available()
+    use_dense = use_native and dense.available()
     net.set_train(False)
     region = Parameter(Tensor(np.zeros(4, np.float32)), name=REGION_NAME, requires_grad=False)
     count = 0
@@ -247,6 +274,17 @@ def fold_bn(net, use_native: bool | None = None):
             new = FusedPointwise(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
             if activation:
                 seq[i + 2] = nn.Identity()
+        elif use_dense and _is_dense3x3(conv):
+            activation = _activation_after(bn, after)
+            new = FusedConv3x3(Tensor(w), Tensor(b), conv.stride[-1], activation, conv.weight.name, f"{prefix}.bias",
+                               region)
+            if activation:
+                seq[i + 2] = nn.Identity()
+        elif use_dense and _is_convt2x2(conv) and _activation_after(bn, after) in ("", "relu"):
+            activation = _activation_after(bn, after)
+            new = FusedConvTranspose2x2(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
+            if activation:
+                seq[i + 2] = nn.Identity()
         else:
             new = conv
             new.weight.set_data(Tensor(w))
@@ -265,7 +303,9 @@ def fold_bn(net, use_native: bool | None = None):
     if use_pw:
         log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
-        net.dla_up.valid_mask = ValidMask(region)
+        # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first
+        if not isinstance(net.dla_up.conv_last[0], FusedConv3x3):
+            net.dla_up.valid_mask = ValidMask(region)
         net.valid_region = region  # the runner sets it per call (set_valid_region)
     region.name = REGION_NAME  # cells that share it prefixed its name when they were inserted
     net.set_train(False)

@@ -1,0 +1,160 @@
+"""Native dense 3×3 convolutions and 2×2 stride-2 transposed convolutions (``kernels/dense.cc``) as MindSpore AOT
+custom operators for inference, and their numpy twins.
+
+Besides the depthwise and 1×1 convolutions, three kinds of layers of the folded CenterFace network still ran on
+MindSpore's own operators, each followed by a separate BiasAdd and ReLU pass: the first convolution (3 → 32
+channels, 3×3, stride 2, on the full-size input), the neck's ``conv_last`` (3×3, stride 1) with the valid-region
+mask before it, and the neck's three 2×2 stride-2 transposed convolutions. ``kernels/dense.cc`` runs each as GEMMs in
+OpenBLAS (found like :mod:`centerface_flow.pointwise`'s) with bias and activation fused in:
+
+* ``CfConv3x3S{1,2}Bias{,Relu,Relu6}Valid(x (N, Cin, H, W), w (Cout, Cin, 3, 3), b (Cout,), region (4,))``:
+  im2col of a band of output rows per thread + sgemm into the output; padding 1; with the valid-region semantics
+  of the depthwise kernels (see :func:`centerface_flow.native.depthwise_op`): input past the image inside a
+  bottom/right zero-padded tensor counts as the convolution's zero padding, outputs outside the valid region are
+  zero, so no mask is needed before it;
+* ``CfConvT2x2S2Bias{,Relu}(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: one GEMM per
+  band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
+
+They are inference-only (no gradient) and used by :func:`centerface_flow.fold.fold_bn` where
+:func:`use_dense` says so; exports never use them.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import numpy as np
+
+from centerface_flow import native, pointwise
+
+__all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op", "use_dense"]
+
+log = logging.getLogger(__name__)
+
+_STEM = "dense"
+#: Activations of the transposed-convolution kernels.
+CONVT_ACTIVATIONS = ("", "relu")
+
+
+def available() -> bool:
+    """Whether the native dense kernels can run here (library built, OpenBLAS installed)."""
+    return native.library_path(_STEM) is not None and pointwise.available()
+
+
+def use_dense() -> bool:
+    """Whether networks folded now run their dense 3×3 and transposed convolutions natively."""
+    if not native.enabled():
+        return False
+    if not available():
+        log.info("native dense kernels unavailable (library not built or scipy-openblas32 missing); "
+                 "using MindSpore's convolutions for them")
+        return False
+    return True
+
+
+def _same_dtype(x_dtype, *_):
+    return x_dtype
+
+
+def _out_hw(size: int, stride: int) -> int:
+    return -1 if size < 0 else (size - 1) // stride + 1
+
+
+@cache
+def conv3x3_op(stride: int, activation: str = ""):
+    """``op(x (N, Cin, H, W), w (Cout, Cin, 3, 3), b (Cout,), region (4,)) -> (N, Cout, Ho, Wo)``,
+    ``Ho = (H - 1) // stride + 1``: padding 1, bias, then ``activation`` ("", "relu", "relu6"), on the valid
+    region given by ``region`` (``region[0] <= 0``: whole tensor). Inference only."""
+    from mindspore import ops
+
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    if activation not in native.ACTIVATIONS:
+        raise ValueError(f"activation must be one of {native.ACTIVATIONS}, got {activation!r}")
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+
+    def out_shape(x, w, *_):
+        return [x[0], w[0], _out_hw(x[2], stride), _out_hw(x[3], stride)]
+
+    name = f"CfConv3x3S{stride}Bias{activation.capitalize()}Valid"
+    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=_same_dtype,
+                      func_type="aot")
+
+
+@cache
+def convt2x2_op(activation: str = ""):
+    """``op(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: the 2×2 stride-2 transposed
+    convolution (no padding) + bias, then ``activation`` ("" or "relu"). Inference only."""
+    from mindspore import ops
+
+    if activation not in CONVT_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {CONVT_ACTIVATIONS}, got {activation!r}")
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+
+    def out_shape(x, w, *_):
+        return [x[0], w[1], -1 if x[2] < 0 else 2 * x[2], -1 if x[3] < 0 else 2 * x[3]]
+
+    return ops.Custom(f"{native.library_path(_STEM)}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
+                      out_dtype=_same_dtype, func_type="aot")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# numpy twins (float64 inside, float32 out)
+
+
+def _activate(y: np.ndarray, activation: str) -> np.ndarray:
+    if activation in ("relu", "relu6"):
+        y = np.maximum(y, 0.0)
+    if activation == "relu6":
+        y = np.minimum(y, 6.0)
+    return y
+
+
+def _valid_input(region: np.ndarray | None, h: int, w: int) -> tuple[int, int]:
+    """The valid (rows, cols) of an H × W layer input for ``region`` (as ``ValidDims`` in ``kernels/depthwise.cc``)."""
+    if region is None or region[0] <= 0:
+        return h, w
+    big_h, big_w, img_h, img_w = (int(v) for v in region)
+    rh, rw = big_h // h, big_w // w
+    if rh < 1 or rw < 1 or rh * h != big_h or rw * w != big_w or not (1 <= img_h <= big_h and 1 <= img_w <= big_w):
+        raise ValueError(f"region {list(region)} does not describe a ({h}, {w}) layer input")
+    return min(-(-img_h // rh), h), min(-(-img_w // rw), w)
+
+
+def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray | None = None, activation: str = "",
+                    region: np.ndarray | None = None) -> np.ndarray:
+    """Numpy twin of ``CfConv3x3S*``: x (N, Cin, H, W), w (Cout, Cin, 3, 3), bias (Cout,) -> (N, Cout, Ho, Wo)
+    float32, padding 1; with ``region`` only the valid part is computed from the valid input, the rest is zero."""
+    n, cin, h, wd = x.shape
+    cout = w.shape[0]
+    ho, wo = _out_hw(h, stride), _out_hw(wd, stride)
+    vh, vw = _valid_input(region, h, wd)
+    vho, vwo = _out_hw(vh, stride), _out_hw(vw, stride)
+    xp = np.pad(np.asarray(x, np.float64)[:, :, :vh, :vw], ((0, 0), (0, 0), (1, 1), (1, 1)))
+    k = np.asarray(w, np.float64)
+    acc = np.zeros((n, cout, vho, vwo), np.float64)
+    for ki in range(3):
+        for kj in range(3):
+            patch = xp[:, :, ki:ki + stride * (vho - 1) + 1:stride, kj:kj + stride * (vwo - 1) + 1:stride]
+            acc += np.einsum("oc,ncij->noij", k[:, :, ki, kj], patch)
+    if bias is not None:
+        acc += np.asarray(bias, np.float64)[None, :, None, None]
+    y = np.zeros((n, cout, ho, wo), np.float64)
+    y[:, :, :vho, :vwo] = _activate(acc, activation)
+    return y.astype(np.float32)
+
+
+def convt2x2_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, activation: str = "") -> np.ndarray:
+    """Numpy twin of ``CfConvT2x2S2*``: x (N, Cin, h, w), w (Cin, Cout, 2, 2), bias (Cout,) -> (N, Cout, 2h, 2w)."""
+    n, _, h, wd = x.shape
+    cout = w.shape[1]
+    y = np.zeros((n, cout, 2 * h, 2 * wd), np.float64)
+    xd, k = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    for a in range(2):
+        for b in range(2):
+            y[:, :, a::2, b::2] = np.einsum("co,nchw->nohw", k[:, :, a, b], xd)
+    if bias is not None:
+        y += np.asarray(bias, np.float64)[None, :, None, None]
+    return _activate(y, activation).astype(np.float32)

@@ -1,0 +1,183 @@
+"""Native dense 3×3 and 2×2 stride-2 transposed convolution kernels (GEMMs through OpenBLAS, inference only): the
+C++ library vs its numpy twins vs MindSpore's own operators, including valid regions of padded inputs, and as
+custom operators in graph and pynative mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from centerface_flow import dense, native, runtime
+
+TOL = 1e-5
+
+pytestmark = pytest.mark.skipif(not dense.available(),
+                                reason="native dense kernels unavailable (library not built or scipy-openblas32 missing)")
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _call(name, inputs, shape):
+    return native.call_kernel(name, inputs, shape, stem="dense")
+
+
+def _cases(seed: int, count: int):
+    """Random (N, Cin, Cout, H, W) with 1-pixel sides, single channels and odd sizes."""
+    rng = np.random.default_rng(seed)
+    fixed = [(1, 1, 1, 1, 1), (2, 3, 5, 1, 7), (1, 3, 32, 9, 1), (3, 7, 2, 5, 6), (1, 24, 24, 13, 17),
+             (1, 3, 8, 64, 41)]
+    drawn = [tuple(int(v) for v in (rng.integers(1, 4), rng.integers(1, 30), rng.integers(1, 30),
+                                    rng.integers(1, 40), rng.integers(1, 40))) for _ in range(count)]
+    return fixed + drawn
+
+
+def _data(case, seed, transposed=False):
+    n, cin, cout, h, w = case
+    rng = np.random.default_rng(seed)
+    wshape = (cin, cout, 2, 2) if transposed else (cout, cin, 3, 3)
+    return (rng.standard_normal((n, cin, h, w)).astype(np.float32), rng.standard_normal(wshape).astype(np.float32),
+            rng.standard_normal(cout).astype(np.float32))
+
+
+def _out(h: int, stride: int) -> int:
+    return (h - 1) // stride + 1
+
+
+def _regions(h: int, w: int, seed: int):
+    """No padding, and a few (H0, W0, h0, w0) regions for a layer input at stride r = 1, 2, 4."""
+    rng = np.random.default_rng(seed)
+    out = [np.zeros(4, np.float32)]
+    for r in (1, 2, 4):
+        out.append(np.array([h * r, w * r, rng.integers(1, h * r + 1), rng.integers(1, w * r + 1)], np.float32))
+    return out
+
+
+def test_conv3x3_library_matches_numpy_twin():
+    for i, case in enumerate(_cases(1, 10)):
+        x, k, b = _data(case, i)
+        n, _, cout, h, w = case
+        for stride in (1, 2):
+            shape = (n, cout, _out(h, stride), _out(w, stride))
+            for region in _regions(h, w, i):
+                for act in native.ACTIVATIONS:
+                    ref = dense.conv3x3_forward(x, k, stride, b, act, region)
+                    got = _call(f"CfConv3x3S{stride}Bias{act.capitalize()}Valid", [x, k, b, region], shape)
+                    assert _rel(got, ref) <= TOL, (case, stride, region, act)
+
+
+def test_convt2x2_library_matches_numpy_twin():
+    for i, case in enumerate(_cases(2, 10)):
+        x, k, b = _data(case, i, transposed=True)
+        n, _, cout, h, w = case
+        for act in dense.CONVT_ACTIVATIONS:
+            ref = dense.convt2x2_forward(x, k, b, act)
+            got = _call(f"CfConvT2x2S2Bias{act.capitalize()}", [x, k, b], (n, cout, 2 * h, 2 * w))
+            assert _rel(got, ref) <= TOL, (case, act)
+
+
+def test_valid_region_equals_unpadded():
+    """A bottom/right zero-padded input with garbage past the image gives the unpadded outputs, zeros elsewhere."""
+    rng = np.random.default_rng(5)
+    for stride in (1, 2):
+        x, k, b = _data((2, 6, 5, 11, 9), 5)
+        big = rng.standard_normal((2, 6, 16, 16)).astype(np.float32)  # garbage in the padded region
+        big[:, :, :11, :9] = x
+        # the layer input is at stride 4 of a 64 x 64 network input around a 41 x 36 image: 11 x 9 valid
+        region = np.array([64, 64, 41, 36], np.float32)
+        shape = (2, 5, _out(16, stride), _out(16, stride))
+        got = _call(f"CfConv3x3S{stride}BiasReluValid", [big, k, b, region], shape)
+        ref = dense.conv3x3_forward(x, k, stride, b, "relu")
+        vh, vw = ref.shape[2:]
+        assert _rel(got[:, :, :vh, :vw], ref) <= TOL, stride
+        assert not got[:, :, vh:].any() and not got[:, :, :, vw:].any(), stride
+
+
+def test_bad_shapes_are_refused():
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    k, b, region = np.zeros((2, 3, 3, 3), np.float32), np.zeros(2, np.float32), np.zeros(4, np.float32)
+    for inputs, shape in (([x, np.zeros((2, 4, 3, 3), np.float32), b, region], (1, 2, 4, 4)),  # Cin mismatch
+                          ([x, np.zeros((2, 3, 1, 1), np.float32), b, region], (1, 2, 4, 4)),  # not 3x3
+                          ([x, k, np.zeros(3, np.float32), region], (1, 2, 4, 4)),  # bias size
+                          ([x, k, b, region], (1, 2, 2, 2))):  # wrong output for stride 1
+        with pytest.raises(RuntimeError, match="returned 3"):
+            _call("CfConv3x3S1BiasValid", inputs, shape)
+    with pytest.raises(RuntimeError, match="returned 5"):  # region that does not fit the tensor
+        _call("CfConv3x3S1BiasValid", [x, k, b, np.array([6, 6, 5, 5], np.float32)], (1, 2, 4, 4))
+    with pytest.raises(RuntimeError, match="returned 1"):  # missing region
+        _call("CfConv3x3S1BiasValid", [x, k, b], (1, 2, 4, 4))
+    kt = np.zeros((3, 2, 2, 2), np.float32)
+    with pytest.raises(RuntimeError, match="returned 3"):
+        _call("CfConvT2x2S2Bias", [x, kt, b], (1, 2, 8, 7))
+    with pytest.raises(RuntimeError, match="returned 3"):
+        _call("CfConvT2x2S2Bias", [x, np.zeros((2, 3, 2, 2), np.float32), b], (1, 2, 8, 8))  # (Cout, Cin) layout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_custom_ops_match_mindspore(mode):
+    """The custom operators vs ``ops.conv2d`` / ``nn.Conv2dTranspose`` (+ bias, ReLU) and the numpy twins."""
+    ms = runtime.mindspore(mode)
+    from mindspore import nn, ops
+
+    try:
+        for i, case in enumerate(_cases(20, 2)):
+            x, k, b = _data(case, i)
+            n, cin, cout, h, w = case
+            for stride in (1, 2):
+                op = dense.conv3x3_op(stride, "relu")
+
+                def ours(xx, kk, bb, rr, op=op):
+                    return op(xx, kk, bb, rr)
+
+                def theirs(xx, kk, bb, stride=stride):
+                    return ops.relu(ops.bias_add(ops.conv2d(xx, kk, None, stride, "pad", 1), bb))
+
+                if mode == "graph":
+                    ours, theirs = ms.jit(ours), ms.jit(theirs)
+                got = ours(ms.Tensor(x), ms.Tensor(k), ms.Tensor(b), ms.Tensor(np.zeros(4, np.float32))).asnumpy()
+                assert _rel(got, theirs(ms.Tensor(x), ms.Tensor(k), ms.Tensor(b)).asnumpy()) <= TOL, (case, stride)
+                assert _rel(got, dense.conv3x3_forward(x, k, stride, b, "relu")) <= TOL, (case, stride)
+            xt, kt, bt = _data(case, i, transposed=True)
+            deconv = nn.Conv2dTranspose(cin, cout, kernel_size=2, stride=2, has_bias=True)
+            deconv.weight.set_data(ms.Tensor(kt))
+            deconv.bias.set_data(ms.Tensor(bt))
+            op = dense.convt2x2_op("relu")
+
+            def run(xx, kk, bb, op=op):
+                return op(xx, kk, bb)
+
+            if mode == "graph":
+                run = ms.jit(run)
+            got = run(ms.Tensor(xt), ms.Tensor(kt), ms.Tensor(bt)).asnumpy()
+            assert _rel(got, ops.relu(deconv(ms.Tensor(xt))).asnumpy()) <= TOL, case
+            assert _rel(got, dense.convt2x2_forward(xt, kt, bt, "relu")) <= TOL, case
+    finally:
+        runtime.mindspore("pynative")
+
+
+def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
+    runtime.mindspore("pynative")
+    from centerface_flow.fold import fold_bn
+    from centerface_flow.nets.centerface import CenterFace
+    from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
+
+    def fold(flag):
+        with native.use_native(flag):
+            return fold_bn(CenterFace(24, "relu", init_seed=0), use_native=flag)
+
+    def counts(net):
+        cells = list(dict(net.cells_and_names()).values())
+        return (sum(isinstance(c, FusedConv3x3) for c in cells), sum(isinstance(c, FusedConvTranspose2x2) for c in cells))
+
+    net = fold(True)
+    assert counts(net) == (2, 3)  # stem conv, conv_last; up1-3
+    assert net.dla_up.valid_mask is None  # conv_last reads only the valid region itself: no mask op before it
+    names = {p.name for p in net.get_parameters()}
+    assert {"base.need_fp1.0.features.0.weight", "base.need_fp1.0.features.0.bias", "dla_up.conv_last.0.weight",
+            "dla_up.conv_last.0.bias", "dla_up.up1.up.0.weight", "dla_up.up1.up.0.bias", "valid_region"} <= names
+    assert counts(fold(False)) == (0, 0)  # exports: MindSpore's operators
+    monkeypatch.setattr(dense, "available", lambda: False)
+    net = fold(True)
+    assert counts(net) == (0, 0) and net.dla_up.valid_mask is not None  # MindSpore's conv_last needs the mask
