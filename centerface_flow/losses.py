@@ -1,6 +1,7 @@
 """CenterFace training losses (the model zoo's ``src/losses.py`` recipe), as MindSpore Cells returning (loss, parts).
 
 * heatmap: CenterNet's penalty-reduced focal loss (alpha 2, beta 4), normalised by the number of face centres;
+  cells whose target is ``targets.IGNORE`` (-1, ignored faces) count neither as positives nor as negatives;
 * size and offset: smooth-L1 (beta 1) at face centres (``ind``), multiplied by the small-face weight mask,
   normalised by the number of centres;
 * landmarks: L1 at centres where the landmark is valid (``hps_mask``), normalised by the number of valid coordinates;
@@ -31,8 +32,10 @@ class FocalLoss(nn.Cell):
 
     def construct(self, pred, gt):
         pred = ops.clamp(pred, _EPS, 1.0 - _EPS)
+        ignore = ops.relu(-gt)  # 1 at ignored cells (gt = -1), else 0 (gt in [0, 1])
+        gt = ops.relu(gt)
         pos = ops.floor(gt)  # gt in [0, 1]: 1 exactly at centres
-        neg = 1.0 - pos
+        neg = (1.0 - pos) * (1.0 - ignore)
         neg_weight = ops.pow(1.0 - gt, 4)
         pos_loss = (ops.log(pred) * ops.pow(1.0 - pred, 2) * pos).sum()
         neg_loss = (ops.log(1.0 - pred) * ops.pow(pred, 2) * neg_weight * neg).sum()

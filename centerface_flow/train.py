@@ -64,6 +64,9 @@ class TrainConfig:
     init_path: str = ""  # weights for backbone / released / checkpoint
     head_width: int = 64  # scratch / backbone only; released / checkpoint take theirs from the file
     activation: str = "relu6"
+    # Initial bias of the heatmap logit (scratch / backbone). 0 = the model zoo (sigmoid 0.5 everywhere);
+    # CenterNet's focal-loss prior 0.1 is -2.19. See ``_build_network``.
+    heatmap_bias: float = 0.0
     epochs: int = 140
     resolution: int = 512
     batch_size: int = 8  # per device
@@ -77,6 +80,10 @@ class TrainConfig:
     loss_scale: float = 1024.0
     loss_weights: list[float] = field(default_factory=lambda: [1.0, 0.1, 1.0, 0.1])
     max_objs: int = 64
+    # Faces with a side below min_face input pixels (after augmentation) are ignored: no centre, and their box is
+    # left out of the heatmap loss (CenterNet ignore regions). 0 = every face trains (model zoo).
+    min_face: float = 0.0
+    small_face_weights: bool = True  # the model zoo's x5/x10/x15 (x0.1) size/offset weights for small faces
     freeze_bn: bool | None = None  # None: freeze for init=released (its BatchNorms are folded), else train them
     seed: int = 1
     num_workers: int = 2
@@ -117,8 +124,14 @@ class TrainConfig:
             bad("lr", "must be a positive number")
         if not all(isinstance(m, int) and m >= 1 for m in self.milestones):
             bad("milestones", "must be a list of epoch numbers")
+        if not isinstance(self.min_face, (int, float)) or not 0 <= self.min_face < math.inf:
+            bad("min_face", "must be a number >= 0 (input pixels)")
+        if not isinstance(self.small_face_weights, bool):
+            bad("small_face_weights", "must be true or false")
         if len(self.loss_weights) != 4:
             bad("loss_weights", "must be 4 numbers (heatmap, size, offset, landmarks)")
+        if not isinstance(self.heatmap_bias, (int, float)) or not math.isfinite(self.heatmap_bias):
+            bad("heatmap_bias", "must be a finite number")
         if self.activation not in ("relu", "relu6"):
             bad("activation", "must be relu or relu6")
         if len(self.crop_scales) != 2 or not 0 < self.crop_scales[0] < self.crop_scales[1]:
@@ -169,7 +182,14 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def _build_network(cfg: TrainConfig):
-    """Network + ModelMeta for ``cfg.init``."""
+    """Network + ModelMeta for ``cfg.init``.
+
+    For ``scratch`` / ``backbone`` the heatmap head's bias starts at ``cfg.heatmap_bias``. The model zoo leaves it
+    at 0: every cell then starts at sigmoid 0.5, the focal loss starts in the hundreds, and the fastest way down
+    is to make all heatmap weights negative over the (non-negative, post-ReLU) neck features. A face centre is
+    then a cell where those features are 0, whose logit can never exceed the bias (~0): from scratch, centre
+    scores stalled at ~0.47 and AP on 8 overfitted images at 0.66. CenterNet's prior (bias -2.19, sigmoid 0.1)
+    avoids that collapse (``benchmarks/overfit_check.py``)."""
     import mindspore as ms
 
     from centerface_flow.checkpoint import ModelMeta, load_checkpoint
@@ -184,6 +204,9 @@ def _build_network(cfg: TrainConfig):
                          cfg.init_path, backbone_meta.activation, activation)
             activation = backbone_meta.activation
         net = CenterFace(cfg.head_width, activation, init_seed=cfg.seed)
+        if cfg.heatmap_bias:
+            bias = net.hm_head[0].bias
+            bias.set_data(ms.Tensor(np.full(bias.shape, cfg.heatmap_bias, np.float32)))
         meta = ModelMeta.model_zoo(cfg.head_width, activation, source=f"trained from {cfg.init}")
         if backbone_meta is not None:  # train in the pixel format the backbone was trained on
             meta = dataclasses.replace(meta, input_format=backbone_meta.input_format, mean=backbone_meta.mean,
@@ -199,6 +222,8 @@ def _build_network(cfg: TrainConfig):
             ms.load_param_into_net(net, base, strict_load=False)
             log.info("loaded %d backbone tensors from %s", len(base), cfg.init_path)
         return net, meta
+    if cfg.heatmap_bias:
+        log.info("heatmap_bias ignored: init=%s keeps the trained heatmap head", cfg.init)
     params, meta, _ = load_checkpoint(cfg.init_path)
     net = CenterFace(meta.head_width, meta.activation, init_seed=cfg.seed)
     missing, _ = ms.load_param_into_net(net, params, strict_load=False)
@@ -334,7 +359,8 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     spec = InputSpec(meta.input_format, meta.mean, meta.std, meta.landmark_origin)
     augment = AugmentConfig(cfg.resolution, cfg.anchor_sampling, cfg.rand_crop, tuple(cfg.crop_scales), cfg.flip,
                             cfg.color_aug)
-    source = TrainSource(load_coco(annotations), image_dir, augment, spec, cfg.seed, cfg.max_objs, rank, world)
+    source = TrainSource(load_coco(annotations), image_dir, augment, spec, cfg.seed, cfg.max_objs, rank, world,
+                         cfg.min_face, cfg.small_face_weights)
     steps_per_epoch = len(source) // cfg.batch_size
     if steps_per_epoch == 0:
         raise UserError(f"batch_size {cfg.batch_size} exceeds the {len(source)} images per device")

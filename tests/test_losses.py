@@ -11,9 +11,10 @@ from centerface_flow.data.targets import encode
 def np_focal(pred, gt):
     pred = np.clip(pred, 1e-4, 1 - 1e-4)
     pos = gt == 1
+    neg = (gt >= 0) & ~pos  # gt == -1: ignored cell, neither positive nor negative
     neg_w = (1 - gt) ** 4
     pos_loss = (np.log(pred) * (1 - pred) ** 2)[pos].sum()
-    neg_loss = (np.log(1 - pred) * pred**2 * neg_w)[~pos].sum()
+    neg_loss = (np.log(1 - pred) * pred**2 * neg_w)[neg].sum()
     return -(pos_loss + neg_loss) / max(pos.sum(), 1)
 
 
@@ -86,3 +87,21 @@ def test_perfect_prediction_has_zero_regression_loss():
     p = parts.asnumpy()
     assert p[1] == pytest.approx(0, abs=1e-6) and p[2] == pytest.approx(0, abs=1e-6) and p[3] == pytest.approx(0)
     assert p[0] < 0.5  # focal loss small (not 0: the gaussian skirt is penalised at gt<1 where pred=gt>0)
+
+
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_focal_loss_skips_ignored_cells(mode):
+    ms = _mindspore(mode)
+    from centerface_flow.losses import FocalLoss
+
+    rng = np.random.default_rng(2)
+    hm = batch(rng)[0]
+    hm[0, 0, 12:16, 0:4] = -1.0  # an ignored face's region (targets.IGNORE)
+    pred = rng.uniform(0, 1, hm.shape).astype(np.float32)
+    got = float(FocalLoss()(ms.Tensor(pred), ms.Tensor(hm)).asnumpy())
+    assert got == pytest.approx(np_focal(pred, hm), rel=1e-4)
+    pred2 = pred.copy()
+    pred2[0, 0, 12:16, 0:4] = 0.999  # confident "faces" in the ignored region cost nothing
+    assert float(FocalLoss()(ms.Tensor(pred2), ms.Tensor(hm)).asnumpy()) == pytest.approx(got, rel=1e-6)
+    hm[0, 0, 12:16, 0:4] = 0.0
+    assert float(FocalLoss()(ms.Tensor(pred2), ms.Tensor(hm)).asnumpy()) > got + 1.0

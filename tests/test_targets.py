@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from centerface_flow.data.targets import (
+    IGNORE,
     decode_targets,
     draw_gaussian,
     encode,
@@ -108,3 +109,33 @@ def test_encode_matches_real_decode(origin):
             i = np.argmin(np.abs(got_boxes - b).sum(1))
             np.testing.assert_allclose(got_boxes[i], b, atol=1.0)
             np.testing.assert_allclose(got_lms[i], lm, atol=1.0)
+
+
+def test_min_side_ignores_small_faces_and_masks_their_region():
+    boxes = np.array([[2, 2, 12, 14], [20, 4, 22.5, 7], [30, 20, 33, 30]], np.float32)  # sides 10x12, 2.5x3, 3x10
+    lms = np.zeros((3, 5, 3), np.float32)
+    t = encode(boxes, lms, (32, 40), min_side=3.0)
+    assert t["ind"].sum() == 2 and t["ind"][8, 7] == 1 and t["ind"][25, 31] == 1  # the 2.5x3 face has no centre
+    assert (t["heatmap"] == 1.0).sum() == 2
+    np.testing.assert_array_equal(t["heatmap"][0, 4:8, 20:23], IGNORE)  # every cell its box touches
+    assert (t["heatmap"] == IGNORE).sum() == 12 and t["heatmap"][0, 4, 23] == 0 and t["heatmap"][0, 8, 20] == 0
+    assert t["size"][:, 5, 21].sum() == 0 and t["weight"][:, 5, 21].sum() == 0
+    plain = encode(boxes, lms, (32, 40))  # default: every face trains, no ignored cells (model zoo)
+    assert plain["ind"].sum() == 3 and plain["heatmap"].min() == 0.0
+
+
+def test_ignored_region_keeps_gaussians_of_kept_faces():
+    boxes = np.array([[4, 4, 14, 14], [8, 8, 9, 9]], np.float32)  # a 1x1 face inside a kept face's gaussian
+    t = encode(boxes, np.zeros((2, 5, 3), np.float32), (32, 40), min_side=2.0)
+    kept = encode(boxes[:1], np.zeros((1, 5, 3), np.float32), (32, 40))
+    np.testing.assert_array_equal(t["heatmap"][0, 8:10, 8:10], np.where(kept["heatmap"][0, 8:10, 8:10] > 0,
+                                                                         kept["heatmap"][0, 8:10, 8:10], IGNORE))
+    assert t["ind"].sum() == 1
+
+
+def test_small_face_weights_switch():
+    boxes = np.array([[2, 2, 5, 5], [20, 4, 30, 16]], np.float32)  # areas 9 (x15) and 120 (x1)
+    lms = np.zeros((2, 5, 3), np.float32)
+    assert encode(boxes, lms, (32, 40))["weight"][0, 3, 3] == 15.0
+    t = encode(boxes, lms, (32, 40), small_face_weights=False)
+    assert t["weight"][0, 3, 3] == 1.0 and t["weight"][1, 10, 25] == 1.0 and t["weight"].sum() == 4.0

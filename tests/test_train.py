@@ -52,6 +52,45 @@ def test_config_rejects_unknown_and_bad_keys():
     assert cfg.epochs == 3 and cfg.lr == 0.004 and cfg.loss_weights == [1.0, 0.1, 1.0, 0.1]
 
 
+def test_config_target_and_init_options():
+    cfg = TrainConfig.from_dict({"init": "scratch"})
+    assert cfg.heatmap_bias == 0.0 and cfg.min_face == 0.0 and cfg.small_face_weights  # model zoo defaults
+    cfg = TrainConfig.from_dict({"init": "scratch", "heatmap_bias": -2.19, "min_face": 8, "small_face_weights": False})
+    assert cfg.heatmap_bias == -2.19 and cfg.min_face == 8 and not cfg.small_face_weights
+    for key, value in (("heatmap_bias", float("nan")), ("min_face", -1), ("small_face_weights", "no")):
+        with pytest.raises(UserError, match=key):
+            TrainConfig.from_dict({"init": "scratch", key: value})
+
+
+def test_heatmap_bias_initialises_the_heatmap_head():
+    from centerface_flow import runtime
+
+    runtime.mindspore()
+    from centerface_flow.train import _build_network
+
+    net, _ = _build_network(TrainConfig.from_dict({"init": "scratch", "head_width": 8, "heatmap_bias": -2.19}))
+    np.testing.assert_allclose(net.hm_head[0].bias.asnumpy(), [-2.19])
+    assert np.abs(net.wh_head.bias.asnumpy()).max() == 0  # other heads keep the model zoo's zero bias
+    net, _ = _build_network(TrainConfig.from_dict({"init": "scratch", "head_width": 8}))
+    assert net.hm_head[0].bias.asnumpy()[0] == 0.0
+
+
+def test_source_passes_min_face_and_small_face_weights(tmp_path):
+    from centerface_flow.data.annotations import load_coco
+    from centerface_flow.data.targets import IGNORE, TARGET_KEYS
+
+    samples = load_coco(make_dataset(tmp_path, n=1, size=96))  # faces 16-31 px
+    aug = AugmentConfig(96, anchor_sampling=False, rand_crop=False, flip=0.0, color=False)
+    rng = np.random.default_rng(0)
+    plain = dict(zip(TARGET_KEYS, TrainSource(samples, tmp_path / "images", aug, InputSpec(), 1).load(0, rng)[1:]))
+    big = TrainSource(samples, tmp_path / "images", aug, InputSpec(), 1, min_face=40.0, small_face_weights=False)
+    ignored = dict(zip(TARGET_KEYS, big.load(0, np.random.default_rng(0))[1:]))
+    assert plain["ind"].sum() == 2 and (plain["heatmap"] == IGNORE).sum() == 0
+    assert ignored["ind"].sum() == 0 and (ignored["heatmap"] == IGNORE).sum() > 0
+    keep = TrainSource(samples, tmp_path / "images", aug, InputSpec(), 1, small_face_weights=False)
+    assert set(np.unique(dict(zip(TARGET_KEYS, keep.load(0, rng)[1:]))["weight"])) == {0.0, 1.0}
+
+
 def test_lr_schedules():
     cfg = TrainConfig(init="scratch", epochs=4, lr=1.0, milestones=[2, 3], gamma=0.1)
     np.testing.assert_allclose(lr_schedule(cfg, 2), [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)

@@ -54,10 +54,13 @@ class TrainSource:
     """Random-access source: item ``i`` is position ``i`` of the current epoch's order for this rank.
 
     samples: ``load_coco`` output ``[(file_name, boxes xywh (N, 4), keypoints (N, 5, 3))]``.
+    min_face: faces with a side below this many input pixels (after augmentation) are ignored, and
+    small_face_weights switches the model zoo's small-face weight mask (see ``targets.encode``).
     """
 
     def __init__(self, samples, image_dir: str | os.PathLike, augment: AugmentConfig, spec: InputSpec,
-                 seed: int, max_objs: int = 64, rank: int = 0, world: int = 1) -> None:
+                 seed: int, max_objs: int = 64, rank: int = 0, world: int = 1, min_face: float = 0.0,
+                 small_face_weights: bool = True) -> None:
         if not samples:
             raise UserError("the training annotations contain no image with faces")
         self.samples = samples
@@ -66,6 +69,8 @@ class TrainSource:
         self.spec = spec
         self.seed = int(seed)
         self.max_objs = int(max_objs)
+        self.min_face = float(min_face)
+        self.small_face_weights = bool(small_face_weights)
         self.rank, self.world = int(rank), int(world)
         self.epoch = 1
         self.order = epoch_order(len(samples), self.seed, 1, self.rank, self.world)
@@ -105,7 +110,8 @@ class TrainSource:
         lms = lms.copy()
         lms[..., :2] /= STRIDE
         out = self.augment.input_size // STRIDE
-        targets = encode(boxes / STRIDE, lms, (out, out), self.max_objs, area, self.spec.landmark_origin)
+        targets = encode(boxes / STRIDE, lms, (out, out), self.max_objs, area, self.spec.landmark_origin,
+                         self.min_face / STRIDE, self.small_face_weights)
         return (np.ascontiguousarray(chw, dtype=np.float32), *(targets[k] for k in TARGET_KEYS))
 
 

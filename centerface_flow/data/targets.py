@@ -2,7 +2,10 @@
 
 Units and channel orders (the model zoo's; :mod:`centerface_flow.decode` reads network outputs the same way):
 
-* ``heatmap`` (1, H, W): CenterNet "umich" gaussian per face, peak 1 at the integer centre ``ct_int``.
+* ``heatmap`` (1, H, W): CenterNet "umich" gaussian per face, peak 1 at the integer centre ``ct_int``. With
+  ``min_side`` > 0, faces whose clipped box has a side below it are *ignored*: no centre and no regression targets,
+  and the cells of their box that no kept face's gaussian covers hold :data:`IGNORE` (-1), which the focal loss
+  counts neither as positive nor as negative (CenterNet-style ignore regions).
 * ``size`` (2, H, W): channel 0 ``log(w / 4)``, channel 1 ``log(h / 4)`` with ``w, h`` in *output* (stride-4)
   pixels, i.e. decode ``exp(size) * 4`` gives the box size in output pixels.
 * ``offset`` (2, H, W): channel 0 ``cx - floor(cx)``, channel 1 ``cy - floor(cy)`` (output pixels).
@@ -12,7 +15,8 @@ Units and channel orders (the model zoo's; :mod:`centerface_flow.decode` reads n
   ``"center"`` = the sub-pixel centre (what the converted released model predicts; used when fine-tuning it).
 * ``ind`` (H, W): 1 at each face's integer centre (the loss masks size/offset/landmarks with it).
 * ``weight`` (2, H, W): the model zoo's small-face weight mask on the size/offset loss: 1 at a centre, raised to 5 /
-  10 / 15 for boxes of area ≤ 40 / 20 / 10 output pixels², and lowered to 0.1 at ≤ 4 (tiny, unreliable boxes).
+  10 / 15 for boxes of area ≤ 40 / 20 / 10 output pixels², and lowered to 0.1 at ≤ 4 (tiny, unreliable boxes);
+  with ``small_face_weights=False`` it is 1 at every centre.
 * ``hps_mask`` (10, H, W): 1 where a landmark target is valid (landmark labelled, inside the output map, and the face's
   pre-crop box area > 8 px²). Faces without landmarks train box terms only.
 * ``reg_mask`` (max_objs,) uint8: 1 for every face that produced a centre (kept for parity; the losses use ``ind``).
@@ -26,6 +30,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "IGNORE",
     "STRIDE",
     "TARGET_KEYS",
     "decode_targets",
@@ -39,6 +44,8 @@ __all__ = [
 STRIDE = 4
 #: Keys of :func:`encode`'s result in the order the data pipeline emits them (after ``image``).
 TARGET_KEYS = ("heatmap", "ind", "size", "weight", "offset", "hps_mask", "landmarks")
+#: Heatmap target value of ignored cells (see ``min_side`` of :func:`encode`).
+IGNORE = -1.0
 #: Model zoo: landmark targets are switched off for faces whose box (after anchor sampling) is ≤ 8 px².
 MIN_LANDMARK_AREA = 8.0
 
@@ -102,7 +109,8 @@ def small_face_weight(area: float) -> float:
 
 
 def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], max_objs: int = 64,
-           source_area: np.ndarray | None = None, landmark_origin: str = "cell") -> dict[str, np.ndarray]:
+           source_area: np.ndarray | None = None, landmark_origin: str = "cell", min_side: float = 0.0,
+           small_face_weights: bool = True) -> dict[str, np.ndarray]:
     """Dense targets for one image.
 
     boxes: (N, 4) float32 xyxy in output pixels (may extend past the map; clipped like the model zoo).
@@ -111,6 +119,8 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
     max_objs: length of ``reg_mask``; faces beyond it still get targets (the caller subsamples, see pipeline).
     source_area: (N,) box areas before the crop (input pixels); landmarks of faces with area ≤ 8 are masked out.
     landmark_origin: ``"cell"`` or ``"center"`` (see module docstring).
+    min_side: faces whose clipped box is narrower or lower than this (output pixels) are ignored (module docstring).
+    small_face_weights: apply the model zoo's small-face weight mask (else weight 1 at every centre).
     Returns the arrays described in the module docstring (float32, channel-first).
     """
     if landmark_origin not in ("cell", "center"):
@@ -126,6 +136,7 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
     reg_mask = np.zeros((max_objs,), np.uint8)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 3)
+    ignored = []
     for k in range(len(boxes)):
         x1, y1, x2, y2 = boxes[k]
         x1, x2 = np.clip([x1, x2], 0, out_w - 1)
@@ -133,13 +144,16 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
         h, w = float(y2 - y1), float(x2 - x1)
         if h <= 0 or w <= 0:
             continue
+        if min(h, w) < min_side:
+            ignored.append((x1, y1, x2, y2))
+            continue
         radius = max(0, int(gaussian_radius(math.ceil(h), math.ceil(w))))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         ix, iy = int(cx), int(cy)
         ind[iy, ix] = 1.0
         size[:, iy, ix] = (math.log(w / 4), math.log(h / 4))
         offset[:, iy, ix] = (cx - ix, cy - iy)
-        weight[:, iy, ix] = small_face_weight(w * h)
+        weight[:, iy, ix] = small_face_weight(w * h) if small_face_weights else 1.0
         if k < max_objs:
             reg_mask[k] = 1
         small = source_area is not None and source_area[k] <= MIN_LANDMARK_AREA
@@ -152,6 +166,9 @@ def encode(boxes: np.ndarray, landmarks: np.ndarray, out_hw: tuple[int, int], ma
             lm_target[2 * j + 1, iy, ix] = (ly - oy) / h
             hps_mask[2 * j: 2 * j + 2, iy, ix] = 0.0 if small else 1.0
         draw_gaussian(heatmap[0], (ix, iy), radius)
+    for x1, y1, x2, y2 in ignored:  # every cell the box touches, unless a kept face's gaussian is drawn there
+        region = heatmap[0, int(y1): int(y2) + 1, int(x1): int(x2) + 1]
+        region[region == 0] = IGNORE
     return {
         "heatmap": heatmap,
         "ind": ind,
