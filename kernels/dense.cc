@@ -185,7 +185,7 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   {
     std::vector<float> col(static_cast<size_t>(kdim * rows * vwo));
     std::vector<float> out(full_width ? 0 : static_cast<size_t>(cout * rows * vwo));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t img = item / bands, band = item % bands;
       const int64_t i0 = band * rows, i1 = i0 + rows < vho ? i0 + rows : vho;
@@ -263,7 +263,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
 #pragma omp parallel
   {
     std::vector<float> z(static_cast<size_t>(m * rows * w));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t img = item / bands, band = item % bands;
       const int64_t i0 = band * rows, i1 = i0 + rows < h ? i0 + rows : h;
