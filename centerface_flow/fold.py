@@ -261,16 +261,18 @@ def fold_bn(net, use_native: bool | None = None):
         w, b = _fold_cells(conv, bn)
         prefix = conv.weight.name.rsplit(".", 1)[0]
         after = seq[i + 2] if i + 2 < len(seq) else None
+        # The activation after the BatchNorm: its own cell, or fused into the BatchNorm (BatchNormAct, training).
+        bn_act = getattr(bn, "activation", "")
         is_dw = (isinstance(conv, nn.Conv2d) and conv.group > 1 and conv.group == conv.in_channels == conv.out_channels
                  and tuple(conv.kernel_size) == (3, 3) and conv.padding == 1 and conv.pad_mode == "pad")
         if is_dw and use_native:
-            activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
+            activation = bn_act or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedDepthwiseConv3x3(Tensor(w), Tensor(b), conv.stride[0], activation, conv.weight.name,
                                         f"{prefix}.bias", region)
             if activation:
                 seq[i + 2] = nn.Identity()
         elif use_pw and _is_pointwise(conv):
-            activation = {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
+            activation = bn_act or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedPointwise(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
             if activation:
                 seq[i + 2] = nn.Identity()
@@ -296,6 +298,8 @@ def fold_bn(net, use_native: bool | None = None):
                 new.bias_add = ops.BiasAdd()
         seq[i] = new
         seq[i + 1] = nn.Identity()
+        if bn_act and new is conv:  # an activation fused into the BatchNorm cell goes back to its own slot
+            seq[i + 2] = {"relu": nn.ReLU, "relu6": nn.ReLU6}[bn_act]()
         count += 1
     if use_native:
         count_pre = _fuse_input_activations(net)

@@ -193,16 +193,17 @@ def valid_region(padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> np.nd
 # Direct calls (tests, benchmarks) and the numpy twins
 
 
-def call_kernel(name: str, inputs: list[np.ndarray], out_shape: tuple[int, ...], stem: str = _LIB_STEM) -> np.ndarray:
+def call_kernel(name: str, inputs: list[np.ndarray], out_shape, stem: str = _LIB_STEM):
     """Call the entry point ``name`` of the library ``stem`` on float32 ``inputs`` through ctypes; return the
-    output."""
+    output of shape ``out_shape`` (a tuple of ints), or a tuple of outputs for a list of shapes."""
     lib_path = library_path(stem)
     if lib_path is None:
         _require_library()
     lib = ctypes.CDLL(str(lib_path))
     arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
-    out = np.empty(out_shape, np.float32)
-    arrays.append(out)
+    several = isinstance(out_shape, list)
+    outs = [np.empty(shape, np.float32) for shape in (out_shape if several else [out_shape])]
+    arrays.extend(outs)
     count = len(arrays)
     params = (ctypes.c_void_p * count)(*[a.ctypes.data for a in arrays])
     ndims = (ctypes.c_int * count)(*[a.ndim for a in arrays])
@@ -215,7 +216,7 @@ def call_kernel(name: str, inputs: list[np.ndarray], out_shape: tuple[int, ...],
     status = fn(count, params, ndims, shapes, dtypes, None, None)
     if status != 0:
         raise RuntimeError(f"{name} returned {status}")
-    return out
+    return tuple(outs) if several else outs[0]
 
 
 def _padded(x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from centerface_flow.nets.batchnorm import BatchNormAct
 from centerface_flow.nets.init import init_centerface
 from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
 from centerface_flow.nets.pointwise import PointwiseConv
@@ -43,13 +44,13 @@ class IDAUp(nn.Cell):
         super().__init__()
         self.up = nn.SequentialCell([
             nn.Conv2dTranspose(out_dim, out_dim, kernel_size=2, stride=2, has_bias=False),
-            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
-            nn.ReLU(),
+            BatchNormAct(out_dim, eps=1e-3, momentum=0.9, activation="relu"),
+            nn.Identity(),
         ])
         self.conv = nn.SequentialCell([
             _conv1x1(channel, out_dim),
-            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
-            nn.ReLU(),
+            BatchNormAct(out_dim, eps=1e-3, momentum=0.9, activation="relu"),
+            nn.Identity(),
         ])
         self.fused_sum = False
         self.lateral = None
@@ -68,13 +69,13 @@ class MobileNetUp(nn.Cell):
         channels = list(channels)[::-1]
         self.conv = nn.SequentialCell([
             _conv1x1(channels[0], out_dim),
-            nn.BatchNorm2d(out_dim, eps=1e-3, momentum=0.9),
-            nn.ReLU(),
+            BatchNormAct(out_dim, eps=1e-3, momentum=0.9, activation="relu"),
+            nn.Identity(),
         ])
         self.conv_last = nn.SequentialCell([
             nn.Conv2d(out_dim, out_dim, kernel_size=3, stride=1, pad_mode="pad", padding=1, has_bias=False),
-            nn.BatchNorm2d(out_dim, eps=1e-5, momentum=0.99),
-            nn.ReLU(),
+            BatchNormAct(out_dim, eps=1e-5, momentum=0.99, activation="relu"),
+            nn.Identity(),
         ])
         self.up1 = IDAUp(out_dim, channels[1])
         self.up2 = IDAUp(out_dim, channels[2])

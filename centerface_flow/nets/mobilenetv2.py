@@ -12,24 +12,19 @@ from __future__ import annotations
 
 from mindspore import nn
 
+from centerface_flow.nets.batchnorm import BatchNormAct, make_activation
 from centerface_flow.nets.depthwise import DepthwiseConv3x3
 from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
 from centerface_flow.nets.pointwise import PointwiseConv
 
-__all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
-
-
-def make_activation(activation: str) -> nn.Cell:
-    """``"relu"`` -> ``nn.ReLU``, ``"relu6"`` -> ``nn.ReLU6``."""
-    if activation == "relu":
-        return nn.ReLU()
-    if activation == "relu6":
-        return nn.ReLU6()
-    raise ValueError(f"activation must be 'relu' or 'relu6', got {activation!r}")
+__all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2", "make_activation"]
 
 
 class ConvBNAct(nn.Cell):
     """Conv (no bias) + BatchNorm (eps 1e-5, momentum 0.9) + activation; parameters under ``features.{0,1}``.
+
+    The activation is fused into the BatchNorm cell (:class:`~centerface_flow.nets.batchnorm.BatchNormAct`);
+    ``features.2`` is an ``nn.Identity``.
 
     A 3×3 depthwise conv is a :class:`~centerface_flow.nets.depthwise.DepthwiseConv3x3` and a 1×1 conv a
     :class:`~centerface_flow.nets.pointwise.PointwiseConv` (``nn.Conv2d`` subclasses that run the native kernels
@@ -47,10 +42,12 @@ class ConvBNAct(nn.Cell):
         else:
             conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
                              group=groups)
+        make_activation(activation)  # validates the name
+        # BatchNorm + activation in one cell (native training kernel); the Identity keeps the zoo's cell indices
         self.features = nn.SequentialCell([
             conv,
-            nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
-            make_activation(activation),
+            BatchNormAct(out_ch, eps=1e-5, momentum=0.9, activation=activation),
+            nn.Identity(),
         ])
 
     def construct(self, x):
@@ -74,7 +71,7 @@ class InvertedResidual(nn.Cell):
         layers.extend([
             ConvBNAct(hidden, hidden, stride=stride, groups=hidden, activation=activation),
             PointwiseConv(hidden, out_ch),
-            nn.BatchNorm2d(out_ch, eps=1e-5, momentum=0.9),
+            BatchNormAct(out_ch, eps=1e-5, momentum=0.9),
         ])
         self.conv = nn.SequentialCell(layers)
         self.fused_residual = False
