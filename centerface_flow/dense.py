@@ -127,7 +127,7 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray 
                     region: np.ndarray | None = None) -> np.ndarray:
     """Numpy twin of ``CfConv3x3S*``: x (N, Cin, H, W), w (Cout, Cin, 3, 3), bias (Cout,) -> (N, Cout, Ho, Wo)
     float32, padding 1; with ``region`` only the valid part is computed from the valid input, the rest is zero."""
-    n, cin, h, wd = x.shape
+    n, _, h, wd = x.shape
     cout = w.shape[0]
     ho, wo = _out_hw(h, stride), _out_hw(wd, stride)
     vh, vw = _valid_input(region, h, wd)

@@ -124,7 +124,7 @@ def test_custom_ops_match_mindspore(mode):
     try:
         for i, case in enumerate(_cases(20, 2)):
             x, k, b = _data(case, i)
-            n, cin, cout, h, w = case
+            _, cin, cout, _, _ = case
             for stride in (1, 2):
                 op = dense.conv3x3_op(stride, "relu")
 
