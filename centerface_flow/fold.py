@@ -185,6 +185,42 @@ def _attach(parent, attr: str, cell) -> None:
         p.name = names[id(p)]
 
 
+def _fuse_blocks(net, region) -> int:
+    """Replace every folded inverted-residual block with an expansion (1×1 → depthwise → 1×1, all native) by one
+    :class:`~centerface_flow.nets.pointwise.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
+    from mindspore import Tensor, nn
+
+    from centerface_flow import irblock
+    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+    from centerface_flow.nets.mobilenetv2 import InvertedResidual
+    from centerface_flow.nets.pointwise import FusedBlock, FusedPointwise
+
+    if not irblock.available():
+        return 0
+    count = 0
+    for _, cell in list(net.cells_and_names()):
+        if not isinstance(cell, InvertedResidual) or cell.fused_whole or cell.fused_residual:
+            continue
+        layers = [c for sub in cell.conv for c in (sub.features if hasattr(sub, "features") else [sub])
+                  if not isinstance(c, nn.Identity)]
+        if len(layers) != 3:
+            continue
+        expand, dw, project = layers
+        if not (isinstance(expand, FusedPointwise) and isinstance(dw, FusedDepthwiseConv3x3)
+                and isinstance(project, FusedPointwise)):
+            continue
+        if (expand.activation not in ("relu", "relu6") or dw.activation != expand.activation or project.activation
+                or expand.has_residual or project.has_residual or dw.has_pre):
+            continue
+        params = [(p.name, Tensor(p.asnumpy()))
+                  for p in (expand.weight, expand.bias, dw.weight, dw.bias, project.weight, project.bias)]
+        cell.conv = nn.Identity()  # the layers' parameters now live in the fused block (same names)
+        _attach(cell, "whole", FusedBlock(params, dw.stride, dw.activation, cell.use_res_connect, region))
+        cell.fused_whole = True
+        count += 1
+    return count
+
+
 def _fuse_sums(net) -> int:
     """Move the residual sum of every inverted-residual block and the lateral sum of every IDA-up node into the
     native 1×1 kernel that ends the branch (``FusedPointwise.add_residual``)."""
@@ -196,6 +232,8 @@ def _fuse_sums(net) -> int:
 
     count = 0
     for _, cell in list(net.cells_and_names()):
+        if isinstance(cell, InvertedResidual) and cell.fused_whole:
+            continue
         if isinstance(cell, InvertedResidual) and cell.use_res_connect and not cell.fused_residual:
             items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
             if len(items) > 1 and isinstance(items[-1], FusedPointwise) and not items[-1].activation:
@@ -305,6 +343,7 @@ def fold_bn(net, use_native: bool | None = None):
         count_pre = _fuse_input_activations(net)
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_pw:
+        log.debug("fused %d whole inverted-residual blocks", _fuse_blocks(net, region))
         log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first

@@ -11,7 +11,22 @@ import logging
 import os
 import sys
 
-__all__ = ["FAST_PATH_ENV", "apply_fast_path_env", "device_target", "mindspore"]
+__all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "kernel_threads", "mindspore"]
+
+#: Threads of the native kernels' OpenMP regions (read by ``kernels/cf_threads.h``); default: the CPUs this process
+#: may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the process environment when it is imported,
+#: and every child process then inherits that 1.
+THREADS_ENV = "CENTERFACE_NUM_THREADS"
+
+
+def kernel_threads(environ: dict | None = None) -> int:
+    """The native kernels' thread count: ``CENTERFACE_NUM_THREADS``, else the CPUs this process may run on."""
+    env = os.environ if environ is None else environ
+    value = env.get(THREADS_ENV, "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 
 #: Environment defaults applied before MindSpore is imported (only where the variable is not already set).
 FAST_PATH_ENV = {
@@ -30,14 +45,16 @@ def apply_fast_path_env(environ: dict | None = None) -> dict:
     Has no effect once MindSpore is imported (oneDNN reads the variable once), so it warns in that case.
     """
     env = os.environ if environ is None else environ
-    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
-        return {}
     applied = {}
+    if THREADS_ENV not in env:  # always (not a fast-path switch): before MindSpore overrides OMP_NUM_THREADS
+        env[THREADS_ENV] = applied[THREADS_ENV] = str(kernel_threads(env))
+    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
+        return applied
     for key, value in FAST_PATH_ENV.items():
         if key not in env:
             env[key] = value
             applied[key] = value
-    if applied and environ is None and "mindspore" in sys.modules:
+    if set(applied) - {THREADS_ENV} and environ is None and "mindspore" in sys.modules:
         import warnings
 
         warnings.warn(

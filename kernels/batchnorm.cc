@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cf_threads.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -135,7 +137,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   float *mean_out = static_cast<float *>(params[5]);
   float *var_out = static_cast<float *>(params[6]);
   const double count = static_cast<double>(d.n * d.hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
   for (int64_t c = 0; c < d.c; ++c) {
     double sum = 0.0, sq = 0.0;
     const float pivot = x[c * d.hw];  // the channel's first value
@@ -180,7 +182,7 @@ int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char
   float *dgamma = static_cast<float *>(params[8]);
   float *dbeta = static_cast<float *>(params[9]);
   const double count = static_cast<double>(d.n * d.hw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
   for (int64_t c = 0; c < d.c; ++c) {
     double sum_g = 0.0, sum_gx = 0.0;
     for (int64_t n = 0; n < d.n; ++n) {

@@ -34,6 +34,8 @@
 #include <mutex>
 #include <vector>
 
+#include "cf_threads.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -185,7 +187,7 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   if ((vho + rows - 1) / rows < min_bands) rows = (vho + min_bands - 1) / min_bands;
   if (rows < 1) rows = 1;
   const int64_t bands = (vho + rows - 1) / rows, items = n * bands;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     std::vector<float> col(static_cast<size_t>(kdim * rows * vwo));
     std::vector<float> out(full_width ? 0 : static_cast<size_t>(cout * rows * vwo));
@@ -264,7 +266,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
   if ((h + rows - 1) / rows < min_bands) rows = (h + min_bands - 1) / min_bands;
   if (rows < 1) rows = 1;
   const int64_t bands = (h + rows - 1) / rows, items = n * bands;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     std::vector<float> z(static_cast<size_t>(m * rows * w));
 #pragma omp for schedule(dynamic, 1)

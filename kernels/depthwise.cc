@@ -31,6 +31,8 @@
 #include <cstring>
 #include <vector>
 
+#include "cf_threads.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -255,7 +257,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
     if (count != d.c) return 7;
   }
   const bool partial = v.ho != d.ho || v.wo != d.wo;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     std::vector<float> buf(2 * d.wo + 2 + d.w);
 #pragma omp for schedule(static)
@@ -283,7 +285,7 @@ int MaskValid(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[2]);
   const int64_t planes = d.n * d.c, plane = d.h * d.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
   for (int64_t p = 0; p < planes; ++p) {
     const float *xp = x + p * plane;
     float *yp = y + p * plane;
@@ -307,7 +309,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
   const int64_t planes = d.n * d.c;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     std::vector<float> buf(3 * d.wo + 2);
 #pragma omp for schedule(static)
@@ -339,7 +341,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     std::vector<float> buf(2 * d.wo + 2);
 #pragma omp for schedule(static)

@@ -26,6 +26,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "cf_threads.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -133,7 +135,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *res = with_res ? static_cast<const float *>(params[3]) : nullptr;
   float *y = static_cast<float *>(params[out]);
   if (d.n == 0 || d.hw == 0) return 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     const int threads = omp_get_num_threads(), t = omp_get_thread_num();
     // Blocks: every image's pixels split into `threads` column blocks; work items (image, block) dealt out.
@@ -168,7 +170,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
   if (d.n == 0 || d.hw == 0) return 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     const int threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t items = d.n * threads;
@@ -202,7 +204,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     std::memset(dw, 0, sizeof(float) * d.cout * d.cin);
     return 0;
   }
-#pragma omp parallel
+#pragma omp parallel num_threads(cf_threads::Threads())
   {
     const int threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t per = (d.cout + threads - 1) / threads;

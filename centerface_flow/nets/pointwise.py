@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from mindspore import Parameter, Tensor, nn
 
-from centerface_flow import pointwise
+from centerface_flow import irblock, pointwise
 
-__all__ = ["FusedPointwise", "PointwiseConv"]
+__all__ = ["FusedBlock", "FusedPointwise", "PointwiseConv"]
 
 
 class PointwiseConv(nn.Conv2d):
@@ -55,3 +55,19 @@ class FusedPointwise(nn.Cell):
         if self.has_residual:
             return self.native_op(x, self.weight, self.bias, residual)
         return self.native_op(x, self.weight, self.bias)
+
+
+class FusedBlock(nn.Cell):
+    """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
+    call (:mod:`centerface_flow.irblock`). ``params`` are the six (name, Tensor) pairs we, be, wd, bd, wp, bp;
+    ``region`` is the network's shared valid-region parameter."""
+
+    def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
+        super().__init__()
+        (self.we, self.be, self.wd, self.bd, self.wp, self.bp) = (
+            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        self.region = region
+        self.native_op = irblock.block_op(stride, activation, residual)
+
+    def construct(self, x):
+        return self.native_op(x, self.we, self.be, self.wd, self.bd, self.wp, self.bp, self.region)

@@ -1,0 +1,50 @@
+"""A whole inverted-residual block for inference as one native operator (``kernels/block.cc``), and its numpy twin.
+
+``expand 1×1 + bias + act → depthwise 3×3 + bias + act → project 1×1 + bias (+ input)`` with BatchNorm folded,
+computed band by band so that the 6×-expanded tensor never leaves the cache (see the C++ file). Used by
+:func:`centerface_flow.fold.fold_bn` when the native kernels are enabled and OpenBLAS is available
+(:func:`centerface_flow.pointwise.available`).
+"""
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from centerface_flow import native, pointwise
+
+__all__ = ["available", "block_forward", "block_op"]
+
+_STEM = "block"
+
+
+def available() -> bool:
+    """Whether the block kernel library was built and OpenBLAS is installed."""
+    return native.library_path(_STEM) is not None and pointwise.available()
+
+
+@cache
+def block_op(stride: int, activation: str, residual: bool):
+    """``op(x, we (E, Cin, 1, 1), be (E,), wd (E, 1, 3, 3), bd (E,), wp (Cout, E, 1, 1), bp (Cout,), region (4,))
+    -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.native.depthwise_op`. Inference only."""
+    from mindspore import ops
+
+    if stride not in (1, 2) or activation not in ("relu", "relu6") or (residual and stride != 1):
+        raise ValueError(f"unsupported block: stride {stride}, activation {activation!r}, residual {residual}")
+    if not available():
+        raise RuntimeError("native block kernel unavailable (library not built or scipy-openblas32 missing)")
+    name = f"CfIrS{stride}{activation.capitalize()}{'Res' if residual else ''}"
+
+    def out_shape(x, we, be, wd, bd, wp, *_):
+        return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
+
+    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=lambda x, *_: x,
+                      func_type="aot")
+
+
+def block_forward(x: np.ndarray, we: np.ndarray, be: np.ndarray, wd: np.ndarray, bd: np.ndarray, wp: np.ndarray,
+                  bp: np.ndarray, stride: int, activation: str, residual: bool) -> np.ndarray:
+    """Numpy twin (unpadded input): the three layers one after the other, float32 out."""
+    h = pointwise.pw_forward(x, we, be, activation)
+    h = native.dw3x3_forward(h, wd, stride, bd, activation)
+    return pointwise.pw_forward(h, wp, bp, "", x if residual else None)

@@ -1,0 +1,207 @@
+// A whole MobileNetV2 inverted-residual block for inference (BatchNorm folded) in one MindSpore AOT custom
+// operator: 1x1 expansion + bias + activation -> 3x3 depthwise (stride 1 or 2, padding 1) + bias + activation ->
+// 1x1 projection + bias (+ the block input, when the block has a residual connection).
+//
+// Run layer by layer, the expanded tensor (6x the block's input channels, at the input resolution) is written to
+// memory by the expansion and read back by the depthwise convolution, and the depthwise output again by the
+// projection; at the high-resolution blocks of the network this memory traffic, not arithmetic, is the cost. Here
+// each thread takes a band of output rows at a time, expands just the input rows that band needs into a buffer that
+// stays in its cache, convolves it, and projects the result straight into the output: the expanded tensor never
+// exists in full. The two 1x1 convolutions are GEMMs in OpenBLAS (see cf_blas.h); the expansion of a band's
+// overlapping rows (1 or 2 per band) is computed twice, which costs little next to the memory saved.
+//
+// Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
+//   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
+//                                wp (Cout,E,1,1), bp (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
+// with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1; `Res` adds x (needs s == 1 and Cin == Cout). `valid` is the
+// valid-region input of kernels/depthwise.cc: expanded values at input rows / columns outside the image are taken as
+// zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
+// the unpadded network's; outside it the output is finite but meaningless (later layers ignore it the same way).
+// Status codes: 1 bad arguments, 2 OpenBLAS could not be loaded.
+#include <omp.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cf_blas.h"
+#include "cf_threads.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CF_CLONES
+#endif
+
+namespace {
+
+enum Act { kRelu = 1, kRelu6 = 2 };
+
+inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
+
+int64_t Count(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+template <int A>
+inline float Activate(float v) {
+  if (A == kRelu) return v > 0.0f ? v : 0.0f;
+  return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+}
+
+// dst[0] = 0, dst[1 + j] = act(src[j] + b) for j < valid_w, 0 for valid_w <= j < w, dst[w + 1] = 0.
+template <int A>
+CF_CLONES void PadRow(const float *__restrict src, float *__restrict dst, float b, int64_t w, int64_t valid_w) {
+  dst[0] = 0.0f;
+#pragma omp simd
+  for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(src[j] + b);
+  for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+}
+
+// One depthwise output row from three zero-padded input rows r0, r1, r2 (w + 2 floats each).
+template <int A, int S>
+CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
+                     const float *k, float b, int64_t wo, float *__restrict out) {
+  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+#pragma omp simd
+  for (int64_t j = 0; j < wo; ++j) {
+    const int64_t c = S * j;  // padded column of the left tap
+    const float v = b + k0 * r0[c] + k1 * r0[c + 1] + k2 * r0[c + 2] + k3 * r1[c] + k4 * r1[c + 1] +
+                    k5 * r1[c + 2] + k6 * r2[c] + k7 * r2[c + 1] + k8 * r2[c + 2];
+    out[j] = Activate<A>(v);
+  }
+}
+
+// y[c, cols] += bias[c] (+ res[c, cols]) over `count` columns of each output channel row (ld apart).
+CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t cout, int64_t count, int64_t ld) {
+  for (int64_t c = 0; c < cout; ++c) {
+    float *row = y + c * ld;
+    const float b = bias[c];
+    if (res != nullptr) {
+      const float *rrow = res + c * ld;
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) row[j] += b + rrow[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) row[j] += b;
+    }
+  }
+}
+
+struct Shape {
+  int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
+};
+
+template <int A, int S, bool R>
+int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 9) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[8] != 4) return 1;
+  Shape s{shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3], shapes[2][0], shapes[6][0], 0, 0, 0, 0};
+  if (ndims[2] != 1 || ndims[6] != 1 || s.h < 1 || s.w < 1 || s.cin < 1 || s.e < 1 || s.cout < 1) return 1;
+  s.ho = (s.h - 1) / S + 1;
+  s.wo = (s.w - 1) / S + 1;
+  if (Count(ndims[1], shapes[1]) != s.e * s.cin || Count(ndims[3], shapes[3]) != s.e * 9 ||
+      Count(ndims[4], shapes[4]) != s.e || Count(ndims[5], shapes[5]) != s.cout * s.e ||
+      Count(ndims[7], shapes[7]) != 4)
+    return 1;
+  if (shapes[8][0] != s.n || shapes[8][1] != s.cout || shapes[8][2] != s.ho || shapes[8][3] != s.wo) return 1;
+  if (R && (S != 1 || s.cin != s.cout)) return 1;
+  // valid region (see kernels/depthwise.cc ValidDims)
+  const float *valid = static_cast<const float *>(params[7]);
+  s.valid_h = s.h;
+  s.valid_w = s.w;
+  if (valid[0] > 0) {
+    const int64_t big_h = static_cast<int64_t>(valid[0]), big_w = static_cast<int64_t>(valid[1]);
+    const int64_t rh = big_h / s.h, rw = big_w / s.w;
+    if (rh < 1 || rw < 1 || rh * s.h != big_h || rw * s.w != big_w || valid[2] < 1 || valid[3] < 1) return 1;
+    const int64_t vh = (static_cast<int64_t>(valid[2]) + rh - 1) / rh;
+    const int64_t vw = (static_cast<int64_t>(valid[3]) + rw - 1) / rw;
+    s.valid_h = vh < s.h ? vh : s.h;
+    s.valid_w = vw < s.w ? vw : s.w;
+  }
+  if (!cf_blas::LoadBlas()) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *we = static_cast<const float *>(params[1]);
+  const float *be = static_cast<const float *>(params[2]);
+  const float *wd = static_cast<const float *>(params[3]);
+  const float *bd = static_cast<const float *>(params[4]);
+  const float *wp = static_cast<const float *>(params[5]);
+  const float *bp = static_cast<const float *>(params[6]);
+  float *y = static_cast<float *>(params[8]);
+
+  // Output rows per band: the band's buffers (expanded rows, padded copy, depthwise rows) within ~1 MB.
+  const int64_t per_out_row = s.e * 4 * (S * (2 * s.w + 2) + s.wo);
+  int64_t band = (1 << 20) / (per_out_row > 0 ? per_out_row : 1);
+  if (band < 1) band = 1;
+  if (band > s.ho) band = s.ho;
+  const int64_t bands = (s.ho + band - 1) / band;
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo;
+#pragma omp parallel num_threads(cf_threads::Threads())
+  {
+    static thread_local std::vector<float> raw, padded, dw;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < s.n * bands; ++item) {
+      const int64_t n = item / bands, o0 = (item % bands) * band;
+      const int64_t o1 = o0 + band < s.ho ? o0 + band : s.ho;
+      const int64_t rows_out = o1 - o0;
+      const int64_t i_lo = o0 * S - 1;                  // first input row of the band (may be -1)
+      const int64_t rows_in = (rows_out - 1) * S + 3;   // input rows i_lo .. i_lo + rows_in - 1
+      const int64_t pw = s.w + 2;
+      // input rows of the band inside the valid image: [v0, v1)
+      const int64_t v0 = i_lo < 0 ? 0 : i_lo;
+      int64_t v1 = i_lo + rows_in;
+      if (v1 > s.valid_h) v1 = s.valid_h;
+      const int64_t nv = v1 > v0 ? v1 - v0 : 0;
+      if (static_cast<int64_t>(raw.size()) < s.e * rows_in * s.w) raw.resize(s.e * rows_in * s.w);
+      if (static_cast<int64_t>(padded.size()) < s.e * rows_in * pw) padded.resize(s.e * rows_in * pw);
+      if (static_cast<int64_t>(dw.size()) < s.e * rows_out * s.wo) dw.resize(s.e * rows_out * s.wo);
+      const float *xn = x + n * s.cin * hw;
+      // 1. expansion of the valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
+      if (nv > 0)
+        cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin, we, s.cin, xn + v0 * s.w, hw, raw.data(), nv * s.w);
+      // 2. bias + activation into zero-padded rows (rows / columns outside the valid image are zero)
+      for (int64_t e = 0; e < s.e; ++e) {
+        for (int64_t r = 0; r < rows_in; ++r) {
+          float *dst = padded.data() + (e * rows_in + r) * pw;
+          const int64_t ir = i_lo + r;
+          if (ir < v0 || ir >= v1) {
+            std::memset(dst, 0, sizeof(float) * pw);
+          } else {
+            PadRow<A>(raw.data() + e * nv * s.w + (ir - v0) * s.w, dst, be[e], s.w, s.valid_w);
+          }
+        }
+      }
+      // 3. depthwise 3x3 + bias + activation
+      for (int64_t e = 0; e < s.e; ++e) {
+        const float *base = padded.data() + e * rows_in * pw;
+        for (int64_t o = 0; o < rows_out; ++o) {
+          const float *r0 = base + (o * S) * pw;
+          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.wo, dw.data() + (e * rows_out + o) * s.wo);
+        }
+      }
+      // 4. projection straight into the output rows, + bias (+ residual)
+      float *yn = y + n * s.cout * howo + o0 * s.wo;
+      cf_blas::Gemm(false, false, s.cout, rows_out * s.wo, s.e, wp, s.e, dw.data(), rows_out * s.wo, yn, howo);
+      AddBias(yn, bp, R ? xn + o0 * s.wo : nullptr, s.cout, rows_out * s.wo, howo);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+#define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
+#define CF_ARGS nparam, params, ndims, shapes, dtypes
+
+extern "C" {
+int CfIrS1Relu(CF_SIG) { return Block<kRelu, 1, false>(CF_ARGS); }
+int CfIrS2Relu(CF_SIG) { return Block<kRelu, 2, false>(CF_ARGS); }
+int CfIrS1Relu6(CF_SIG) { return Block<kRelu6, 1, false>(CF_ARGS); }
+int CfIrS2Relu6(CF_SIG) { return Block<kRelu6, 2, false>(CF_ARGS); }
+int CfIrS1ReluRes(CF_SIG) { return Block<kRelu, 1, true>(CF_ARGS); }
+int CfIrS1Relu6Res(CF_SIG) { return Block<kRelu6, 1, true>(CF_ARGS); }
+}
