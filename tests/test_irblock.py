@@ -1,0 +1,95 @@
+"""The fused inverted-residual block kernel vs its numpy twin (the three layers one after the other), including
+the valid region of a padded input, and as a MindSpore custom operator in graph and pynative mode."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from centerface_flow import irblock, native, runtime
+
+TOL = 1e-5
+
+pytestmark = pytest.mark.skipif(not irblock.available(),
+                                reason="native block kernel unavailable (library not built or scipy-openblas32 missing)")
+
+# (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes, both strides, both activations
+CASES = [
+    (1, 16, 96, 24, 37, 45, 2, "relu", False),
+    (2, 24, 144, 24, 20, 17, 1, "relu6", True),
+    (1, 3, 5, 7, 1, 1, 2, "relu", False),
+    (1, 3, 6, 3, 1, 9, 1, "relu", True),
+    (1, 8, 48, 16, 2, 3, 1, "relu6", False),
+    (1, 32, 192, 32, 30, 80, 1, "relu", True),
+    (2, 12, 30, 20, 9, 2, 2, "relu6", False),
+]
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _data(case, seed):
+    n, cin, e, cout, h, w = case[:6]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    params = [rng.standard_normal((e, cin, 1, 1)) * 0.3, rng.standard_normal(e), rng.standard_normal((e, 1, 3, 3)) * 0.3,
+              rng.standard_normal(e), rng.standard_normal((cout, e, 1, 1)) * 0.1, rng.standard_normal(cout)]
+    return x, [p.astype(np.float32) for p in params]
+
+
+def _name(stride, activation, residual):
+    return f"CfIrS{stride}{activation.capitalize()}{'Res' if residual else ''}"
+
+
+def test_kernel_matches_numpy_twin():
+    for i, case in enumerate(CASES):
+        x, params = _data(case, i)
+        stride, act, res = case[6:]
+        ref = irblock.block_forward(x, *params, stride, act, res)
+        out = native.call_kernel(_name(stride, act, res), [x, *params, np.zeros(4, np.float32)], ref.shape,
+                                 stem="block")
+        assert _rel(out, ref) <= TOL, case
+
+
+def test_valid_region_equals_unpadded_image():
+    """Input zero-padded at the bottom / right (garbage would do too: the kernel ignores it): the valid part of the
+    output equals the block run on the image alone."""
+    for i, case in enumerate(c for c in CASES if c[4] > 4 and c[5] > 4):
+        x, params = _data(case, 10 + i)
+        stride, act, res = case[6:]
+        h, w = x.shape[2:]
+        h0, w0 = h - 3, w - 2
+        ref = irblock.block_forward(np.ascontiguousarray(x[:, :, :h0, :w0]), *params, stride, act, res)
+        padded = x.copy()
+        padded[:, :, h0:, :] = 7.0
+        padded[:, :, :, w0:] = -3.0
+        out_shape = (x.shape[0], params[4].shape[0], (h - 1) // stride + 1, (w - 1) // stride + 1)
+        out = native.call_kernel(_name(stride, act, False), [padded, *params, native.valid_region((h, w), (h0, w0))],
+                                 out_shape, stem="block")
+        vh, vw = ref.shape[2:]
+        valid = out[:, :, :vh, :vw] + (padded[:, :, :vh, :vw] if res else 0)
+        assert _rel(valid, ref) <= TOL, case
+
+
+def test_bad_arguments_are_refused():
+    x, params = _data(CASES[0], 0)
+    with pytest.raises(RuntimeError, match="returned 1"):  # residual needs stride 1 and Cin == Cout
+        native.call_kernel("CfIrS1ReluRes", [x, *params, np.zeros(4, np.float32)], (1, 24, 37, 45), stem="block")
+    with pytest.raises(RuntimeError, match="returned 1"):  # wrong output shape
+        native.call_kernel("CfIrS2Relu", [x, *params, np.zeros(4, np.float32)], (1, 24, 18, 23), stem="block")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_custom_op(mode):
+    ms = runtime.mindspore(mode)
+    try:
+        for i, case in enumerate(CASES[:3]):
+            x, params = _data(case, 20 + i)
+            stride, act, res = case[6:]
+            op = irblock.block_op(stride, act, res)
+            out = op(ms.Tensor(x), *(ms.Tensor(p) for p in params), ms.Tensor(np.zeros(4, np.float32))).asnumpy()
+            assert _rel(out, irblock.block_forward(x, *params, stride, act, res)) <= TOL, case
+    finally:
+        runtime.mindspore("pynative")
