@@ -186,7 +186,7 @@ def _attach(parent, attr: str, cell) -> None:
 
 
 def _fuse_blocks(net, region) -> int:
-    """Replace every folded inverted-residual block with an expansion (1×1 → depthwise → 1×1, all native) by one
+    """Replace every folded inverted-residual block ([1×1 →] depthwise → 1×1, all native) by one
     :class:`~centerface_flow.nets.pointwise.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
     from mindspore import Tensor, nn
 
@@ -203,17 +203,20 @@ def _fuse_blocks(net, region) -> int:
             continue
         layers = [c for sub in cell.conv for c in (sub.features if hasattr(sub, "features") else [sub])
                   if not isinstance(c, nn.Identity)]
-        if len(layers) != 3:
+        if len(layers) not in (2, 3):
             continue
-        expand, dw, project = layers
-        if not (isinstance(expand, FusedPointwise) and isinstance(dw, FusedDepthwiseConv3x3)
+        expand, (dw, project) = (layers[0] if len(layers) == 3 else None), layers[-2:]
+        if not (isinstance(expand, (FusedPointwise, type(None))) and isinstance(dw, FusedDepthwiseConv3x3)
                 and isinstance(project, FusedPointwise)):
             continue
-        if (expand.activation not in ("relu", "relu6") or dw.activation != expand.activation or project.activation
-                or expand.has_residual or project.has_residual or dw.has_pre):
+        if (dw.activation not in ("relu", "relu6") or project.activation or project.has_residual or dw.has_pre
+                or (expand is None and cell.use_res_connect)
+                or (expand is not None and (expand.activation != dw.activation or expand.has_residual))):
             continue
-        params = [(p.name, Tensor(p.asnumpy()))
-                  for p in (expand.weight, expand.bias, dw.weight, dw.bias, project.weight, project.bias)]
+        weights = (dw.weight, dw.bias, project.weight, project.bias)
+        if expand is not None:
+            weights = (expand.weight, expand.bias, *weights)
+        params = [(p.name, Tensor(p.asnumpy())) for p in weights]
         cell.conv = nn.Identity()  # the layers' parameters now live in the fused block (same names)
         _attach(cell, "whole", FusedBlock(params, dw.stride, dw.activation, cell.use_res_connect, region))
         cell.fused_whole = True

@@ -24,27 +24,29 @@ def available() -> bool:
 
 
 @cache
-def block_op(stride: int, activation: str, residual: bool):
+def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
     """``op(x, we (E, Cin, 1, 1), be (E,), wd (E, 1, 3, 3), bd (E,), wp (Cout, E, 1, 1), bp (Cout,), region (4,))
-    -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.native.depthwise_op`. Inference only."""
+    -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.native.depthwise_op`. Inference only.
+    ``expand=False`` (a block without expansion): ``op(x, wd, bd, wp, bp, region)``, the depthwise conv on x."""
     from mindspore import ops
 
-    if stride not in (1, 2) or activation not in ("relu", "relu6") or (residual and stride != 1):
+    if stride not in (1, 2) or activation not in ("relu", "relu6") or (residual and (stride != 1 or not expand)):
         raise ValueError(f"unsupported block: stride {stride}, activation {activation!r}, residual {residual}")
     if not available():
         raise RuntimeError("native block kernel unavailable (library not built or scipy-openblas32 missing)")
-    name = f"CfIrS{stride}{activation.capitalize()}{'Res' if residual else ''}"
+    name = f"CfIr{'' if expand else 'Dw'}S{stride}{activation.capitalize()}{'Res' if residual else ''}"
 
-    def out_shape(x, we, be, wd, bd, wp, *_):
+    def out_shape(x, *weights):
+        wp = weights[4] if expand else weights[2]
         return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
 
     return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=lambda x, *_: x,
                       func_type="aot")
 
 
-def block_forward(x: np.ndarray, we: np.ndarray, be: np.ndarray, wd: np.ndarray, bd: np.ndarray, wp: np.ndarray,
-                  bp: np.ndarray, stride: int, activation: str, residual: bool) -> np.ndarray:
-    """Numpy twin (unpadded input): the three layers one after the other, float32 out."""
-    h = pointwise.pw_forward(x, we, be, activation)
+def block_forward(x: np.ndarray, we: np.ndarray | None, be: np.ndarray | None, wd: np.ndarray, bd: np.ndarray,
+                  wp: np.ndarray, bp: np.ndarray, stride: int, activation: str, residual: bool) -> np.ndarray:
+    """Numpy twin (unpadded input): the layers one after the other (no expansion when ``we`` is None), float32."""
+    h = x if we is None else pointwise.pw_forward(x, we, be, activation)
     h = native.dw3x3_forward(h, wd, stride, bd, activation)
     return pointwise.pw_forward(h, wp, bp, "", x if residual else None)

@@ -13,6 +13,8 @@
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
 //                                wp (Cout,E,1,1), bp (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
+//   CfIrDwS{1,2}{Relu,Relu6}(x, wd (Cin,1,3,3), bd, wp (Cout,Cin,1,1), bp, valid) -> y
+//       a block without expansion (MobileNetV2's first, t = 1): depthwise on x itself, then the projection
 // with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1; `Res` adds x (needs s == 1 and Cin == Cout). `valid` is the
 // valid-region input of kernels/depthwise.cc: expanded values at input rows / columns outside the image are taken as
 // zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
@@ -21,6 +23,7 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -60,6 +63,13 @@ CF_CLONES void PadRow(const float *__restrict src, float *__restrict dst, float 
   for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
 }
 
+// dst[0] = 0, dst[1 + j] = src[j] for j < valid_w, 0 for valid_w <= j < w, dst[w + 1] = 0.
+inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t w, int64_t valid_w) {
+  dst[0] = 0.0f;
+  std::memcpy(dst + 1, src, sizeof(float) * valid_w);
+  for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+}
+
 // One depthwise output row from three zero-padded input rows r0, r1, r2 (w + 2 floats each).
 template <int A, int S>
 CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
@@ -90,28 +100,43 @@ CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t co
   }
 }
 
+// Bytes of band buffers per thread: CENTERFACE_BLOCK_BAND_KB (a tuning knob), default 1 MB.
+inline int64_t BandBytes() {
+  static const int64_t bytes = [] {
+    const char *v = std::getenv("CENTERFACE_BLOCK_BAND_KB");
+    const int64_t kb = v != nullptr ? std::atoll(v) : 0;
+    return (kb > 0 ? kb : 1024) * 1024;
+  }();
+  return bytes;
+}
+
 struct Shape {
   int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
 };
 
-template <int A, int S, bool R>
+// X: with the expansion (inputs x, we, be, wd, bd, wp, bp, valid) or without (x, wd, bd, wp, bp, valid).
+template <int A, int S, bool R, bool X>
 int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 9) return 1;
+  const int off = X ? 2 : 0;  // index shift of wd.. after the expansion's two inputs
+  if (nparam != 7 + off) return 1;
   for (int i = 0; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 1;
-  if (ndims[0] != 4 || ndims[8] != 4) return 1;
-  Shape s{shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3], shapes[2][0], shapes[6][0], 0, 0, 0, 0};
-  if (ndims[2] != 1 || ndims[6] != 1 || s.h < 1 || s.w < 1 || s.cin < 1 || s.e < 1 || s.cout < 1) return 1;
+  const int out = 6 + off;
+  if (ndims[0] != 4 || ndims[out] != 4) return 1;
+  Shape s{shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3], X ? shapes[2][0] : shapes[0][1],
+          shapes[4 + off][0], 0, 0, 0, 0};
+  if (ndims[2 + off] != 1 || ndims[4 + off] != 1 || s.h < 1 || s.w < 1 || s.cin < 1 || s.e < 1 || s.cout < 1)
+    return 1;
   s.ho = (s.h - 1) / S + 1;
   s.wo = (s.w - 1) / S + 1;
-  if (Count(ndims[1], shapes[1]) != s.e * s.cin || Count(ndims[3], shapes[3]) != s.e * 9 ||
-      Count(ndims[4], shapes[4]) != s.e || Count(ndims[5], shapes[5]) != s.cout * s.e ||
-      Count(ndims[7], shapes[7]) != 4)
+  if ((X && Count(ndims[1], shapes[1]) != s.e * s.cin) || Count(ndims[1 + off], shapes[1 + off]) != s.e * 9 ||
+      Count(ndims[2 + off], shapes[2 + off]) != s.e || Count(ndims[3 + off], shapes[3 + off]) != s.cout * s.e ||
+      Count(ndims[5 + off], shapes[5 + off]) != 4)
     return 1;
-  if (shapes[8][0] != s.n || shapes[8][1] != s.cout || shapes[8][2] != s.ho || shapes[8][3] != s.wo) return 1;
+  if (shapes[out][0] != s.n || shapes[out][1] != s.cout || shapes[out][2] != s.ho || shapes[out][3] != s.wo) return 1;
   if (R && (S != 1 || s.cin != s.cout)) return 1;
   // valid region (see kernels/depthwise.cc ValidDims)
-  const float *valid = static_cast<const float *>(params[7]);
+  const float *valid = static_cast<const float *>(params[5 + off]);
   s.valid_h = s.h;
   s.valid_w = s.w;
   if (valid[0] > 0) {
@@ -125,17 +150,20 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   }
   if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
-  const float *we = static_cast<const float *>(params[1]);
-  const float *be = static_cast<const float *>(params[2]);
-  const float *wd = static_cast<const float *>(params[3]);
-  const float *bd = static_cast<const float *>(params[4]);
-  const float *wp = static_cast<const float *>(params[5]);
-  const float *bp = static_cast<const float *>(params[6]);
-  float *y = static_cast<float *>(params[8]);
+  const float *we = X ? static_cast<const float *>(params[1]) : nullptr;
+  const float *be = X ? static_cast<const float *>(params[2]) : nullptr;
+  const float *wd = static_cast<const float *>(params[1 + off]);
+  const float *bd = static_cast<const float *>(params[2 + off]);
+  const float *wp = static_cast<const float *>(params[3 + off]);
+  const float *bp = static_cast<const float *>(params[4 + off]);
+  float *y = static_cast<float *>(params[out]);
 
-  // Output rows per band: the band's buffers (expanded rows, padded copy, depthwise rows) within ~1 MB.
+  // Output rows per band: the band's buffers (expanded rows, padded copy, depthwise rows) within BandBytes(), but
+  // no more than an even share of the image per thread (every thread gets work).
   const int64_t per_out_row = s.e * 4 * (S * (2 * s.w + 2) + s.wo);
-  int64_t band = (1 << 20) / (per_out_row > 0 ? per_out_row : 1);
+  int64_t band = BandBytes() / (per_out_row > 0 ? per_out_row : 1);
+  const int64_t share = (s.ho + cf_threads::Threads() - 1) / cf_threads::Threads();
+  if (band > share) band = share;
   if (band < 1) band = 1;
   if (band > s.ho) band = s.ho;
   const int64_t bands = (s.ho + band - 1) / band;
@@ -161,7 +189,7 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
       if (static_cast<int64_t>(dw.size()) < s.e * rows_out * s.wo) dw.resize(s.e * rows_out * s.wo);
       const float *xn = x + n * s.cin * hw;
       // 1. expansion of the valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
-      if (nv > 0)
+      if (X && nv > 0)
         cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin, we, s.cin, xn + v0 * s.w, hw, raw.data(), nv * s.w);
       // 2. bias + activation into zero-padded rows (rows / columns outside the valid image are zero)
       for (int64_t e = 0; e < s.e; ++e) {
@@ -170,8 +198,10 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
           const int64_t ir = i_lo + r;
           if (ir < v0 || ir >= v1) {
             std::memset(dst, 0, sizeof(float) * pw);
-          } else {
+          } else if (X) {
             PadRow<A>(raw.data() + e * nv * s.w + (ir - v0) * s.w, dst, be[e], s.w, s.valid_w);
+          } else {
+            PadCopy(xn + e * hw + ir * s.w, dst, s.w, s.valid_w);
           }
         }
       }
@@ -198,10 +228,14 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
 #define CF_ARGS nparam, params, ndims, shapes, dtypes
 
 extern "C" {
-int CfIrS1Relu(CF_SIG) { return Block<kRelu, 1, false>(CF_ARGS); }
-int CfIrS2Relu(CF_SIG) { return Block<kRelu, 2, false>(CF_ARGS); }
-int CfIrS1Relu6(CF_SIG) { return Block<kRelu6, 1, false>(CF_ARGS); }
-int CfIrS2Relu6(CF_SIG) { return Block<kRelu6, 2, false>(CF_ARGS); }
-int CfIrS1ReluRes(CF_SIG) { return Block<kRelu, 1, true>(CF_ARGS); }
-int CfIrS1Relu6Res(CF_SIG) { return Block<kRelu6, 1, true>(CF_ARGS); }
+int CfIrS1Relu(CF_SIG) { return Block<kRelu, 1, false, true>(CF_ARGS); }
+int CfIrS2Relu(CF_SIG) { return Block<kRelu, 2, false, true>(CF_ARGS); }
+int CfIrS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, true>(CF_ARGS); }
+int CfIrS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, true>(CF_ARGS); }
+int CfIrS1ReluRes(CF_SIG) { return Block<kRelu, 1, true, true>(CF_ARGS); }
+int CfIrS1Relu6Res(CF_SIG) { return Block<kRelu6, 1, true, true>(CF_ARGS); }
+int CfIrDwS1Relu(CF_SIG) { return Block<kRelu, 1, false, false>(CF_ARGS); }
+int CfIrDwS2Relu(CF_SIG) { return Block<kRelu, 2, false, false>(CF_ARGS); }
+int CfIrDwS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, false>(CF_ARGS); }
+int CfIrDwS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, false>(CF_ARGS); }
 }

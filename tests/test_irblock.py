@@ -52,6 +52,30 @@ def test_kernel_matches_numpy_twin():
         assert _rel(out, ref) <= TOL, case
 
 
+def test_block_without_expansion():
+    for i, case in enumerate(CASES[:3]):
+        x, params = _data(case, 30 + i)
+        stride, act = case[6:8]
+        rng = np.random.default_rng(i)
+        cin = x.shape[1]
+        wd, bd = rng.standard_normal((cin, 1, 3, 3)).astype(np.float32), rng.standard_normal(cin).astype(np.float32)
+        wp = rng.standard_normal((params[4].shape[0], cin, 1, 1)).astype(np.float32)
+        x = np.maximum(x, 0)  # the input of such a block is already activated
+        ref = irblock.block_forward(x, None, None, wd, bd, wp, params[5], stride, act, False)
+        out = native.call_kernel(f"CfIrDwS{stride}{act.capitalize()}", [x, wd, bd, wp, params[5],
+                                                                          np.zeros(4, np.float32)],
+                                 ref.shape, stem="block")
+        assert _rel(out, ref) <= TOL, case
+        if x.shape[2] > 4 and x.shape[3] > 4:
+            h, w = x.shape[2:]
+            ref = irblock.block_forward(np.ascontiguousarray(x[:, :, :h - 3, :w - 2]), None, None, wd, bd, wp,
+                                        params[5], stride, act, False)
+            out = native.call_kernel(f"CfIrDwS{stride}{act.capitalize()}",
+                                     [x, wd, bd, wp, params[5], native.valid_region((h, w), (h - 3, w - 2))],
+                                     out.shape, stem="block")
+            assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
+
+
 def test_valid_region_equals_unpadded_image():
     """Input zero-padded at the bottom / right (garbage would do too: the kernel ignores it): the valid part of the
     output equals the block run on the image alone."""

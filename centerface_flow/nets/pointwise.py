@@ -59,15 +59,20 @@ class FusedPointwise(nn.Cell):
 
 class FusedBlock(nn.Cell):
     """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
-    call (:mod:`centerface_flow.irblock`). ``params`` are the six (name, Tensor) pairs we, be, wd, bd, wp, bp;
-    ``region`` is the network's shared valid-region parameter."""
+    call (:mod:`centerface_flow.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
+    wd, bd, wp, bp for a block without expansion; ``region`` is the network's shared valid-region parameter."""
 
     def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
         super().__init__()
-        (self.we, self.be, self.wd, self.bd, self.wp, self.bp) = (
-            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        values = [Parameter(value, name=name, requires_grad=False) for name, value in params]
+        self.expand = len(values) == 6
+        if self.expand:
+            self.we, self.be = values[:2]
+        self.wd, self.bd, self.wp, self.bp = values[-4:]
         self.region = region
-        self.native_op = irblock.block_op(stride, activation, residual)
+        self.native_op = irblock.block_op(stride, activation, residual, self.expand)
 
     def construct(self, x):
-        return self.native_op(x, self.we, self.be, self.wd, self.bd, self.wp, self.bp, self.region)
+        if self.expand:
+            return self.native_op(x, self.we, self.be, self.wd, self.bd, self.wp, self.bp, self.region)
+        return self.native_op(x, self.wd, self.bd, self.wp, self.bp, self.region)
