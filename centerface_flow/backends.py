@@ -147,7 +147,7 @@ def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner
         set_valid_region(net, padded.shape[2:], (h, w))
         return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in net(ms.Tensor(padded))]
 
-    kernels = "native depthwise kernels" if native.enabled() else "MindSpore operators"
+    kernels = "native kernels" if native.enabled() else "MindSpore operators"
     padding = f", inputs padded to multiples of {pad_multiple}" if pad_multiple else ""
     return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, BatchNorm folded, {kernels}{padding}, "
                   f"{weights.name}")

@@ -5,10 +5,10 @@
 // Run layer by layer, the expanded tensor (6x the block's input channels, at the input resolution) is written to
 // memory by the expansion and read back by the depthwise convolution, and the depthwise output again by the
 // projection; at the high-resolution blocks of the network this memory traffic, not arithmetic, is the cost. Here
-// each thread takes a band of output rows at a time, expands just the input rows that band needs into a buffer that
-// stays in its cache, convolves it, and projects the result straight into the output: the expanded tensor never
-// exists in full. The two 1x1 convolutions are GEMMs in OpenBLAS (see cf_blas.h); the expansion of a band's
-// overlapping rows (1 or 2 per band) is computed twice, which costs little next to the memory saved.
+// each thread takes a contiguous run of bands of output rows and, band by band, expands just the input rows the band
+// needs into a buffer that stays in its cache (the 1 or 2 rows it shares with the previous band are kept, not
+// recomputed), convolves it, and projects the result straight into the output: the expanded tensor never exists in
+// full. The two 1x1 convolutions are GEMMs in OpenBLAS (see cf_blas.h).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
@@ -168,33 +168,47 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   if (band > s.ho) band = s.ho;
   const int64_t bands = (s.ho + band - 1) / band;
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo;
+  const int64_t rows_buf = (band - 1) * S + 3;  // input rows of a full band (channel stride of the buffer)
+  const int64_t pw = s.w + 2;
+  const int64_t items = s.n * bands;
 #pragma omp parallel num_threads(cf_threads::Threads())
   {
     static thread_local std::vector<float> raw, padded, dw;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < s.n * bands; ++item) {
+    if (static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
+    if (static_cast<int64_t>(padded.size()) < s.e * rows_buf * pw) padded.resize(s.e * rows_buf * pw);
+    if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
+    // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
+    // one are moved, not expanded again.
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (items + threads - 1) / threads;
+    const int64_t first = t * per < items ? t * per : items, last = (t + 1) * per < items ? (t + 1) * per : items;
+    for (int64_t item = first; item < last; ++item) {
       const int64_t n = item / bands, o0 = (item % bands) * band;
       const int64_t o1 = o0 + band < s.ho ? o0 + band : s.ho;
       const int64_t rows_out = o1 - o0;
       const int64_t i_lo = o0 * S - 1;                  // first input row of the band (may be -1)
       const int64_t rows_in = (rows_out - 1) * S + 3;   // input rows i_lo .. i_lo + rows_in - 1
-      const int64_t pw = s.w + 2;
-      // input rows of the band inside the valid image: [v0, v1)
-      const int64_t v0 = i_lo < 0 ? 0 : i_lo;
+      // rows kept from the previous band of the same image: buffer rows S*band .. S*band + 2 - S
+      const int64_t keep = (item > first && item % bands != 0) ? 3 - S : 0;
+      if (keep > 0) {
+        for (int64_t e = 0; e < s.e; ++e) {
+          float *base = padded.data() + e * rows_buf * pw;
+          std::memmove(base, base + S * band * pw, sizeof(float) * keep * pw);
+        }
+      }
+      // new input rows i_lo + keep .. i_lo + rows_in - 1; those inside the valid image: [v0, v1)
+      const int64_t v0 = i_lo + keep < 0 ? 0 : i_lo + keep;
       int64_t v1 = i_lo + rows_in;
       if (v1 > s.valid_h) v1 = s.valid_h;
       const int64_t nv = v1 > v0 ? v1 - v0 : 0;
-      if (static_cast<int64_t>(raw.size()) < s.e * rows_in * s.w) raw.resize(s.e * rows_in * s.w);
-      if (static_cast<int64_t>(padded.size()) < s.e * rows_in * pw) padded.resize(s.e * rows_in * pw);
-      if (static_cast<int64_t>(dw.size()) < s.e * rows_out * s.wo) dw.resize(s.e * rows_out * s.wo);
       const float *xn = x + n * s.cin * hw;
-      // 1. expansion of the valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
+      // 1. expansion of the new valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
       if (X && nv > 0)
         cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin, we, s.cin, xn + v0 * s.w, hw, raw.data(), nv * s.w);
       // 2. bias + activation into zero-padded rows (rows / columns outside the valid image are zero)
       for (int64_t e = 0; e < s.e; ++e) {
-        for (int64_t r = 0; r < rows_in; ++r) {
-          float *dst = padded.data() + (e * rows_in + r) * pw;
+        for (int64_t r = keep; r < rows_in; ++r) {
+          float *dst = padded.data() + (e * rows_buf + r) * pw;
           const int64_t ir = i_lo + r;
           if (ir < v0 || ir >= v1) {
             std::memset(dst, 0, sizeof(float) * pw);
@@ -207,7 +221,7 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
       }
       // 3. depthwise 3x3 + bias + activation
       for (int64_t e = 0; e < s.e; ++e) {
-        const float *base = padded.data() + e * rows_in * pw;
+        const float *base = padded.data() + e * rows_buf * pw;
         for (int64_t o = 0; o < rows_out; ++o) {
           const float *r0 = base + (o * S) * pw;
           DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.wo, dw.data() + (e * rows_out + o) * s.wo);

@@ -12,7 +12,8 @@ TOL = 1e-5
 pytestmark = pytest.mark.skipif(not irblock.available(),
                                 reason="native block kernel unavailable (library not built or scipy-openblas32 missing)")
 
-# (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes, both strides, both activations
+# (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes, both strides, both activations;
+# the larger ones are cut into several ~1 MB bands per thread
 CASES = [
     (1, 16, 96, 24, 37, 45, 2, "relu", False),
     (2, 24, 144, 24, 20, 17, 1, "relu6", True),
@@ -21,6 +22,7 @@ CASES = [
     (1, 8, 48, 16, 2, 3, 1, "relu6", False),
     (1, 32, 192, 32, 30, 80, 1, "relu", True),
     (2, 12, 30, 20, 9, 2, 2, "relu6", False),
+    (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many bands per thread: rows shared with the previous band reused
 ]
 
 
