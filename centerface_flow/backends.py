@@ -139,13 +139,17 @@ def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner
                     "MindSpore operators in use")
         pad_multiple = 0
 
+    def tensor(batch: np.ndarray):
+        # from_numpy shares the array's memory (ms.Tensor would copy the whole batch first)
+        return ms.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+
     def run(batch: np.ndarray):
         if not pad_multiple:
-            return [o.asnumpy() for o in net(ms.Tensor(batch))]
+            return [o.asnumpy() for o in net(tensor(batch))]
         h, w = batch.shape[2:]
         padded = _pad_to(batch, pad_multiple)
         set_valid_region(net, padded.shape[2:], (h, w))
-        return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in net(ms.Tensor(padded))]
+        return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in net(tensor(padded))]
 
     kernels = "native kernels" if native.enabled() else "MindSpore operators"
     padding = f", inputs padded to multiples of {pad_multiple}" if pad_multiple else ""
