@@ -224,6 +224,32 @@ def _fuse_blocks(net, region) -> int:
     return count
 
 
+def _fuse_stem(net, region) -> bool:
+    """Fuse the stem conv (native dense 3×3 stride 2) into the fused first block after it (no expansion): one kernel
+    call, the stem's output never materialised."""
+    from mindspore import Tensor, nn
+
+    from centerface_flow.nets.dense import FusedConv3x3
+    from centerface_flow.nets.pointwise import FusedBlock
+
+    group = getattr(getattr(net, "base", None), "need_fp1", None)
+    if group is None or len(group) < 2:
+        return False
+    stem_cell, block = group[0], group[1]
+    layers = [c for c in getattr(stem_cell, "features", []) if not isinstance(c, nn.Identity)]
+    whole = getattr(block, "whole", None)
+    if not (len(layers) == 1 and isinstance(layers[0], FusedConv3x3) and layers[0].stride == 2
+            and getattr(block, "fused_whole", False) and isinstance(whole, FusedBlock) and not whole.expand
+            and whole.activation == layers[0].activation):
+        return False
+    stem = layers[0]
+    params = [(p.name, Tensor(p.asnumpy())) for p in (stem.weight, stem.bias, whole.wd, whole.bd, whole.wp, whole.bp)]
+    group[0] = nn.Identity()
+    block.whole = nn.Identity()  # drop the old parameters (same names) before attaching the new block
+    _attach(block, "whole", FusedBlock(params, whole.stride, whole.activation, False, region, stem=True))
+    return True
+
+
 def _fuse_sums(net) -> int:
     """Move the residual sum of every inverted-residual block and the lateral sum of every IDA-up node into the
     native 1×1 kernel that ends the branch (``FusedPointwise.add_residual``)."""
@@ -347,6 +373,7 @@ def fold_bn(net, use_native: bool | None = None):
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_pw:
         log.debug("fused %d whole inverted-residual blocks", _fuse_blocks(net, region))
+        log.debug("stem fused into the first block: %s", _fuse_stem(net, region))
         log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first

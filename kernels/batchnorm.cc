@@ -19,25 +19,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cf_common.h"
 #include "cf_threads.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CF_CLONES
-#endif
 
 namespace {
 
-enum Act { kNone = 0, kRelu = 1, kRelu6 = 2 };
-
-inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
-
-int64_t Count(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; ++i) n *= shape[i];
-  return n;
-}
+using namespace cf_common;  // NOLINT(build/namespaces): IsF32, Count, activations
 
 struct Dims {
   int64_t n, c, hw;

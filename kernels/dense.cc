@@ -25,63 +25,27 @@
 //       activation. Transposed 2x2 stride-2 convolutions never mix positions, so they need no valid region.
 //
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
-#include <dlfcn.h>
 #include <omp.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
+#include "cf_blas.h"
+#include "cf_common.h"
 #include "cf_threads.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CF_CLONES
-#endif
 
 namespace {
 
-enum Act { kNone = 0, kRelu = 1, kRelu6 = 2 };
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;  // cblas.h
+using namespace cf_common;  // NOLINT(build/namespaces): IsF32, Count, activations
+
 // Target size (floats) of a thread's im2col matrix / transposed-conv product: 128 KB, well inside a core's L2 with its
 // output band (16K-256K floats measured within 10-20 % of each other on this machine; 32K the best or near it).
 #ifndef CF_PATCH_FLOATS
 #define CF_PATCH_FLOATS (32 * 1024)
 #endif
 constexpr int64_t kPatchFloats = CF_PATCH_FLOATS;
-
-using SgemmFn = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
-using SetThreadsFn = void (*)(int);
-
-SgemmFn g_sgemm = nullptr;
-std::once_flag g_load_once;
-
-bool LoadBlas() {
-  std::call_once(g_load_once, [] {
-    const char *path = std::getenv("CENTERFACE_OPENBLAS_LIB");
-    if (path == nullptr || *path == '\0') return;
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) return;
-    auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "scipy_openblas_set_num_threads"));
-    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(lib, "scipy_cblas_sgemm"));
-    if (sgemm == nullptr) return;
-    if (set_threads != nullptr) set_threads(1);  // parallelism is ours (OpenMP), one GEMM per thread
-    g_sgemm = sgemm;
-  });
-  return g_sgemm != nullptr;
-}
-
-inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
-
-int64_t Count(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; ++i) n *= shape[i];
-  return n;
-}
 
 // The valid input sub-plane (vh, vw) of an H x W layer input, as ValidDims in kernels/depthwise.cc.
 bool ValidInput(const float *valid, int64_t h, int64_t w, int64_t *vh, int64_t *vw) {
@@ -98,7 +62,7 @@ bool ValidInput(const float *valid, int64_t h, int64_t w, int64_t *vh, int64_t *
   return true;
 }
 
-CF_CLONES void BiasAct(float *__restrict dst, const float *__restrict src, float b, int64_t n, int act) {
+CF_CLONES void BiasAct(float *dst, const float *src, float b, int64_t n, int act) {  // dst may be src
   if (act == kRelu) {
     for (int64_t j = 0; j < n; ++j) {
       const float v = src[j] + b;
@@ -170,7 +134,7 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   if (ndims[3] != 1 || shapes[3][0] != 4) return 5;
   int64_t vh, vw;
   if (!ValidInput(static_cast<const float *>(params[3]), h, w, &vh, &vw)) return 5;
-  if (!LoadBlas()) return 2;
+  if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *k = static_cast<const float *>(params[1]);
   const float *bias = static_cast<const float *>(params[2]);
@@ -201,11 +165,11 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
       Im2col(xn, cin, h, w, vh, vw, vwo, stride, i0, i1, col.data());
       if (full_width) {
         float *c0 = yn + i0 * wo;
-        g_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
+        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
                 1.0f, k, static_cast<int>(kdim), col.data(), static_cast<int>(cols), 0.0f, c0, static_cast<int>(plane));
         for (int64_t co = 0; co < cout; ++co) BiasAct(c0 + co * plane, c0 + co * plane, bias[co], cols, act);
       } else {
-        g_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
+        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
                 1.0f, k, static_cast<int>(kdim), col.data(), static_cast<int>(cols), 0.0f, out.data(),
                 static_cast<int>(cols));
         for (int64_t co = 0; co < cout; ++co) {
@@ -253,7 +217,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
   if (shapes[1][0] != cin || shapes[1][2] != 2 || shapes[1][3] != 2) return 3;
   if (Count(ndims[2], shapes[2]) != cout) return 3;
   if (shapes[3][0] != n || shapes[3][1] != cout || shapes[3][2] != 2 * h || shapes[3][3] != 2 * w) return 3;
-  if (!LoadBlas()) return 2;
+  if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *k = static_cast<const float *>(params[1]);
   const float *bias = static_cast<const float *>(params[2]);
@@ -275,7 +239,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
       const int64_t i0 = band * rows, i1 = i0 + rows < h ? i0 + rows : h;
       const int64_t cols = (i1 - i0) * w;
       // Z (4*Cout x cols) = W^T . X[:, i0*w : i1*w]; W is stored (Cin x 4*Cout) row-major
-      g_sgemm(kRowMajor, kTrans, kNoTrans, static_cast<int>(m), static_cast<int>(cols), static_cast<int>(cin), 1.0f,
+      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kTrans, cf_blas::kNoTrans, static_cast<int>(m), static_cast<int>(cols), static_cast<int>(cin), 1.0f,
               k, static_cast<int>(m), x + img * cin * hw + i0 * w, static_cast<int>(hw), 0.0f, z.data(),
               static_cast<int>(cols));
       float *yn = y + img * cout * out_plane;

@@ -18,58 +18,19 @@
 //   CfPwBias{,Relu,Relu6}Res(x, w, b, r (N,Cout,H,W)) -> y = act(W.x + b) + r         inference, residual added
 //
 // Status codes: 1 bad arguments (shapes / dtypes), 2 OpenBLAS could not be loaded.
-#include <dlfcn.h>
 #include <omp.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
+#include "cf_blas.h"
+#include "cf_common.h"
 #include "cf_threads.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CF_CLONES
-#endif
 
 namespace {
 
-enum Act { kNone = 0, kRelu = 1, kRelu6 = 2 };
-// CBLAS enumerations (cblas.h).
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
-
-using SgemmFn = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
-using SetThreadsFn = void (*)(int);
-
-SgemmFn g_sgemm = nullptr;
-std::once_flag g_load_once;
-
-// Loads OpenBLAS once per process; false when it cannot be found.
-bool LoadBlas() {
-  std::call_once(g_load_once, [] {
-    const char *path = std::getenv("CENTERFACE_OPENBLAS_LIB");
-    if (path == nullptr || *path == '\0') return;
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) return;
-    auto set_threads = reinterpret_cast<SetThreadsFn>(dlsym(lib, "scipy_openblas_set_num_threads"));
-    auto sgemm = reinterpret_cast<SgemmFn>(dlsym(lib, "scipy_cblas_sgemm"));
-    if (sgemm == nullptr) return;
-    if (set_threads != nullptr) set_threads(1);  // parallelism is ours (OpenMP), one GEMM per thread
-    g_sgemm = sgemm;
-  });
-  return g_sgemm != nullptr;
-}
-
-inline bool IsF32(const char *dtype) { return std::strcmp(dtype, "float32") == 0 || std::strcmp(dtype, "float") == 0; }
-
-int64_t Count(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; ++i) n *= shape[i];
-  return n;
-}
+using namespace cf_common;  // NOLINT(build/namespaces): IsF32, Count, activations
 
 struct Dims {
   int64_t n, cin, cout, hw;
@@ -128,7 +89,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
     return 1;
   if (with_bias && Count(ndims[2], shapes[2]) != d.cout) return 1;
   if (with_res && Count(ndims[3], shapes[3]) != d.n * d.cout * d.hw) return 1;
-  if (!LoadBlas()) return 2;
+  if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   const float *bias = with_bias ? static_cast<const float *>(params[2]) : nullptr;
@@ -147,7 +108,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
       if (p1 <= p0) continue;
       const float *xn = x + n * d.cin * d.hw;
       float *yn = y + n * d.cout * d.hw;
-      g_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(d.cout), static_cast<int>(p1 - p0),
+      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(d.cout), static_cast<int>(p1 - p0),
               static_cast<int>(d.cin), 1.0f, w, static_cast<int>(d.cin), xn + p0, static_cast<int>(d.hw), 0.0f,
               yn + p0, static_cast<int>(d.hw));
       if (bias != nullptr)
@@ -165,7 +126,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   Dims d;
   if (!GetDims(ndims[0], shapes[0], ndims[1], shapes[1], &d)) return 1;
   if (Count(ndims[2], shapes[2]) != d.n * d.cout * d.hw || Count(ndims[3], shapes[3]) != d.n * d.cin * d.hw) return 1;
-  if (!LoadBlas()) return 2;
+  if (!cf_blas::LoadBlas()) return 2;
   const float *w = static_cast<const float *>(params[1]);
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
@@ -179,7 +140,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
       int64_t p0, p1;
       Block(d.hw, static_cast<int>(item % threads), threads, &p0, &p1);
       if (p1 <= p0) continue;
-      g_sgemm(kRowMajor, kTrans, kNoTrans, static_cast<int>(d.cin), static_cast<int>(p1 - p0),
+      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kTrans, cf_blas::kNoTrans, static_cast<int>(d.cin), static_cast<int>(p1 - p0),
               static_cast<int>(d.cout), 1.0f, w, static_cast<int>(d.cin), dy + n * d.cout * d.hw + p0,
               static_cast<int>(d.hw), 0.0f, dx + n * d.cin * d.hw + p0, static_cast<int>(d.hw));
     }
@@ -196,7 +157,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   Dims d;
   if (!GetDims(ndims[0], shapes[0], ndims[2], shapes[2], &d)) return 1;
   if (shapes[1][0] != d.n || shapes[1][1] != d.cout || shapes[1][2] * shapes[1][3] != d.hw) return 1;
-  if (!LoadBlas()) return 2;
+  if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
@@ -212,7 +173,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     const int64_t m1 = (t + 1) * per < d.cout ? (t + 1) * per : d.cout;
     if (m1 > m0) {
       for (int64_t n = 0; n < d.n; ++n) {
-        g_sgemm(kRowMajor, kNoTrans, kTrans, static_cast<int>(m1 - m0), static_cast<int>(d.cin),
+        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kTrans, static_cast<int>(m1 - m0), static_cast<int>(d.cin),
                 static_cast<int>(d.hw), 1.0f, dy + n * d.cout * d.hw + m0 * d.hw, static_cast<int>(d.hw),
                 x + n * d.cin * d.hw, static_cast<int>(d.hw), n == 0 ? 0.0f : 1.0f, dw + m0 * d.cin,
                 static_cast<int>(d.cin));

@@ -60,9 +60,11 @@ class FusedPointwise(nn.Cell):
 class FusedBlock(nn.Cell):
     """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
     call (:mod:`centerface_flow.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
-    wd, bd, wp, bp for a block without expansion; ``region`` is the network's shared valid-region parameter."""
+    wd, bd, wp, bp for a block without expansion (``stem=True``: the stem conv's weight and bias as we, be);
+    ``region`` is the network's shared valid-region parameter."""
 
-    def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
+    def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter,
+                 stem: bool = False) -> None:
         super().__init__()
         values = [Parameter(value, name=name, requires_grad=False) for name, value in params]
         self.expand = len(values) == 6
@@ -70,7 +72,8 @@ class FusedBlock(nn.Cell):
             self.we, self.be = values[:2]
         self.wd, self.bd, self.wp, self.bp = values[-4:]
         self.region = region
-        self.native_op = irblock.block_op(stride, activation, residual, self.expand)
+        self.stride, self.activation, self.stem = int(stride), activation, bool(stem)
+        self.native_op = irblock.block_op(stride, activation, residual, self.expand, self.stem)
 
     def construct(self, x):
         if self.expand:
