@@ -224,32 +224,6 @@ def _fuse_blocks(net, region) -> int:
     return count
 
 
-def _fuse_stem(net, region) -> bool:
-    """Fuse the stem conv (native dense 3×3 stride 2) into the fused first block after it (no expansion): one kernel
-    call, the stem's output never materialised."""
-    from mindspore import Tensor, nn
-
-    from centerface_flow.nets.dense import FusedConv3x3
-    from centerface_flow.nets.pointwise import FusedBlock
-
-    group = getattr(getattr(net, "base", None), "need_fp1", None)
-    if group is None or len(group) < 2:
-        return False
-    stem_cell, block = group[0], group[1]
-    layers = [c for c in getattr(stem_cell, "features", []) if not isinstance(c, nn.Identity)]
-    whole = getattr(block, "whole", None)
-    if not (len(layers) == 1 and isinstance(layers[0], FusedConv3x3) and layers[0].stride == 2
-            and getattr(block, "fused_whole", False) and isinstance(whole, FusedBlock) and not whole.expand
-            and whole.activation == layers[0].activation):
-        return False
-    stem = layers[0]
-    params = [(p.name, Tensor(p.asnumpy())) for p in (stem.weight, stem.bias, whole.wd, whole.bd, whole.wp, whole.bp)]
-    group[0] = nn.Identity()
-    block.whole = nn.Identity()  # drop the old parameters (same names) before attaching the new block
-    _attach(block, "whole", FusedBlock(params, whole.stride, whole.activation, False, region, stem=True))
-    return True
-
-
 def _fuse_sums(net) -> int:
     """Move the residual sum of every inverted-residual block and the lateral sum of every IDA-up node into the
     native 1×1 kernel that ends the branch (``FusedPointwise.add_residual``)."""
@@ -282,27 +256,26 @@ def _fuse_sums(net) -> int:
 
 
 def _fuse_heads(net) -> int:
-    """Run the biased 1×1 head convolutions through the native kernel."""
-    from mindspore import Tensor
+    """Run the four biased 1×1 heads (and the heatmap's sigmoid) as one native kernel call."""
+    from mindspore import Tensor, nn
 
-    from centerface_flow.nets.pointwise import FusedPointwise
+    from centerface_flow.nets.pointwise import FusedHeads
 
-    def fused(conv):
-        prefix = conv.weight.name.rsplit(".", 1)[0]
-        return FusedPointwise(Tensor(conv.weight.asnumpy()), Tensor(conv.bias.asnumpy()), "", conv.weight.name,
-                              f"{prefix}.bias")
-
-    count = 0
-    for name in ("wh_head", "off_head", "kps_head"):
-        conv = getattr(net, name, None)
-        if conv is not None and _is_pointwise(conv) and conv.has_bias:
-            _attach(net, name, fused(conv))
-            count += 1
     hm = getattr(net, "hm_head", None)
-    if hm is not None and _is_pointwise(hm[0]) and hm[0].has_bias:
-        hm[0] = fused(hm[0])
-        count += 1
-    return count
+    convs = [hm[0] if isinstance(hm, nn.SequentialCell) else None] + [getattr(net, name, None)
+                                                                      for name in ("wh_head", "off_head", "kps_head")]
+    if not (isinstance(hm, nn.SequentialCell) and len(hm) == 2 and isinstance(hm[1], nn.Sigmoid)
+            and all(c is not None and _is_pointwise(c) and c.has_bias for c in convs)):
+        return 0
+    params = []
+    for conv in convs:
+        prefix = conv.weight.name.rsplit(".", 1)[0]
+        params += [(conv.weight.name, Tensor(conv.weight.asnumpy())), (f"{prefix}.bias", Tensor(conv.bias.asnumpy()))]
+    for name in ("hm_head", "wh_head", "off_head", "kps_head"):  # their parameters now live in the fused cell
+        setattr(net, name, nn.Identity())
+    _attach(net, "heads", FusedHeads(params))
+    net.fused_heads = True
+    return 4
 
 
 def fold_bn(net, use_native: bool | None = None):
@@ -373,7 +346,6 @@ def fold_bn(net, use_native: bool | None = None):
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_pw:
         log.debug("fused %d whole inverted-residual blocks", _fuse_blocks(net, region))
-        log.debug("stem fused into the first block: %s", _fuse_stem(net, region))
         log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first

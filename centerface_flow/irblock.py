@@ -24,40 +24,29 @@ def available() -> bool:
 
 
 @cache
-def block_op(stride: int, activation: str, residual: bool, expand: bool = True, stem: bool = False):
+def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
     """``op(x, we (E, Cin, 1, 1), be (E,), wd (E, 1, 3, 3), bd (E,), wp (Cout, E, 1, 1), bp (Cout,), region (4,))
     -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.native.depthwise_op`. Inference only.
-    ``expand=False`` (a block without expansion): ``op(x, wd, bd, wp, bp, region)``, the depthwise conv on x.
-    ``stem=True``: ``op(image, ws (E, C, 3, 3), bs (E,), wd, bd, wp, bp, region)``, the network's stem (3×3 stride-2
-    conv + bias + activation of the image) in place of the expansion."""
+    ``expand=False`` (a block without expansion): ``op(x, wd, bd, wp, bp, region)``, the depthwise conv on x."""
     from mindspore import ops
 
-    if stride not in (1, 2) or activation not in ("relu", "relu6") or (residual and (stride != 1 or not expand or stem)):
+    if stride not in (1, 2) or activation not in ("relu", "relu6") or (residual and (stride != 1 or not expand)):
         raise ValueError(f"unsupported block: stride {stride}, activation {activation!r}, residual {residual}")
     if not available():
         raise RuntimeError("native block kernel unavailable (library not built or scipy-openblas32 missing)")
-    kind = "Stem" if stem else ("" if expand else "Dw")
-    name = f"CfIr{kind}S{stride}{activation.capitalize()}{'Res' if residual else ''}"
+    name = f"CfIr{'' if expand else 'Dw'}S{stride}{activation.capitalize()}{'Res' if residual else ''}"
 
     def out_shape(x, *weights):
-        wp = weights[4] if (expand or stem) else weights[2]
-        h, w = ((x[2] - 1) // 2 + 1, (x[3] - 1) // 2 + 1) if stem else (x[2], x[3])
-        return [x[0], wp[0], (h - 1) // stride + 1, (w - 1) // stride + 1]
+        wp = weights[4] if expand else weights[2]
+        return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
 
     return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=lambda x, *_: x,
                       func_type="aot")
 
 
 def block_forward(x: np.ndarray, we: np.ndarray | None, be: np.ndarray | None, wd: np.ndarray, bd: np.ndarray,
-                  wp: np.ndarray, bp: np.ndarray, stride: int, activation: str, residual: bool,
-                  stem: bool = False) -> np.ndarray:
-    """Numpy twin (unpadded input): the layers one after the other (no expansion when ``we`` is None; the stem's
-    3×3 stride-2 conv when ``stem``), float32."""
-    from centerface_flow import dense
-
-    if stem:
-        h = dense.conv3x3_forward(x, we, 2, be, activation)
-    else:
-        h = x if we is None else pointwise.pw_forward(x, we, be, activation)
+                  wp: np.ndarray, bp: np.ndarray, stride: int, activation: str, residual: bool) -> np.ndarray:
+    """Numpy twin (unpadded input): the layers one after the other (no expansion when ``we`` is None), float32."""
+    h = x if we is None else pointwise.pw_forward(x, we, be, activation)
     h = native.dw3x3_forward(h, wd, stride, bd, activation)
     return pointwise.pw_forward(h, wp, bp, "", x if residual else None)

@@ -25,6 +25,8 @@ from centerface_flow import native
 __all__ = [
     "BLAS_ENV",
     "available",
+    "heads_forward",
+    "heads_op",
     "openblas_path",
     "pointwise_op",
     "pw_back_input",
@@ -108,6 +110,23 @@ def pointwise_op(bias: bool = False, activation: str = "", residual: bool = Fals
     return ops.Custom(f"{lib}:CfPw", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot", bprop=bprop)
 
 
+@cache
+def heads_op():
+    """CenterFace's four heads in one kernel call: ``op(x (N, C, H, W), w_hm (1, C, 1, 1), b_hm (1,), w_wh (2, C,
+    1, 1), b_wh, w_off (2, C, 1, 1), b_off, w_lm (10, C, 1, 1), b_lm) -> (sigmoid(hm), wh, off, lm)``, each
+    (N, rows, H, W). Inference only."""
+    from mindspore import ops
+
+    if not available():
+        raise RuntimeError("native 1x1 kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+
+    def out_shape(x, *weights):
+        return tuple([x[0], w[0], x[2], x[3]] for w in weights[0::2])
+
+    return ops.Custom(f"{native.library_path(_STEM)}:CfHeads", out_shape=out_shape,
+                      out_dtype=lambda x, *_: (x, x, x, x), func_type="aot")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # numpy twins (float64 inside, float32 out)
 
@@ -144,3 +163,10 @@ def pw_back_weight(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     dw = np.einsum("nop,ncp->oc", np.asarray(dy, np.float64).reshape(n, cout, h * wd),
                    np.asarray(x, np.float64).reshape(n, cin, h * wd))
     return dw.reshape(cout, cin, 1, 1).astype(np.float32)
+
+
+def heads_forward(x: np.ndarray, heads: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Numpy twin of :func:`heads_op`: ``heads`` = [(w, b)] * 4; the first output goes through a sigmoid."""
+    outs = [pw_forward(x, w, b).astype(np.float64) for w, b in heads]
+    outs[0] = 1.0 / (1.0 + np.exp(-outs[0]))
+    return [o.astype(np.float32) for o in outs]

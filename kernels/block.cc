@@ -15,10 +15,6 @@
 //                                wp (Cout,E,1,1), bp (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
 //   CfIrDwS{1,2}{Relu,Relu6}(x, wd (Cin,1,3,3), bd, wp (Cout,Cin,1,1), bp, valid) -> y
 //       a block without expansion (MobileNetV2's first, t = 1): depthwise on x itself, then the projection
-//   CfIrStemS{1,2}{Relu,Relu6}(image (N,C,Hi,Wi), ws (E,C,3,3), bs (E,), wd, bd, wp, bp, valid) -> y
-//       the network's stem (dense 3x3 stride-2 conv of the image + bias + activation, by im2col + GEMM) in place of
-//       the expansion, fused with the first block: the stem's output (H, W) = ((Hi-1)/2+1, (Wi-1)/2+1) never
-//       leaves the cache either
 // with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1; `Res` adds x (needs s == 1 and Cin == Cout). `valid` is the
 // valid-region input of kernels/depthwise.cc: expanded values at input rows / columns outside the image are taken as
 // zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
@@ -105,35 +101,8 @@ struct Shape {
   int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
 };
 
-// Expansion kinds: none (inputs x, wd, bd, wp, bp, valid), 1x1 (x, we, be, wd, bd, wp, bp, valid) or the stem
-// (image, ws, bs, wd, bd, wp, bp, valid).
-enum Expand { kNoExpand = 0, kPointwise = 1, kStem = 2 };
-
-// im2col of the stem (3x3, stride 2, padding 1) for its output rows [r0, r1) of width w: col (C*9 x (r1-r0)*w);
-// image pixels outside rows [0, vin_h) / columns [0, vin_w) read as zero.
-CF_CLONES void StemColumns(const float *image, int64_t c_in, int64_t hi, int64_t wi, int64_t vin_h, int64_t vin_w,
-                           int64_t r0, int64_t r1, int64_t w, float *col) {
-  const int64_t ncols = (r1 - r0) * w;
-  for (int64_t ci = 0; ci < c_in; ++ci) {
-    for (int ki = 0; ki < 3; ++ki) {
-      for (int kj = 0; kj < 3; ++kj) {
-        float *dst = col + ((ci * 3 + ki) * 3 + kj) * ncols;
-        for (int64_t r = r0; r < r1; ++r, dst += w) {
-          const int64_t ir = 2 * r - 1 + ki;
-          if (ir < 0 || ir >= vin_h) {
-            std::memset(dst, 0, sizeof(float) * w);
-            continue;
-          }
-          const float *src = image + (ci * hi + ir) * wi;
-          for (int64_t c = 0; c < w; ++c) {
-            const int64_t ic = 2 * c - 1 + kj;
-            dst[c] = (ic >= 0 && ic < vin_w) ? src[ic] : 0.0f;
-          }
-        }
-      }
-    }
-  }
-}
+// Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
+enum Expand { kNoExpand = 0, kPointwise = 1 };
 
 template <int A, int S, bool R, int X>
 int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
@@ -143,21 +112,18 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     if (!IsF32(dtypes[i])) return 1;
   const int out = 6 + off;
   if (ndims[0] != 4 || ndims[out] != 4) return 1;
-  // the stem's input is the image; the block's input (H, W) is then the stem's output
-  const int64_t hi = shapes[0][2], wi = shapes[0][3];
-  Shape s{shapes[0][0], shapes[0][1], X == kStem ? (hi - 1) / 2 + 1 : hi, X == kStem ? (wi - 1) / 2 + 1 : wi,
-          X ? shapes[2][0] : shapes[0][1], shapes[4 + off][0], 0, 0, 0, 0};
-  const int64_t taps = X == kStem ? 9 : 1;
+  Shape s{shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3], X ? shapes[2][0] : shapes[0][1],
+          shapes[4 + off][0], 0, 0, 0, 0};
   if (ndims[2 + off] != 1 || ndims[4 + off] != 1 || s.h < 1 || s.w < 1 || s.cin < 1 || s.e < 1 || s.cout < 1)
     return 1;
   s.ho = (s.h - 1) / S + 1;
   s.wo = (s.w - 1) / S + 1;
-  if ((X && Count(ndims[1], shapes[1]) != s.e * s.cin * taps) || Count(ndims[1 + off], shapes[1 + off]) != s.e * 9 ||
+  if ((X && Count(ndims[1], shapes[1]) != s.e * s.cin) || Count(ndims[1 + off], shapes[1 + off]) != s.e * 9 ||
       Count(ndims[2 + off], shapes[2 + off]) != s.e || Count(ndims[3 + off], shapes[3 + off]) != s.cout * s.e ||
       Count(ndims[5 + off], shapes[5 + off]) != 4)
     return 1;
   if (shapes[out][0] != s.n || shapes[out][1] != s.cout || shapes[out][2] != s.ho || shapes[out][3] != s.wo) return 1;
-  if (R && (S != 1 || s.cin != s.cout || X == kStem)) return 1;
+  if (R && (S != 1 || s.cin != s.cout)) return 1;
   // valid region (see kernels/depthwise.cc ValidDims)
   const float *valid = static_cast<const float *>(params[5 + off]);
   s.valid_h = s.h;
@@ -170,13 +136,6 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     const int64_t vw = (static_cast<int64_t>(valid[3]) + rw - 1) / rw;
     s.valid_h = vh < s.h ? vh : s.h;
     s.valid_w = vw < s.w ? vw : s.w;
-  }
-  // the stem's valid image (its input is the network input itself)
-  int64_t vin_h = hi, vin_w = wi;
-  if (X == kStem && valid[0] > 0) {
-    if (static_cast<int64_t>(valid[0]) != hi || static_cast<int64_t>(valid[1]) != wi) return 1;
-    vin_h = static_cast<int64_t>(valid[2]) < hi ? static_cast<int64_t>(valid[2]) : hi;
-    vin_w = static_cast<int64_t>(valid[3]) < wi ? static_cast<int64_t>(valid[3]) : wi;
   }
   if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
@@ -203,10 +162,8 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   const int64_t items = s.n * bands;
 #pragma omp parallel num_threads(cf_threads::Threads())
   {
-    static thread_local std::vector<float> raw, padded, dw, col;
+    static thread_local std::vector<float> raw, padded, dw;
     if (static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
-    if (X == kStem && static_cast<int64_t>(col.size()) < s.cin * 9 * rows_buf * s.w)
-      col.resize(s.cin * 9 * rows_buf * s.w);
     if (static_cast<int64_t>(padded.size()) < s.e * rows_buf * pw) padded.resize(s.e * rows_buf * pw);
     if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
     // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
@@ -233,15 +190,10 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
       int64_t v1 = i_lo + rows_in;
       if (v1 > s.valid_h) v1 = s.valid_h;
       const int64_t nv = v1 > v0 ? v1 - v0 : 0;
-      const float *xn = x + n * s.cin * (X == kStem ? hi * wi : hw);
-      // 1. expansion of the new valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows] (the stem: ws . im2col)
+      const float *xn = x + n * s.cin * hw;
+      // 1. expansion of the new valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
       if (X == kPointwise && nv > 0)
         cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin, we, s.cin, xn + v0 * s.w, hw, raw.data(), nv * s.w);
-      if (X == kStem && nv > 0) {
-        StemColumns(xn, s.cin, hi, wi, vin_h, vin_w, v0, v1, s.w, col.data());
-        cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin * 9, we, s.cin * 9, col.data(), nv * s.w, raw.data(),
-                      nv * s.w);
-      }
       // 2. bias + activation into zero-padded rows (rows / columns outside the valid image are zero)
       for (int64_t e = 0; e < s.e; ++e) {
         for (int64_t r = keep; r < rows_in; ++r) {
@@ -289,8 +241,4 @@ int CfIrDwS1Relu(CF_SIG) { return Block<kRelu, 1, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS2Relu(CF_SIG) { return Block<kRelu, 2, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, kNoExpand>(CF_ARGS); }
-int CfIrStemS1Relu(CF_SIG) { return Block<kRelu, 1, false, kStem>(CF_ARGS); }
-int CfIrStemS2Relu(CF_SIG) { return Block<kRelu, 2, false, kStem>(CF_ARGS); }
-int CfIrStemS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, kStem>(CF_ARGS); }
-int CfIrStemS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, kStem>(CF_ARGS); }
 }

@@ -14,15 +14,20 @@
 //   CfPw(x (N,Cin,H,W), w (Cout,Cin,1,1)) -> y (N,Cout,H,W)                           forward, no bias (training)
 //   CfPwBackInput(x, w, dy (N,Cout,H,W)) -> dx (N,Cin,H,W)                            x is read for its shape only
 //   CfPwBackWeight(x, dy) -> dw (Cout,Cin,1,1)
+//   CfHeads(x (N,C,H,W), w_hm (1,C,1,1), b_hm (1,), w_wh (2,C,1,1), b_wh, w_off (2,C,1,1), b_off,
+//           w_lm (10,C,1,1), b_lm) -> hm (N,1,H,W), wh (N,2,H,W), off (N,2,H,W), lm (N,10,H,W)
+//       CenterFace's four heads in one GEMM (their weights stacked per call), + bias, sigmoid on the heatmap
 //   CfPwBias{,Relu,Relu6}(x, w, b (Cout,)) -> y = act(W.x + b)                        inference
 //   CfPwBias{,Relu,Relu6}Res(x, w, b, r (N,Cout,H,W)) -> y = act(W.x + b) + r         inference, residual added
 //
 // Status codes: 1 bad arguments (shapes / dtypes), 2 OpenBLAS could not be loaded.
 #include <omp.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "cf_blas.h"
 #include "cf_common.h"
@@ -72,6 +77,15 @@ CF_CLONES void Epilogue(float *y, const float *bias, const float *res, int64_t c
     }
     if (rrow != nullptr)
       for (int64_t p = p0; p < p1; ++p) row[p] += rrow[p];
+  }
+}
+
+// dst[j] = src[j] + b, through a sigmoid when `sigmoid`.
+CF_CLONES void HeadRow(const float *src, float *dst, float b, int64_t n, bool sigmoid) {
+  if (sigmoid) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = 1.0f / (1.0f + std::exp(-(src[j] + b)));
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j] + b;
   }
 }
 
@@ -183,6 +197,55 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   return 0;
 }
 
+// The four heads: one stacked GEMM per (image, pixel block) into a thread-local buffer, then bias (and the
+// heatmap's sigmoid) while scattering the rows to the four outputs.
+int Heads(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  constexpr int kHeads = 4;
+  if (nparam != 1 + 2 * kHeads + kHeads) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4) return 1;
+  const int64_t n = shapes[0][0], c = shapes[0][1], hw = shapes[0][2] * shapes[0][3];
+  int64_t rows[kHeads], first[kHeads], total = 0;
+  for (int h = 0; h < kHeads; ++h) {
+    rows[h] = Count(ndims[2 + 2 * h], shapes[2 + 2 * h]);
+    first[h] = total;
+    total += rows[h];
+    const int o = 1 + 2 * kHeads + h;
+    if (rows[h] < 1 || Count(ndims[1 + 2 * h], shapes[1 + 2 * h]) != rows[h] * c ||
+        Count(ndims[o], shapes[o]) != n * rows[h] * hw)
+      return 1;
+  }
+  if (!cf_blas::LoadBlas()) return 2;
+  if (n == 0 || hw == 0) return 0;
+  const float *x = static_cast<const float *>(params[0]);
+  std::vector<float> w(total * c), b(total);
+  for (int h = 0; h < kHeads; ++h) {
+    std::memcpy(w.data() + first[h] * c, params[1 + 2 * h], sizeof(float) * rows[h] * c);
+    std::memcpy(b.data() + first[h], params[2 + 2 * h], sizeof(float) * rows[h]);
+  }
+#pragma omp parallel num_threads(cf_threads::Threads())
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    std::vector<float> buf;
+    for (int64_t item = t; item < n * threads; item += threads) {
+      const int64_t img = item / threads;
+      int64_t p0, p1;
+      Block(hw, static_cast<int>(item % threads), threads, &p0, &p1);
+      if (p1 <= p0) continue;
+      const int64_t cols = p1 - p0;
+      buf.resize(total * cols);
+      cf_blas::Gemm(false, false, total, cols, c, w.data(), c, x + img * c * hw + p0, hw, buf.data(), cols);
+      for (int h = 0; h < kHeads; ++h) {
+        float *out = static_cast<float *>(params[1 + 2 * kHeads + h]) + img * rows[h] * hw + p0;
+        for (int64_t r = 0; r < rows[h]; ++r)
+          HeadRow(buf.data() + (first[h] + r) * cols, out + r * hw, b[first[h] + r], cols, h == 0);
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 #define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
@@ -198,4 +261,5 @@ int CfPwBiasReluRes(CF_SIG) { return Forward(CF_ARGS, true, kRelu, true); }
 int CfPwBiasRelu6Res(CF_SIG) { return Forward(CF_ARGS, true, kRelu6, true); }
 int CfPwBackInput(CF_SIG) { return BackInput(CF_ARGS); }
 int CfPwBackWeight(CF_SIG) { return BackWeight(CF_ARGS); }
+int CfHeads(CF_SIG) { return Heads(CF_ARGS); }
 }

@@ -172,7 +172,7 @@ def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
         return (sum(isinstance(c, FusedConv3x3) for c in cells), sum(isinstance(c, FusedConvTranspose2x2) for c in cells))
 
     net = fold(True)
-    assert counts(net) == (1, 3)  # conv_last; up1-3 (the stem conv is fused into the first block's kernel)
+    assert counts(net) == (2, 3)  # stem conv, conv_last; up1-3
     assert net.dla_up.valid_mask is None  # conv_last reads only the valid region itself: no mask op before it
     names = {p.name for p in net.get_parameters()}
     assert {"base.need_fp1.0.features.0.weight", "base.need_fp1.0.features.0.bias", "dla_up.conv_last.0.weight",

@@ -78,33 +78,6 @@ def test_block_without_expansion():
             assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
 
 
-@pytest.mark.parametrize(("shape", "stride", "activation"), [((1, 3, 64, 80), 1, "relu"), ((2, 3, 7, 9), 2, "relu6"),
-                                                              ((1, 3, 1, 1), 1, "relu")])
-def test_stem_fused_into_first_block(shape, stride, activation):
-    """The stem (3×3 stride-2 conv of the image) in place of the expansion, plain and on a padded image."""
-    rng = np.random.default_rng(len(shape) + stride)
-    x = rng.uniform(0, 255, shape).astype(np.float32)
-    e, cout = 8, 5
-    ws, bs = (rng.standard_normal((e, 3, 3, 3)) * 0.01).astype(np.float32), rng.standard_normal(e).astype(np.float32)
-    wd, bd = (rng.standard_normal((e, 1, 3, 3)) * 0.3).astype(np.float32), rng.standard_normal(e).astype(np.float32)
-    wp, bp = (rng.standard_normal((cout, e, 1, 1)) * 0.1).astype(np.float32), rng.standard_normal(cout).astype(np.float32)
-    name = f"CfIrStemS{stride}{activation.capitalize()}"
-    ref = irblock.block_forward(x, ws, bs, wd, bd, wp, bp, stride, activation, False, stem=True)
-    out = native.call_kernel(name, [x, ws, bs, wd, bd, wp, bp, np.zeros(4, np.float32)], ref.shape, stem="block")
-    assert _rel(out, ref) <= TOL
-    hi, wi = shape[2:]
-    if hi % 2 == 0 and wi % 2 == 0 and hi > 16:
-        h0, w0 = hi - 13, wi - 7
-        ref = irblock.block_forward(np.ascontiguousarray(x[:, :, :h0, :w0]), ws, bs, wd, bd, wp, bp, stride,
-                                    activation, False, stem=True)
-        padded = x.copy()
-        padded[:, :, h0:, :] = 99.0
-        padded[:, :, :, w0:] = -5.0
-        out = native.call_kernel(name, [padded, ws, bs, wd, bd, wp, bp, native.valid_region((hi, wi), (h0, w0))],
-                                 out.shape, stem="block")
-        assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL
-
-
 def test_valid_region_equals_unpadded_image():
     """Input zero-padded at the bottom / right (garbage would do too: the kernel ignores it): the valid part of the
     output equals the block run on the image alone."""

@@ -135,3 +135,16 @@ def test_openblas_found():
     path = pointwise.openblas_path()
     assert path is not None and path.is_file()
     assert native.library_path("pointwise").parent == native.library_path().parent
+
+
+def test_heads_kernel_matches_numpy_twin():
+    rng = np.random.default_rng(5)
+    for n, c, h, w in [(1, 24, 12, 17), (2, 8, 1, 1), (1, 64, 30, 40)]:
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        heads = [(rng.standard_normal((rows, c, 1, 1)).astype(np.float32), rng.standard_normal(rows).astype(np.float32))
+                 for rows in (1, 2, 2, 10)]
+        refs = pointwise.heads_forward(x, heads)
+        outs = native.call_kernel("CfHeads", [x, *[a for pair in heads for a in pair]], [r.shape for r in refs],
+                                  stem="pointwise")
+        for out, ref in zip(outs, refs):
+            assert _rel(out, ref) <= TOL, (n, c, h, w)

@@ -116,10 +116,15 @@ class CenterFace(nn.Cell):
         self.wh_head = _conv1x1(self.head_width, 2, has_bias=True)
         self.off_head = _conv1x1(self.head_width, 2, has_bias=True)
         self.kps_head = _conv1x1(self.head_width, 10, has_bias=True)
+        # Set by centerface_flow.fold.fold_bn (native kernels): the four heads as one cell.
+        self.fused_heads = False
+        self.heads = None
         if init_seed is not None:
             init_centerface(self, seed=init_seed)
 
     def construct(self, x):
         x1, x2, x3, x4 = self.base(x)
         x = self.dla_up(x1, x2, x3, x4)
+        if self.fused_heads:
+            return self.heads(x)
         return self.hm_head(x), self.wh_head(x), self.off_head(x), self.kps_head(x)

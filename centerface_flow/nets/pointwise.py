@@ -11,7 +11,7 @@ from mindspore import Parameter, Tensor, nn
 
 from centerface_flow import irblock, pointwise
 
-__all__ = ["FusedBlock", "FusedPointwise", "PointwiseConv"]
+__all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "PointwiseConv"]
 
 
 class PointwiseConv(nn.Conv2d):
@@ -60,11 +60,9 @@ class FusedPointwise(nn.Cell):
 class FusedBlock(nn.Cell):
     """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
     call (:mod:`centerface_flow.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
-    wd, bd, wp, bp for a block without expansion (``stem=True``: the stem conv's weight and bias as we, be);
-    ``region`` is the network's shared valid-region parameter."""
+    wd, bd, wp, bp for a block without expansion; ``region`` is the network's shared valid-region parameter."""
 
-    def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter,
-                 stem: bool = False) -> None:
+    def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
         super().__init__()
         values = [Parameter(value, name=name, requires_grad=False) for name, value in params]
         self.expand = len(values) == 6
@@ -72,10 +70,24 @@ class FusedBlock(nn.Cell):
             self.we, self.be = values[:2]
         self.wd, self.bd, self.wp, self.bp = values[-4:]
         self.region = region
-        self.stride, self.activation, self.stem = int(stride), activation, bool(stem)
-        self.native_op = irblock.block_op(stride, activation, residual, self.expand, self.stem)
+        self.native_op = irblock.block_op(stride, activation, residual, self.expand)
 
     def construct(self, x):
         if self.expand:
             return self.native_op(x, self.we, self.be, self.wd, self.bd, self.wp, self.bp, self.region)
         return self.native_op(x, self.wd, self.bd, self.wp, self.bp, self.region)
+
+
+class FusedHeads(nn.Cell):
+    """Inference-only: CenterFace's four 1×1 heads (heatmap with its sigmoid, size, offset, landmarks) in one native
+    kernel call. ``params`` are the eight (name, Tensor) pairs weight, bias of hm, wh, off, kps in that order."""
+
+    def __init__(self, params: list) -> None:
+        super().__init__()
+        (self.w_hm, self.b_hm, self.w_wh, self.b_wh, self.w_off, self.b_off, self.w_lm, self.b_lm) = (
+            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        self.native_op = pointwise.heads_op()
+
+    def construct(self, x):
+        return self.native_op(x, self.w_hm, self.b_hm, self.w_wh, self.b_wh, self.w_off, self.b_off, self.w_lm,
+                              self.b_lm)
