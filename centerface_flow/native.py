@@ -28,7 +28,7 @@ import ctypes
 import importlib.machinery
 import logging
 import os
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ _LIB_STEM = "depthwise"
 _override: bool | None = None
 
 
-@lru_cache(maxsize=None)
+@cache
 def library_path(stem: str = _LIB_STEM) -> Path | None:
     """The built kernel library ``kernels/<stem>.cc`` inside the installed package, or None when it was not built."""
     folder = Path(__file__).resolve().parent / "_kernels"

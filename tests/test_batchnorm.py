@@ -19,7 +19,7 @@ def _rel(a, b) -> float:
 
 def _data(shape, seed):
     rng = np.random.default_rng(seed)
-    n, c, h, w = shape
+    c = shape[1]
     x = (rng.standard_normal(shape) * rng.uniform(0.5, 3, (1, c, 1, 1)) + rng.uniform(-2, 2, (1, c, 1, 1)))
     gamma = rng.uniform(0.5, 2, c)
     beta = rng.uniform(-1, 3, c)  # some outputs above 6: the ReLU6 mask is exercised on both sides

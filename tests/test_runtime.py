@@ -1,6 +1,7 @@
 """The environment set before MindSpore is imported: the oneDNN fast path and the native kernels' thread count."""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_fresh_process_sees_the_environment_before_mindspore():
     env = {k: v for k, v in os.environ.items()
            if k not in ("ONEDNN_MAX_CPU_ISA", runtime.THREADS_ENV, "OMP_NUM_THREADS", "CENTERFACE_NO_FAST_PATH")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    isa, threads, omp = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own child's list of bytes
+    isa, threads, omp = ast.literal_eval(out.stdout.strip().splitlines()[-1])
     assert isa == b"AVX2"
     assert int(threads) == len(os.sched_getaffinity(0))
     assert omp == b"1"
