@@ -2,14 +2,15 @@
 
     CENTERFACE_SHARED_DATA=/work/shared .venv/bin/python benchmarks/overfit_check.py [--epochs 300] [--out DIR]
 
-The 8 images are the first (by name) with 1-4 faces whose sides are all >= 128 px (as it happens, one
-face each). Training: init
-scratch (head 24, ReLU), 128 px input (the faces become 16-60 px), batch 8 = all 8 images in every step, Adam
-lr 0.004 (the model zoo's) x0.1 after 90 % of the epochs, heatmap bias initialised to -2.19 (``heatmap_bias``,
-CenterNet's prior 0.1), augmentation off (the crop is the whole image, letterboxed) so that the evaluation input
-(the same letterbox, through the normal export + detect path) is what the network saw. Before training, the
-script checks that the training targets themselves, decoded like network outputs and mapped back through the
-letterbox, give AP 1.0 on those images (targets, decoding and the letterbox agree). Exit status 0 when AP > 0.9.
+The 8 images are the first (by name) with 1-4 faces whose sides are all >= 128 px (as it happens, one face each).
+Training: init scratch (head 24, ReLU), 128 px input (the faces become 16-60 px), batch 8 = all 8 images in every
+step, Adam lr 0.004 (the model zoo's) x0.1 after 90 % of the epochs, heatmap bias initialised to -2.19
+(``heatmap_bias``, CenterNet's prior 0.1), augmentation off (the crop is the whole image, letterboxed) so that the
+evaluation input (the same letterbox, through the normal export + detect path) is what the network saw. Before
+training, the script checks that the training targets themselves, decoded like network outputs and mapped back
+through the letterbox, give AP 1.0 on those images (targets, decoding and the letterbox agree). Exit status 0 when
+AP > 0.9.
+
 Only the last epoch's checkpoint is kept (``--keep-all`` keeps every epoch).
 
 Measured (2-core CPU, shared with other jobs): 300 steps in 3.8 min of training (~6 min in all), final training
@@ -24,8 +25,8 @@ Why the earlier recipe (batch 2, zero heatmap bias, 2,000 steps) stalled at AP 0
   With bias -2.19 some weights become positive and centres reach 0.9+ (loss 0.0017 vs 0.42 at 300 steps of
   batch 8).
 * Batch 2: BatchNorm trains on the statistics of each pair of images, but evaluation uses the running averages;
-  the from-scratch network learns to depend on the pair (the same 600-step batch-2 network: AP 1.0 with batch
-  statistics, 0.77 with running statistics). With all 8 images in every batch the batch statistics are the
+  the from-scratch network learns to depend on the pair (a batch-2 network with bias -2.19 after 600 steps:
+  AP 1.0 with batch statistics, 0.77 with the running statistics evaluation uses). With all 8 images in every batch the batch statistics are the
   running statistics: even the zero-bias network reaches AP 1.0 at batch 8 (but with centre scores ~0.45).
 """
 from __future__ import annotations

@@ -37,7 +37,8 @@ def test_unknown_section_is_named(config):
 @pytest.mark.parametrize(
     ("section", "key", "value"),
     [("evaluate", "iou", "high"), ("postprocess", "nms", "fast"), ("train", "epochs", 0), ("test", "epochs", "some"),
-     ("train", "resolution", 500)],
+     ("train", "resolution", 500), ("train", "min_face", -1), ("train", "small_face_weights", "no"),
+     ("train", "crop_scales", [0.5])],
 )
 def test_wrong_type_or_value_names_the_key(config, section, key, value):
     config[section][key] = value
@@ -64,3 +65,17 @@ def test_select_epochs(spec, epochs, expected):
 def test_select_epochs_rejects_empty_or_beyond(spec, epochs):
     with pytest.raises(UserError, match="test.epochs"):
         select_epochs(spec, epochs)
+
+
+def test_train_section_defaults_are_train_config_defaults(config):
+    """Every training key the schema knows is a TrainConfig key, and the schema's defaults are TrainConfig's."""
+    from centerface_flow.train import TrainConfig
+
+    for key in ("weight_decay", "heatmap_bias", "min_face", "small_face_weights", "anchor_sampling", "crop_scales"):
+        config["train"].pop(key, None)
+    filled = validate_config(config)["train"]
+    defaults = TrainConfig().to_dict()
+    assert set(filled) <= set(defaults)
+    for key in ("weight_decay", "heatmap_bias", "min_face", "small_face_weights", "anchor_sampling", "crop_scales"):
+        assert filled[key] == defaults[key], key
+    TrainConfig.from_dict({**filled, "init_path": "x.ckpt"})  # the workflow passes the section through

@@ -221,5 +221,7 @@ def test_init_from_backbone_and_checkpoint(tmp_path):
     net, meta = _build_network(TrainConfig.from_dict({"init": "checkpoint", "init_path": str(full)}))
     got = {p.name: p.asnumpy() for p in net.get_parameters()}
     assert meta.head_width == 8 and all(np.array_equal(got[k], want[k]) for k in want)
+    # the training targets follow the init weights' conventions (released model: landmarks from the box centre)
+    assert meta.landmark_origin == "center" and meta.input_format == "rgb255"
     with pytest.raises(UserError, match="not found"):
         _build_network(TrainConfig.from_dict({"init": "backbone", "init_path": str(tmp_path / "none.ckpt")}))
