@@ -77,10 +77,7 @@ def bn_train_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: fl
     var = x64.var(axis=(0, 2, 3))
     xhat = (x64 - mean[None, :, None, None]) / np.sqrt(var + eps)[None, :, None, None]
     y = xhat * np.asarray(gamma, np.float64)[None, :, None, None] + np.asarray(beta, np.float64)[None, :, None, None]
-    if activation in ("relu", "relu6"):
-        y = np.maximum(y, 0.0)
-    if activation == "relu6":
-        y = np.minimum(y, 6.0)
+    y = native.apply_activation(y, activation)
     count = x64.size // x64.shape[1]
     unbiased = var * count / (count - 1) if count > 1 else var
     return y.astype(np.float32), mean.astype(np.float32), unbiased.astype(np.float32)

@@ -104,13 +104,6 @@ def convt2x2_op(activation: str = ""):
 # numpy twins (float64 inside, float32 out)
 
 
-def _activate(y: np.ndarray, activation: str) -> np.ndarray:
-    if activation in ("relu", "relu6"):
-        y = np.maximum(y, 0.0)
-    if activation == "relu6":
-        y = np.minimum(y, 6.0)
-    return y
-
 
 def _valid_input(region: np.ndarray | None, h: int, w: int) -> tuple[int, int]:
     """The valid (rows, cols) of an H × W layer input for ``region`` (as ``ValidDims`` in ``kernels/depthwise.cc``)."""
@@ -142,7 +135,7 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray 
     if bias is not None:
         acc += np.asarray(bias, np.float64)[None, :, None, None]
     y = np.zeros((n, cout, ho, wo), np.float64)
-    y[:, :, :vho, :vwo] = _activate(acc, activation)
+    y[:, :, :vho, :vwo] = native.apply_activation(acc, activation)
     return y.astype(np.float32)
 
 
@@ -157,4 +150,4 @@ def convt2x2_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = Non
             y[:, :, a::2, b::2] = np.einsum("co,nchw->nohw", k[:, :, a, b], xd)
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
-    return _activate(y, activation).astype(np.float32)
+    return native.apply_activation(y, activation).astype(np.float32)

@@ -38,6 +38,7 @@ from centerface_flow.errors import UserError
 __all__ = [
     "ACTIVATIONS",
     "ENV",
+    "apply_activation",
     "call_kernel",
     "depthwise_op",
     "dw3x3_back_input",
@@ -219,6 +220,15 @@ def call_kernel(name: str, inputs: list[np.ndarray], out_shape, stem: str = _LIB
     return tuple(outs) if several else outs[0]
 
 
+def apply_activation(y: np.ndarray, activation: str) -> np.ndarray:
+    """The numpy twins' activation: "" (identity), "relu" or "relu6" of ``y``."""
+    if activation in ("relu", "relu6"):
+        y = np.maximum(y, 0.0)
+    if activation == "relu6":
+        y = np.minimum(y, 6.0)
+    return y
+
+
 def _padded(x: np.ndarray) -> np.ndarray:
     return np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
 
@@ -237,10 +247,7 @@ def dw3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray | 
             y += patch * k[None, :, ki, kj, None, None]
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
-    if activation in ("relu", "relu6"):
-        y = np.maximum(y, 0.0)
-    if activation == "relu6":
-        y = np.minimum(y, 6.0)
+    y = apply_activation(y, activation)
     return y.astype(np.float32)
 
 

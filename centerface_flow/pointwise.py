@@ -139,10 +139,7 @@ def pw_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, act
     y = np.einsum("oc,ncp->nop", k, np.asarray(x, np.float64).reshape(n, cin, h * wd)).reshape(n, -1, h, wd)
     if bias is not None:
         y += np.asarray(bias, np.float64)[None, :, None, None]
-    if activation in ("relu", "relu6"):
-        y = np.maximum(y, 0.0)
-    if activation == "relu6":
-        y = np.minimum(y, 6.0)
+    y = native.apply_activation(y, activation)
     if residual is not None:
         y += residual
     return y.astype(np.float32)

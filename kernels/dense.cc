@@ -165,13 +165,10 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
       Im2col(xn, cin, h, w, vh, vw, vwo, stride, i0, i1, col.data());
       if (full_width) {
         float *c0 = yn + i0 * wo;
-        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
-                1.0f, k, static_cast<int>(kdim), col.data(), static_cast<int>(cols), 0.0f, c0, static_cast<int>(plane));
+        cf_blas::Gemm(false, false, cout, cols, kdim, k, kdim, col.data(), cols, c0, plane);
         for (int64_t co = 0; co < cout; ++co) BiasAct(c0 + co * plane, c0 + co * plane, bias[co], cols, act);
       } else {
-        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(cout), static_cast<int>(cols), static_cast<int>(kdim),
-                1.0f, k, static_cast<int>(kdim), col.data(), static_cast<int>(cols), 0.0f, out.data(),
-                static_cast<int>(cols));
+        cf_blas::Gemm(false, false, cout, cols, kdim, k, kdim, col.data(), cols, out.data(), cols);
         for (int64_t co = 0; co < cout; ++co) {
           for (int64_t i = i0; i < i1; ++i) {
             float *yr = yn + co * plane + i * wo;
@@ -239,9 +236,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
       const int64_t i0 = band * rows, i1 = i0 + rows < h ? i0 + rows : h;
       const int64_t cols = (i1 - i0) * w;
       // Z (4*Cout x cols) = W^T . X[:, i0*w : i1*w]; W is stored (Cin x 4*Cout) row-major
-      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kTrans, cf_blas::kNoTrans, static_cast<int>(m), static_cast<int>(cols), static_cast<int>(cin), 1.0f,
-              k, static_cast<int>(m), x + img * cin * hw + i0 * w, static_cast<int>(hw), 0.0f, z.data(),
-              static_cast<int>(cols));
+      cf_blas::Gemm(true, false, m, cols, cin, k, m, x + img * cin * hw + i0 * w, hw, z.data(), cols);
       float *yn = y + img * cout * out_plane;
       for (int64_t co = 0; co < cout; ++co) {
         for (int a = 0; a < 2; ++a) {

@@ -58,6 +58,20 @@ inline void Block(int64_t hw, int b, int blocks, int64_t *p0, int64_t *p1) {
   *p1 = (b + 1) * per < hw ? (b + 1) * per : hw;
 }
 
+// Calls fn(image, p0, p1) for every image's pixels split into one column block per thread, in parallel.
+template <typename Fn>
+void ForEachBlock(int64_t images, int64_t hw, Fn fn) {
+#pragma omp parallel num_threads(cf_threads::Threads())
+  {
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int64_t item = t; item < images * threads; item += threads) {
+      int64_t p0, p1;
+      Block(hw, static_cast<int>(item % threads), threads, &p0, &p1);
+      if (p1 > p0) fn(item / threads, p0, p1);
+    }
+  }
+}
+
 // y[c, p0:p1] = act(y + b[c]) (+ r[c, p0:p1]) for every output channel c of one image.
 CF_CLONES void Epilogue(float *y, const float *bias, const float *res, int64_t cout, int64_t hw, int64_t p0,
                         int64_t p1, int act) {
@@ -110,25 +124,13 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *res = with_res ? static_cast<const float *>(params[3]) : nullptr;
   float *y = static_cast<float *>(params[out]);
   if (d.n == 0 || d.hw == 0) return 0;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    // Blocks: every image's pixels split into `threads` column blocks; work items (image, block) dealt out.
-    const int64_t items = d.n * threads;
-    for (int64_t item = t; item < items; item += threads) {
-      const int64_t n = item / threads;
-      int64_t p0, p1;
-      Block(d.hw, static_cast<int>(item % threads), threads, &p0, &p1);
-      if (p1 <= p0) continue;
-      const float *xn = x + n * d.cin * d.hw;
-      float *yn = y + n * d.cout * d.hw;
-      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kNoTrans, static_cast<int>(d.cout), static_cast<int>(p1 - p0),
-              static_cast<int>(d.cin), 1.0f, w, static_cast<int>(d.cin), xn + p0, static_cast<int>(d.hw), 0.0f,
-              yn + p0, static_cast<int>(d.hw));
-      if (bias != nullptr)
-        Epilogue(yn, bias, res != nullptr ? res + n * d.cout * d.hw : nullptr, d.cout, d.hw, p0, p1, act);
-    }
-  }
+  ForEachBlock(d.n, d.hw, [&](int64_t n, int64_t p0, int64_t p1) {
+    const float *xn = x + n * d.cin * d.hw;
+    float *yn = y + n * d.cout * d.hw;
+    cf_blas::Gemm(false, false, d.cout, p1 - p0, d.cin, w, d.cin, xn + p0, d.hw, yn + p0, d.hw);
+    if (bias != nullptr)
+      Epilogue(yn, bias, res != nullptr ? res + n * d.cout * d.hw : nullptr, d.cout, d.hw, p0, p1, act);
+  });
   return 0;
 }
 
@@ -145,20 +147,10 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
   if (d.n == 0 || d.hw == 0) return 0;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t items = d.n * threads;
-    for (int64_t item = t; item < items; item += threads) {
-      const int64_t n = item / threads;
-      int64_t p0, p1;
-      Block(d.hw, static_cast<int>(item % threads), threads, &p0, &p1);
-      if (p1 <= p0) continue;
-      cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kTrans, cf_blas::kNoTrans, static_cast<int>(d.cin), static_cast<int>(p1 - p0),
-              static_cast<int>(d.cout), 1.0f, w, static_cast<int>(d.cin), dy + n * d.cout * d.hw + p0,
-              static_cast<int>(d.hw), 0.0f, dx + n * d.cin * d.hw + p0, static_cast<int>(d.hw));
-    }
-  }
+  ForEachBlock(d.n, d.hw, [&](int64_t n, int64_t p0, int64_t p1) {
+    cf_blas::Gemm(true, false, d.cin, p1 - p0, d.cout, w, d.cin, dy + n * d.cout * d.hw + p0, d.hw,
+                  dx + n * d.cin * d.hw + p0, d.hw);
+  });
   return 0;
 }
 
@@ -187,10 +179,8 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     const int64_t m1 = (t + 1) * per < d.cout ? (t + 1) * per : d.cout;
     if (m1 > m0) {
       for (int64_t n = 0; n < d.n; ++n) {
-        cf_blas::Sgemm()(cf_blas::kRowMajor, cf_blas::kNoTrans, cf_blas::kTrans, static_cast<int>(m1 - m0), static_cast<int>(d.cin),
-                static_cast<int>(d.hw), 1.0f, dy + n * d.cout * d.hw + m0 * d.hw, static_cast<int>(d.hw),
-                x + n * d.cin * d.hw, static_cast<int>(d.hw), n == 0 ? 0.0f : 1.0f, dw + m0 * d.cin,
-                static_cast<int>(d.cin));
+        cf_blas::Gemm(false, true, m1 - m0, d.cin, d.hw, dy + n * d.cout * d.hw + m0 * d.hw, d.hw,
+                      x + n * d.cin * d.hw, d.hw, dw + m0 * d.cin, d.cin, /*accumulate=*/n > 0);
       }
     }
   }
@@ -224,25 +214,17 @@ int Heads(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     std::memcpy(w.data() + first[h] * c, params[1 + 2 * h], sizeof(float) * rows[h] * c);
     std::memcpy(b.data() + first[h], params[2 + 2 * h], sizeof(float) * rows[h]);
   }
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    std::vector<float> buf;
-    for (int64_t item = t; item < n * threads; item += threads) {
-      const int64_t img = item / threads;
-      int64_t p0, p1;
-      Block(hw, static_cast<int>(item % threads), threads, &p0, &p1);
-      if (p1 <= p0) continue;
-      const int64_t cols = p1 - p0;
-      buf.resize(total * cols);
-      cf_blas::Gemm(false, false, total, cols, c, w.data(), c, x + img * c * hw + p0, hw, buf.data(), cols);
-      for (int h = 0; h < kHeads; ++h) {
-        float *out = static_cast<float *>(params[1 + 2 * kHeads + h]) + img * rows[h] * hw + p0;
-        for (int64_t r = 0; r < rows[h]; ++r)
-          HeadRow(buf.data() + (first[h] + r) * cols, out + r * hw, b[first[h] + r], cols, h == 0);
-      }
+  ForEachBlock(n, hw, [&](int64_t img, int64_t p0, int64_t p1) {
+    static thread_local std::vector<float> buf;
+    const int64_t cols = p1 - p0;
+    buf.resize(total * cols);
+    cf_blas::Gemm(false, false, total, cols, c, w.data(), c, x + img * c * hw + p0, hw, buf.data(), cols);
+    for (int h = 0; h < kHeads; ++h) {
+      float *out = static_cast<float *>(params[1 + 2 * kHeads + h]) + img * rows[h] * hw + p0;
+      for (int64_t r = 0; r < rows[h]; ++r)
+        HeadRow(buf.data() + (first[h] + r) * cols, out + r * hw, b[first[h] + r], cols, h == 0);
     }
-  }
+  });
   return 0;
 }
 
