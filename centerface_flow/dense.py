@@ -16,20 +16,17 @@ OpenBLAS (found like :mod:`centerface_flow.pointwise`'s) with bias and activatio
   band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
 
 They are inference-only (no gradient) and used by :func:`centerface_flow.fold.fold_bn` where
-:func:`use_dense` says so; exports never use them.
+:func:`available` says they can run; exports never use them.
 """
 from __future__ import annotations
 
-import logging
 from functools import cache
 
 import numpy as np
 
 from centerface_flow import native, pointwise
 
-__all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op", "use_dense"]
-
-log = logging.getLogger(__name__)
+__all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op"]
 
 _STEM = "dense"
 #: Activations of the transposed-convolution kernels.
@@ -39,25 +36,6 @@ CONVT_ACTIVATIONS = ("", "relu")
 def available() -> bool:
     """Whether the native dense kernels can run here (library built, OpenBLAS installed)."""
     return native.library_path(_STEM) is not None and pointwise.available()
-
-
-def use_dense() -> bool:
-    """Whether networks folded now run their dense 3×3 and transposed convolutions natively."""
-    if not native.enabled():
-        return False
-    if not available():
-        log.info("native dense kernels unavailable (library not built or scipy-openblas32 missing); "
-                 "using MindSpore's convolutions for them")
-        return False
-    return True
-
-
-def _same_dtype(x_dtype, *_):
-    return x_dtype
-
-
-def _out_hw(size: int, stride: int) -> int:
-    return -1 if size < 0 else (size - 1) // stride + 1
 
 
 @cache
@@ -75,10 +53,10 @@ def conv3x3_op(stride: int, activation: str = ""):
         raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
 
     def out_shape(x, w, *_):
-        return [x[0], w[0], _out_hw(x[2], stride), _out_hw(x[3], stride)]
+        return [x[0], w[0], native.out_hw(x[2], stride), native.out_hw(x[3], stride)]
 
     name = f"CfConv3x3S{stride}Bias{activation.capitalize()}Valid"
-    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=_same_dtype,
+    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 
@@ -97,7 +75,7 @@ def convt2x2_op(activation: str = ""):
         return [x[0], w[1], -1 if x[2] < 0 else 2 * x[2], -1 if x[3] < 0 else 2 * x[3]]
 
     return ops.Custom(f"{native.library_path(_STEM)}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
-                      out_dtype=_same_dtype, func_type="aot")
+                      out_dtype=native.same_dtype, func_type="aot")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,9 +100,9 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray 
     float32, padding 1; with ``region`` only the valid part is computed from the valid input, the rest is zero."""
     n, _, h, wd = x.shape
     cout = w.shape[0]
-    ho, wo = _out_hw(h, stride), _out_hw(wd, stride)
+    ho, wo = native.out_hw(h, stride), native.out_hw(wd, stride)
     vh, vw = _valid_input(region, h, wd)
-    vho, vwo = _out_hw(vh, stride), _out_hw(vw, stride)
+    vho, vwo = native.out_hw(vh, stride), native.out_hw(vw, stride)
     xp = np.pad(np.asarray(x, np.float64)[:, :, :vh, :vw], ((0, 0), (0, 0), (1, 1), (1, 1)))
     k = np.asarray(w, np.float64)
     acc = np.zeros((n, cout, vho, vwo), np.float64)

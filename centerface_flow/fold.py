@@ -102,11 +102,13 @@ def set_valid_region(net, padded_hw: tuple[int, int], image_hw: tuple[int, int])
     """
     import mindspore as ms
 
+    from centerface_flow import native
+
     region = getattr(net, "valid_region", None)
     if region is None:
         return False
-    values = np.zeros(4, np.float32) if tuple(padded_hw) == tuple(image_hw) else np.array([*padded_hw, *image_hw],
-                                                                                            np.float32)
+    values = (np.zeros(4, np.float32) if tuple(padded_hw) == tuple(image_hw)
+              else native.valid_region(padded_hw, image_hw))
     if not np.array_equal(region.asnumpy(), values):
         region.set_data(ms.Tensor(values))
     return True
@@ -301,32 +303,20 @@ def fold_bn(net, use_native: bool | None = None):
         w, b = _fold_cells(conv, bn)
         prefix = conv.weight.name.rsplit(".", 1)[0]
         after = seq[i + 2] if i + 2 < len(seq) else None
-        # The activation after the BatchNorm: its own cell, or fused into the BatchNorm (BatchNormAct, training).
-        bn_act = getattr(bn, "activation", "")
+        # the activation after the BatchNorm: its own cell, or fused into the BatchNorm (BatchNormAct, training)
+        activation = _activation_after(bn, after)
         is_dw = (isinstance(conv, nn.Conv2d) and conv.group > 1 and conv.group == conv.in_channels == conv.out_channels
                  and tuple(conv.kernel_size) == (3, 3) and conv.padding == 1 and conv.pad_mode == "pad")
         if is_dw and use_native:
-            activation = bn_act or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedDepthwiseConv3x3(Tensor(w), Tensor(b), conv.stride[0], activation, conv.weight.name,
                                         f"{prefix}.bias", region)
-            if activation:
-                seq[i + 2] = nn.Identity()
         elif use_pw and _is_pointwise(conv):
-            activation = bn_act or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
             new = FusedPointwise(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
-            if activation:
-                seq[i + 2] = nn.Identity()
         elif use_dense and _is_dense3x3(conv):
-            activation = _activation_after(bn, after)
             new = FusedConv3x3(Tensor(w), Tensor(b), conv.stride[-1], activation, conv.weight.name, f"{prefix}.bias",
                                region)
-            if activation:
-                seq[i + 2] = nn.Identity()
-        elif use_dense and _is_convt2x2(conv) and _activation_after(bn, after) in ("", "relu"):
-            activation = _activation_after(bn, after)
+        elif use_dense and _is_convt2x2(conv) and activation in ("", "relu"):
             new = FusedConvTranspose2x2(Tensor(w), Tensor(b), activation, conv.weight.name, f"{prefix}.bias")
-            if activation:
-                seq[i + 2] = nn.Identity()
         else:
             new = conv
             new.weight.set_data(Tensor(w))
@@ -338,8 +328,10 @@ def fold_bn(net, use_native: bool | None = None):
                 new.bias_add = ops.BiasAdd()
         seq[i] = new
         seq[i + 1] = nn.Identity()
-        if bn_act and new is conv:  # an activation fused into the BatchNorm cell goes back to its own slot
-            seq[i + 2] = {"relu": nn.ReLU, "relu6": nn.ReLU6}[bn_act]()
+        if new is not conv and activation:  # the fused cell applies the activation
+            seq[i + 2] = nn.Identity()
+        elif new is conv and getattr(bn, "activation", ""):  # fused into the BatchNorm cell: back to its own slot
+            seq[i + 2] = {"relu": nn.ReLU, "relu6": nn.ReLU6}[bn.activation]()
         count += 1
     if use_native:
         count_pre = _fuse_input_activations(net)

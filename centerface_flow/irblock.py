@@ -40,7 +40,7 @@ def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
         wp = weights[4] if expand else weights[2]
         return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
 
-    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=lambda x, *_: x,
+    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 

@@ -47,6 +47,8 @@ __all__ = [
     "enabled",
     "library_path",
     "mask_op",
+    "out_hw",
+    "same_dtype",
     "use_native",
     "valid_region",
 ]
@@ -113,7 +115,8 @@ def _require_library() -> bool:
 # MindSpore custom operators
 
 
-def _out_hw(size: int, stride: int) -> int:
+def out_hw(size: int, stride: int) -> int:
+    """Output size of a padding-1 3×3 window at ``stride`` over ``size`` (-1, an unknown size, stays -1)."""
     return -1 if size < 0 else (size - 1) // stride + 1
 
 
@@ -122,12 +125,13 @@ def _fwd_shape(stride: int):
         if len(x_shape) != 4:
             return list(x_shape)
         n, c, h, w = x_shape
-        return [n, c, _out_hw(h, stride), _out_hw(w, stride)]
+        return [n, c, out_hw(h, stride), out_hw(w, stride)]
 
     return infer
 
 
-def _same_dtype(x_dtype, *_):
+def same_dtype(x_dtype, *_):
+    """``out_dtype`` of the custom operators: the first input's dtype."""
     return x_dtype
 
 
@@ -159,16 +163,16 @@ def depthwise_op(stride: int, bias: bool = False, activation: str = "", valid: b
     if bias:
         act = activation.capitalize()
         name = f"CfDw3x3S{stride}{'Pre' + act if pre else ''}Bias{act}{'Valid' if valid else ''}"
-        return ops.Custom(f"{lib}:{name}", out_shape=_fwd_shape(stride), out_dtype=_same_dtype, func_type="aot")
+        return ops.Custom(f"{lib}:{name}", out_shape=_fwd_shape(stride), out_dtype=same_dtype, func_type="aot")
     back_input = ops.Custom(f"{lib}:CfDw3x3BackInputS{stride}", out_shape=lambda x, w, dy: list(x),
-                            out_dtype=_same_dtype, func_type="aot")
+                            out_dtype=same_dtype, func_type="aot")
     back_weight = ops.Custom(f"{lib}:CfDw3x3BackWeightS{stride}", out_shape=lambda x, dy: [x[1], 1, 3, 3],
-                             out_dtype=_same_dtype, func_type="aot")
+                             out_dtype=same_dtype, func_type="aot")
 
     def bprop(x, w, out, dout):
         return back_input(x, w, dout), back_weight(x, dout)
 
-    return ops.Custom(f"{lib}:CfDw3x3S{stride}", out_shape=_fwd_shape(stride), out_dtype=_same_dtype,
+    return ops.Custom(f"{lib}:CfDw3x3S{stride}", out_shape=_fwd_shape(stride), out_dtype=same_dtype,
                       func_type="aot", bprop=bprop)
 
 
@@ -181,7 +185,7 @@ def mask_op():
     lib = library_path()
     if lib is None:
         _require_library()
-    return ops.Custom(f"{lib}:CfMaskValid", out_shape=lambda x, region: list(x), out_dtype=_same_dtype,
+    return ops.Custom(f"{lib}:CfMaskValid", out_shape=lambda x, region: list(x), out_dtype=same_dtype,
                       func_type="aot")
 
 
@@ -237,7 +241,7 @@ def dw3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray | 
                   activation: str = "") -> np.ndarray:
     """Numpy twin of the forward kernels: x (N, C, H, W), w (C, 1, 3, 3), bias (C,) -> (N, C, Ho, Wo) float32."""
     n, c, h, wd = x.shape
-    ho, wo = _out_hw(h, stride), _out_hw(wd, stride)
+    ho, wo = out_hw(h, stride), out_hw(wd, stride)
     xp = _padded(x)
     k = np.asarray(w, np.float64).reshape(c, 3, 3)
     y = np.zeros((n, c, ho, wo), np.float64)

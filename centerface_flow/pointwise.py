@@ -73,10 +73,6 @@ def use_pointwise() -> bool:
     return True
 
 
-def _same_dtype(x_dtype, *_):
-    return x_dtype
-
-
 @cache
 def pointwise_op(bias: bool = False, activation: str = "", residual: bool = False):
     """The 1×1 convolution as a MindSpore primitive.
@@ -98,16 +94,16 @@ def pointwise_op(bias: bool = False, activation: str = "", residual: bool = Fals
 
     if bias:
         name = f"CfPwBias{activation.capitalize()}{'Res' if residual else ''}"
-        return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot")
-    back_input = ops.Custom(f"{lib}:CfPwBackInput", out_shape=lambda x, w, dy: list(x), out_dtype=_same_dtype,
+        return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=native.same_dtype, func_type="aot")
+    back_input = ops.Custom(f"{lib}:CfPwBackInput", out_shape=lambda x, w, dy: list(x), out_dtype=native.same_dtype,
                             func_type="aot")
-    back_weight = ops.Custom(f"{lib}:CfPwBackWeight", out_shape=lambda x, dy: [dy[1], x[1], 1, 1], out_dtype=_same_dtype,
-                             func_type="aot")
+    back_weight = ops.Custom(f"{lib}:CfPwBackWeight", out_shape=lambda x, dy: [dy[1], x[1], 1, 1],
+                             out_dtype=native.same_dtype, func_type="aot")
 
     def bprop(x, w, out, dout):
         return back_input(x, w, dout), back_weight(x, dout)
 
-    return ops.Custom(f"{lib}:CfPw", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot", bprop=bprop)
+    return ops.Custom(f"{lib}:CfPw", out_shape=out_shape, out_dtype=native.same_dtype, func_type="aot", bprop=bprop)
 
 
 @cache

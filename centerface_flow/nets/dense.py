@@ -5,14 +5,15 @@ folded in) and keep the given parameter names; nothing here is trainable.
 """
 from __future__ import annotations
 
-from mindspore import Parameter, Tensor, nn
+from mindspore import Parameter, Tensor
 
 from centerface_flow import dense
+from centerface_flow.nets.depthwise import FoldedConv
 
 __all__ = ["FusedConv3x3", "FusedConvTranspose2x2"]
 
 
-class FusedConv3x3(nn.Cell):
+class FusedConv3x3(FoldedConv):
     """Dense 3×3 conv (padding 1, stride 1 or 2) + bias + activation ("", "relu", "relu6"):
     ``(N, Cin, H, W) -> (N, Cout, (H-1)//stride+1, (W-1)//stride+1)``.
 
@@ -23,9 +24,7 @@ class FusedConv3x3(nn.Cell):
 
     def __init__(self, weight: Tensor, bias: Tensor, stride: int, activation: str, weight_name: str, bias_name: str,
                  region: Parameter) -> None:
-        super().__init__()
-        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
-        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        super().__init__(weight, bias, weight_name, bias_name)
         self.region = region
         self.stride = int(stride)
         self.activation = activation
@@ -35,14 +34,12 @@ class FusedConv3x3(nn.Cell):
         return self.native_op(x, self.weight, self.bias, self.region)
 
 
-class FusedConvTranspose2x2(nn.Cell):
+class FusedConvTranspose2x2(FoldedConv):
     """2×2 stride-2 transposed conv + bias + activation ("" or "relu"): ``(N, Cin, h, w) -> (N, Cout, 2h, 2w)``;
     ``weight`` (Cin, Cout, 2, 2) as in ``nn.Conv2dTranspose``, ``bias`` (Cout,)."""
 
     def __init__(self, weight: Tensor, bias: Tensor, activation: str, weight_name: str, bias_name: str) -> None:
-        super().__init__()
-        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
-        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        super().__init__(weight, bias, weight_name, bias_name)
         self.activation = activation
         self.native_op = dense.convt2x2_op(activation)
 

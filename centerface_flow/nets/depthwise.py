@@ -11,7 +11,7 @@ from mindspore import Parameter, Tensor, nn
 
 from centerface_flow import native
 
-__all__ = ["DepthwiseConv3x3", "FusedDepthwiseConv3x3", "ValidMask"]
+__all__ = ["DepthwiseConv3x3", "FoldedConv", "FusedDepthwiseConv3x3", "ValidMask"]
 
 
 class DepthwiseConv3x3(nn.Conv2d):
@@ -31,7 +31,17 @@ class DepthwiseConv3x3(nn.Conv2d):
         return super().construct(x)
 
 
-class FusedDepthwiseConv3x3(nn.Cell):
+class FoldedConv(nn.Cell):
+    """Base of the inference-only native cells made by :func:`centerface_flow.fold.fold_bn`: a frozen ``weight``
+    and ``bias`` (BatchNorm already folded in) under the given parameter names."""
+
+    def __init__(self, weight: Tensor, bias: Tensor, weight_name: str, bias_name: str) -> None:
+        super().__init__()
+        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
+        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+
+
+class FusedDepthwiseConv3x3(FoldedConv):
     """Inference-only depthwise 3×3 conv + bias + activation ("", "relu", "relu6") in one native kernel call.
 
     ``weight`` (C, 1, 3, 3) and ``bias`` (C,) are given (BatchNorm already folded in) and keep the given parameter
@@ -42,9 +52,7 @@ class FusedDepthwiseConv3x3(nn.Cell):
 
     def __init__(self, weight: Tensor, bias: Tensor, stride: int, activation: str, weight_name: str,
                  bias_name: str, region: Parameter) -> None:
-        super().__init__()
-        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
-        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        super().__init__(weight, bias, weight_name, bias_name)
         self.region = region
         self.stride = int(stride)
         self.activation = activation

@@ -10,6 +10,7 @@ from __future__ import annotations
 from mindspore import Parameter, Tensor, nn
 
 from centerface_flow import irblock, pointwise
+from centerface_flow.nets.depthwise import FoldedConv
 
 __all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "PointwiseConv"]
 
@@ -31,7 +32,7 @@ class PointwiseConv(nn.Conv2d):
         return super().construct(x)
 
 
-class FusedPointwise(nn.Cell):
+class FusedPointwise(FoldedConv):
     """Inference-only 1×1 conv + bias + activation ("", "relu", "relu6") [+ residual] in one native kernel call.
 
     ``weight`` (Cout, Cin, 1, 1) and ``bias`` (Cout,) are given (BatchNorm already folded in) and keep the given
@@ -39,9 +40,7 @@ class FusedPointwise(nn.Cell):
     """
 
     def __init__(self, weight: Tensor, bias: Tensor, activation: str, weight_name: str, bias_name: str) -> None:
-        super().__init__()
-        self.weight = Parameter(weight, name=weight_name, requires_grad=False)
-        self.bias = Parameter(bias, name=bias_name, requires_grad=False)
+        super().__init__(weight, bias, weight_name, bias_name)
         self.activation = activation
         self.has_residual = False
         self.native_op = pointwise.pointwise_op(bias=True, activation=activation)
