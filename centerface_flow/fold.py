@@ -175,13 +175,8 @@ def _activation_after(bn, after) -> str:
 
 def _attach(parent, attr: str, cell) -> None:
     """``setattr(parent, attr, cell)`` keeping the parameter names inside ``cell`` (MindSpore would re-prefix them
-    with ``attr``); a list of cells is attached as a ``SequentialCell`` (whose constructor would rename them too)."""
-    from mindspore import nn
-
-    cells = cell if isinstance(cell, list) else [cell]
-    names = {id(p): p.name for c in cells for p in c.get_parameters()}
-    if isinstance(cell, list):
-        cell = nn.SequentialCell(cell)
+    with ``attr``)."""
+    names = {id(p): p.name for p in cell.get_parameters()}
     setattr(parent, attr, cell)
     for p in cell.get_parameters():
         p.name = names[id(p)]
@@ -201,7 +196,7 @@ def _fuse_blocks(net, region) -> int:
         return 0
     count = 0
     for _, cell in list(net.cells_and_names()):
-        if not isinstance(cell, InvertedResidual) or cell.fused_whole or cell.fused_residual:
+        if not isinstance(cell, InvertedResidual) or cell.fused_whole:
             continue
         layers = [c for sub in cell.conv for c in (sub.features if hasattr(sub, "features") else [sub])
                   if not isinstance(c, nn.Identity)]
@@ -227,27 +222,16 @@ def _fuse_blocks(net, region) -> int:
 
 
 def _fuse_sums(net) -> int:
-    """Move the residual sum of every inverted-residual block and the lateral sum of every IDA-up node into the
-    native 1×1 kernel that ends the branch (``FusedPointwise.add_residual``)."""
+    """Move the lateral sum of every IDA-up node into the native 1×1 kernel that ends its lateral branch
+    (``FusedPointwise.add_residual``). (Inverted-residual blocks add their residual inside their fused block.)"""
     from mindspore import nn
 
     from centerface_flow.nets.centerface import IDAUp
-    from centerface_flow.nets.mobilenetv2 import InvertedResidual
     from centerface_flow.nets.pointwise import FusedPointwise
 
     count = 0
     for _, cell in list(net.cells_and_names()):
-        if isinstance(cell, InvertedResidual) and cell.fused_whole:
-            continue
-        if isinstance(cell, InvertedResidual) and cell.use_res_connect and not cell.fused_residual:
-            items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
-            if len(items) > 1 and isinstance(items[-1], FusedPointwise) and not items[-1].activation:
-                items[-1].add_residual()
-                _attach(cell, "body", items[:-1])
-                _attach(cell, "project", items[-1])
-                cell.fused_residual = True
-                count += 1
-        elif isinstance(cell, IDAUp) and not cell.fused_sum:
+        if isinstance(cell, IDAUp) and not cell.fused_sum:
             items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
             if len(items) == 1 and isinstance(items[0], FusedPointwise):
                 items[0].add_residual()
@@ -338,7 +322,7 @@ def fold_bn(net, use_native: bool | None = None):
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_pw:
         log.debug("fused %d whole inverted-residual blocks", _fuse_blocks(net, region))
-        log.debug("fused %d residual sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
+        log.debug("fused %d lateral sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first
         if not isinstance(net.dla_up.conv_last[0], FusedConv3x3):

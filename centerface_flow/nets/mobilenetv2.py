@@ -58,8 +58,7 @@ class InvertedResidual(nn.Cell):
     """Expand (1x1, skipped when t == 1) -> depthwise 3x3 -> linear 1x1 + BN, residual when shapes allow.
 
     :func:`centerface_flow.fold.fold_bn` (native kernels) may replace the whole block by one cell ``whole``
-    (``fused_whole``), or split ``conv`` into ``body`` and a ``project`` cell that adds the residual inside its
-    kernel (``fused_residual``).
+    (``fused_whole``).
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, activation: str = "relu6") -> None:
@@ -75,17 +74,12 @@ class InvertedResidual(nn.Cell):
             BatchNormAct(out_ch, eps=1e-5, momentum=0.9),
         ])
         self.conv = nn.SequentialCell(layers)
-        self.fused_residual = False
-        self.body = None
-        self.project = None
         self.fused_whole = False
         self.whole = None
 
     def construct(self, x):
         if self.fused_whole:
             return self.whole(x)
-        if self.fused_residual:
-            return self.project(self.body(x), x)
         if self.use_res_connect:
             return x + self.conv(x)
         return self.conv(x)
