@@ -110,6 +110,11 @@ class ModelMeta:
         """Metadata of weights trained with the model zoo's conventions (BGR mean/std input, cell landmarks)."""
         return cls(head_width=head_width, activation=activation, source=source)
 
+    def with_input_of(self, other: ModelMeta) -> ModelMeta:
+        """This metadata with ``other``'s pixel format (``input_format``, ``mean``, ``std``): weights taken from a
+        model keep the input that model was trained on."""
+        return dataclasses.replace(self, input_format=other.input_format, mean=other.mean, std=other.std)
+
     def to_json(self) -> str:
         return json.dumps({"format_version": 1, **dataclasses.asdict(self)}, sort_keys=True)
 

@@ -209,8 +209,7 @@ def _build_network(cfg: TrainConfig):
             bias.set_data(ms.Tensor(np.full(bias.shape, cfg.heatmap_bias, np.float32)))
         meta = ModelMeta.model_zoo(cfg.head_width, activation, source=f"trained from {cfg.init}")
         if backbone_meta is not None:  # train in the pixel format the backbone was trained on
-            meta = dataclasses.replace(meta, input_format=backbone_meta.input_format, mean=backbone_meta.mean,
-                                       std=backbone_meta.std)
+            meta = meta.with_input_of(backbone_meta)
         if cfg.init == "backbone":
             own = {p.name: p for p in net.get_parameters()}
             base = {k: v for k, v in params.items() if k.startswith("base.") and k in own}

@@ -21,7 +21,6 @@ A backbone checkpoint holds only ``base.*`` parameters, ``extra["contents"] == "
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -162,8 +161,7 @@ def convert_backbone(out_path: str | os.PathLike, pth: str | os.PathLike | None 
         # the backbone keeps the pixel format it was trained on (raw RGB 0-255 for the released model)
         meta = ModelMeta.model_zoo(activation=source_meta.activation,
                                    source=f"backbone of {Path(from_ckpt).name} ({source_meta.source})")
-        meta = dataclasses.replace(meta, input_format=source_meta.input_format, mean=source_meta.mean,
-                                   std=source_meta.std)
+        meta = meta.with_input_of(source_meta)
     _check_complete(base, str(pth or from_ckpt))
     path = save_checkpoint(out_path, base, meta, extra={"contents": "backbone"})
     log.info("wrote backbone (%d tensors, trained with %s) -> %s", len(base), meta.activation.upper(), path)
