@@ -80,6 +80,12 @@ def test_bad_shapes_are_refused():
                            [x.shape, (3,), (3,)], stem="batchnorm")
 
 
+def test_unknown_activation_is_refused():
+    runtime.mindspore("pynative")
+    with pytest.raises(ValueError, match="activation"):
+        batchnorm.bn_train_op("tanh")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 @pytest.mark.parametrize("activation", ["relu6", ""])

@@ -181,3 +181,13 @@ def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
     monkeypatch.setattr(dense, "available", lambda: False)
     net = fold(True)
     assert counts(net) == (0, 0) and net.dla_up.valid_mask is not None  # MindSpore's conv_last needs the mask
+
+
+def test_operator_arguments_are_refused():
+    runtime.mindspore("pynative")
+    with pytest.raises(ValueError, match="stride"):
+        dense.conv3x3_op(3)
+    with pytest.raises(ValueError, match="activation"):
+        dense.conv3x3_op(1, "tanh")
+    with pytest.raises(ValueError, match="activation"):
+        dense.convt2x2_op("relu6")

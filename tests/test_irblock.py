@@ -106,6 +106,13 @@ def test_bad_arguments_are_refused():
         native.call_kernel("CfIrS2Relu", [x, *params, np.zeros(4, np.float32)], (1, 24, 18, 23), stem="block")
 
 
+def test_unsupported_blocks_are_refused():
+    runtime.mindspore("pynative")
+    for args in ((3, "relu", False), (1, "tanh", False), (2, "relu", True), (1, "relu", True, False)):
+        with pytest.raises(ValueError, match="unsupported block"):
+            irblock.block_op(*args)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_custom_op(mode):

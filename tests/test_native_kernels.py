@@ -212,3 +212,12 @@ def test_switch_values(monkeypatch):
 def test_library_found_in_package():
     path = native.library_path()
     assert path.parent.name == "_kernels" and path.parent.parent.name == "centerface_flow"
+
+
+def test_depthwise_operator_arguments_are_refused():
+    runtime.mindspore("pynative")
+    for kwargs, words in (({"stride": 3}, "stride"), ({"stride": 1, "activation": "relu"}, "activation"),
+                          ({"stride": 1, "valid": True}, "valid=True needs bias"),
+                          ({"stride": 1, "bias": True, "activation": "relu", "pre": True}, "pre=True needs")):
+        with pytest.raises(ValueError, match=words):
+            native.depthwise_op(**kwargs)

@@ -2,6 +2,10 @@
 convolution, forward (with the inference epilogues) and gradients, as custom operators in graph and pynative mode."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -148,3 +152,36 @@ def test_heads_kernel_matches_numpy_twin():
                                   stem="pointwise")
         for out, ref in zip(outs, refs):
             assert _rel(out, ref) <= TOL, (n, c, h, w)
+
+
+def test_bad_heads_shapes_and_operator_arguments_are_refused():
+    x = np.zeros((1, 4, 3, 3), np.float32)
+    heads = [(np.zeros((rows, 4, 1, 1), np.float32), np.zeros(rows, np.float32)) for rows in (1, 2, 2, 10)]
+    shapes = [(1, rows, 3, 3) for rows in (1, 2, 2, 10)]
+    bad = [list(pair) for pair in heads]
+    bad[2][0] = np.zeros((2, 5, 1, 1), np.float32)  # offset head weight for 5 input channels
+    with pytest.raises(RuntimeError, match="returned 1"):
+        native.call_kernel("CfHeads", [x, *[a for pair in bad for a in pair]], shapes, stem="pointwise")
+    with pytest.raises(RuntimeError, match="returned 1"):  # landmarks output of the wrong size
+        native.call_kernel("CfHeads", [x, *[a for pair in heads for a in pair]], [*shapes[:3], (1, 9, 3, 3)],
+                           stem="pointwise")
+    runtime.mindspore("pynative")
+    with pytest.raises(ValueError, match="need bias"):
+        pointwise.pointwise_op(activation="relu")
+    with pytest.raises(ValueError, match="activation"):
+        pointwise.pointwise_op(bias=True, activation="tanh")
+
+
+def test_kernels_report_a_missing_openblas(tmp_path):
+    """Without a loadable OpenBLAS the GEMM kernels return status 2 instead of crashing (fresh process: the
+    library is looked up once per process)."""
+    code = ("import numpy as np\n"
+            "from centerface_flow import native\n"
+            "x, w = np.ones((1, 2, 3, 3), np.float32), np.ones((4, 2, 1, 1), np.float32)\n"
+            "try:\n"
+            "    native.call_kernel('CfPw', [x, w], (1, 4, 3, 3), stem='pointwise')\n"
+            "except RuntimeError as exc:\n"
+            "    print(exc)\n")
+    env = {**os.environ, pointwise.BLAS_ENV: str(tmp_path / "missing.so")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "CfPw returned 2"
