@@ -25,7 +25,7 @@ import numpy as np
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text, publish
 
-__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "first_image", "relative_errors"]
+__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "first_image", "relative_error", "relative_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,19 @@ TOLERANCE = 1e-4
 META_KEY = "centerface_meta"
 
 
+def relative_error(out, ref) -> float:
+    """``max|out - ref| / max|ref|`` (float64): the measure exports, kernels and folding are checked with."""
+    out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+    return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
 def relative_errors(outputs, references) -> dict[str, float]:
-    """``max|out - ref| / max|ref|`` per output name."""
+    """:func:`relative_error` per output name."""
     errors = {}
     for name, out, ref in zip(OUTPUT_NAMES, outputs, references):
-        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
-        if out.shape != ref.shape:
-            raise RuntimeError(f"output {name}: shape {out.shape} differs from the checkpoint's {ref.shape}")
-        errors[name] = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
+        if np.shape(out) != np.shape(ref):
+            raise RuntimeError(f"output {name}: shape {np.shape(out)} differs from the checkpoint's {np.shape(ref)}")
+        errors[name] = relative_error(out, ref)
     return errors
 
 

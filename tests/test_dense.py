@@ -7,16 +7,12 @@ import numpy as np
 import pytest
 
 from centerface_flow import dense, native, runtime
+from centerface_flow.export import relative_error as _rel
 
 TOL = 1e-5
 
 pytestmark = pytest.mark.skipif(not dense.available(),
                                 reason="native dense kernels unavailable (library not built or scipy-openblas32 missing)")
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def _call(name, inputs, shape):

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 
 from centerface_flow import native, runtime
+from centerface_flow.export import relative_error as _rel
 from centerface_flow.fold import REGION_NAME, fold_pair
 
 TOL = 1e-4
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def _bn(y, gamma, beta, mean, var, eps):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from centerface_flow import irblock, native, runtime
+from centerface_flow.export import relative_error as _rel
 
 TOL = 1e-5
 
@@ -24,11 +25,6 @@ CASES = [
     (2, 12, 30, 20, 9, 2, 2, "relu6", False),
     (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many bands per thread: rows shared with the previous band reused
 ]
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def _data(case, seed):

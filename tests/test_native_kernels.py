@@ -7,15 +7,11 @@ import pytest
 
 from centerface_flow import native, runtime
 from centerface_flow.errors import UserError
+from centerface_flow.export import relative_error as _rel
 
 TOL = 1e-5
 
 pytestmark = pytest.mark.skipif(native.library_path() is None, reason="native kernel library not built")
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 def _shapes(seed: int, count: int):
