@@ -19,9 +19,10 @@ With the native kernels the folded network can also run on inputs zero-padded at
 equal to the unpadded run inside the valid region (:func:`set_valid_region`; the same function, not an
 approximation: only float32 rounding differs, where oneDNN sums in another order for another tensor size;
 measured ≤ 4e-7 on scores over 20 WIDER images): the depthwise kernels
-treat everything past the image as the convolution's own zero padding, and the padded region is zeroed before the
-neck's dense 3×3 conv (the only other spatial mixing after the first conv, whose input is padded with zeros
-anyway; 1×1 convs, 2×2 stride-2 transposed convs, sums and activations never move values across positions).
+treat everything past the image as the convolution's own zero padding, and so does the native dense 3×3 conv of the
+neck (with MindSpore's conv there instead, the padded region is zeroed before it); the first conv's input is padded
+with zeros anyway, and 1×1 convs, 2×2 stride-2 transposed convs, sums and activations never move values across
+positions.
 This lets the test stage bucket image sizes so a few compiled graphs serve all images
 (:mod:`centerface_flow.backends`).
 

@@ -17,7 +17,7 @@ from centerface_flow.nets.depthwise import DepthwiseConv3x3
 from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
 from centerface_flow.nets.pointwise import PointwiseConv
 
-__all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2", "make_activation"]
+__all__ = ["FEATURE_CHANNELS", "INVERTED_RESIDUAL_SETTING", "TAPS", "ConvBNAct", "InvertedResidual", "MobileNetV2"]
 
 
 class ConvBNAct(nn.Cell):
