@@ -163,7 +163,7 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
 #pragma omp parallel num_threads(cf_threads::Threads())
   {
     static thread_local std::vector<float> raw, padded, dw;
-    if (static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
+    if (X && static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
     if (static_cast<int64_t>(padded.size()) < s.e * rows_buf * pw) padded.resize(s.e * rows_buf * pw);
     if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
     // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
