@@ -1,9 +1,10 @@
 """Build the native kernels in kernels/ as part of the centerface_flow package.
 
 * every ``kernels/*.pyx`` -> Cython extension module ``centerface_flow._kernels.<stem>``;
-* every ``kernels/*.cc`` -> a plain shared library ``centerface_flow/_kernels/<stem>.<ext suffix>`` (C++17, -O3,
-  OpenMP) holding MindSpore AOT custom-operator entry points; it is never imported by Python, MindSpore loads it
-  through ``ops.Custom(func_type="aot")`` (see ``centerface_flow/native.py``, which finds it at run time).
+* all ``kernels/*.cc`` -> one plain shared library ``centerface_flow/_kernels/native.<ext suffix>`` (C++17, -O3)
+  holding the MindSpore AOT custom-operator entry points; it is never imported by Python, MindSpore loads it
+  through ``ops.Custom(func_type="aot")`` (see ``centerface_flow/native.py``, which finds it at run time). One
+  library, so that all kernels share one worker-thread pool (``kernels/cf_threads.h``) and one OpenBLAS handle.
 
 Everything else about the package lives in pyproject.toml; setuptools needs this file only for ext_modules.
 """
@@ -29,13 +30,13 @@ extensions = [
 # AVX-512 / AVX2 code paths at load time (GCC target_clones in the sources).
 native = [
     Extension(
-        f"centerface_flow._kernels.{cc.stem}",
-        [str(cc.as_posix())],
+        "centerface_flow._kernels.native",
+        [str(cc.as_posix()) for cc in sorted(Path("kernels").glob("*.cc"))],
+        depends=[str(h.as_posix()) for h in sorted(Path("kernels").glob("*.h"))],
         language="c++",
-        extra_compile_args=["-std=c++17", "-O3", "-fopenmp", *os.environ.get("CENTERFACE_NATIVE_CFLAGS", "").split()],
-        extra_link_args=["-fopenmp", "-ldl"],
+        extra_compile_args=["-std=c++17", "-O3", "-fopenmp-simd", "-pthread", *os.environ.get("CENTERFACE_NATIVE_CFLAGS", "").split()],
+        extra_link_args=["-pthread", "-ldl"],
     )
-    for cc in sorted(Path("kernels").glob("*.cc"))
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False,

@@ -17,12 +17,11 @@ from centerface_flow import native
 
 __all__ = ["available", "bn_train_backward", "bn_train_forward", "bn_train_op"]
 
-_STEM = "batchnorm"
 
 
 def available() -> bool:
     """Whether the native BatchNorm kernel library was built."""
-    return native.library_path(_STEM) is not None
+    return native.library_path() is not None
 
 
 @cache
@@ -35,7 +34,7 @@ def bn_train_op(activation: str = ""):
 
     if activation not in native.ACTIVATIONS:
         raise ValueError(f"activation must be one of {native.ACTIVATIONS}, got {activation!r}")
-    lib = native.library_path(_STEM)
+    lib = native.library_path()
     if lib is None:
         raise RuntimeError("native BatchNorm kernel library not built")
     act = activation.capitalize()

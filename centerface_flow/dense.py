@@ -28,14 +28,13 @@ from centerface_flow import native, pointwise
 
 __all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op"]
 
-_STEM = "dense"
 #: Activations of the transposed-convolution kernels.
 CONVT_ACTIVATIONS = ("", "relu")
 
 
 def available() -> bool:
     """Whether the native dense kernels can run here (library built, OpenBLAS installed)."""
-    return native.library_path(_STEM) is not None and pointwise.available()
+    return native.library_path() is not None and pointwise.available()
 
 
 @cache
@@ -56,7 +55,7 @@ def conv3x3_op(stride: int, activation: str = ""):
         return [x[0], w[0], native.out_hw(x[2], stride), native.out_hw(x[3], stride)]
 
     name = f"CfConv3x3S{stride}Bias{activation.capitalize()}Valid"
-    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
+    return ops.Custom(f"{native.library_path()}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 
@@ -74,7 +73,7 @@ def convt2x2_op(activation: str = ""):
     def out_shape(x, w, *_):
         return [x[0], w[1], -1 if x[2] < 0 else 2 * x[2], -1 if x[3] < 0 else 2 * x[3]]
 
-    return ops.Custom(f"{native.library_path(_STEM)}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
+    return ops.Custom(f"{native.library_path()}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
                       out_dtype=native.same_dtype, func_type="aot")
 
 

@@ -15,12 +15,11 @@ from centerface_flow import native, pointwise
 
 __all__ = ["available", "block_forward", "block_op"]
 
-_STEM = "block"
 
 
 def available() -> bool:
     """Whether the block kernel library was built and OpenBLAS is installed."""
-    return native.library_path(_STEM) is not None and pointwise.available()
+    return native.library_path() is not None and pointwise.available()
 
 
 @cache
@@ -40,7 +39,7 @@ def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
         wp = weights[4] if expand else weights[2]
         return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
 
-    return ops.Custom(f"{native.library_path(_STEM)}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
+    return ops.Custom(f"{native.library_path()}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 

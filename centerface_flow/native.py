@@ -1,10 +1,11 @@
 """Native CPU kernels (``kernels/*.cc``) as MindSpore AOT custom operators, their numpy twins, and the switch.
 
 The 3×3 depthwise convolution (padding 1, stride 1 or 2) is the slow operator of MobileNetV2 on MindSpore's CPU
-backend (oneDNN gets plain NCHW tensors and runs it ~10× slower than ONNX Runtime). ``kernels/depthwise.cc`` is
-compiled with the package (``setup.py``: g++ -O3 -fopenmp, AVX-512 / AVX2 / baseline code chosen at load time) into
-``centerface_flow/_kernels/depthwise.<ext suffix>``; :func:`library_path` finds it at run time and
-``ops.Custom(func_type="aot")`` loads it. Entry points (see the C++ file): forward ``CfDw3x3S{1,2}`` (with a ``bprop``
+backend (oneDNN gets plain NCHW tensors and runs it ~10× slower than ONNX Runtime). All ``kernels/*.cc`` are
+compiled with the package (``setup.py``: g++ -O3, AVX-512 / AVX2 / baseline code chosen at load time) into one
+library ``centerface_flow/_kernels/native.<ext suffix>`` (one worker-thread pool, ``kernels/cf_threads.h``, for
+all kernels); :func:`library_path` finds it at run time and ``ops.Custom(func_type="aot")`` loads it. Depthwise
+entry points (``kernels/depthwise.cc``): forward ``CfDw3x3S{1,2}`` (with a ``bprop``
 made of ``CfDw3x3BackInputS*`` and ``CfDw3x3BackWeightS*``, so training uses the kernels too) and the inference-only
 fused forward + bias (+ ReLU / ReLU6) ``CfDw3x3S{1,2}Bias{,Relu,Relu6}`` used by BatchNorm-folded networks
 (:mod:`centerface_flow.fold`).
@@ -59,16 +60,16 @@ log = logging.getLogger(__name__)
 ENV = "CENTERFACE_NATIVE_KERNELS"
 #: Activations the fused inference kernels apply after the bias.
 ACTIVATIONS = ("", "relu", "relu6")
-_LIB_STEM = "depthwise"
+_LIB_STEM = "native"
 _override: bool | None = None
 
 
 @cache
-def library_path(stem: str = _LIB_STEM) -> Path | None:
-    """The built kernel library ``kernels/<stem>.cc`` inside the installed package, or None when it was not built."""
+def library_path() -> Path | None:
+    """The built kernel library (all ``kernels/*.cc``) inside the installed package, or None when it was not built."""
     folder = Path(__file__).resolve().parent / "_kernels"
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
+        candidate = folder / f"{_LIB_STEM}{suffix}"
         if candidate.is_file():
             return candidate
     return None
@@ -198,10 +199,10 @@ def valid_region(padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> np.nd
 # Direct calls (tests, benchmarks) and the numpy twins
 
 
-def call_kernel(name: str, inputs: list[np.ndarray], out_shape, stem: str = _LIB_STEM):
-    """Call the entry point ``name`` of the library ``stem`` on float32 ``inputs`` through ctypes; return the
-    output of shape ``out_shape`` (a tuple of ints), or a tuple of outputs for a list of shapes."""
-    lib_path = library_path(stem)
+def call_kernel(name: str, inputs: list[np.ndarray], out_shape):
+    """Call the kernel library's entry point ``name`` on float32 ``inputs`` through ctypes; return the output of
+    shape ``out_shape`` (a tuple of ints), or a tuple of outputs for a list of shapes."""
+    lib_path = library_path()
     if lib_path is None:
         _require_library()
     lib = ctypes.CDLL(str(lib_path))

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Environment variable through which the kernel library finds OpenBLAS (set here, read by the C++ code).
 BLAS_ENV = "CENTERFACE_OPENBLAS_LIB"
-_STEM = "pointwise"
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +55,7 @@ def openblas_path() -> Path | None:
 def available() -> bool:
     """Whether the native 1×1 kernels can run here (library built, OpenBLAS installed); sets ``BLAS_ENV``."""
     blas = openblas_path()
-    if native.library_path(_STEM) is None or blas is None:
+    if native.library_path() is None or blas is None:
         return False
     os.environ.setdefault(BLAS_ENV, str(blas))
     return True
@@ -87,7 +86,7 @@ def pointwise_op(bias: bool = False, activation: str = "", residual: bool = Fals
         raise ValueError(f"activation must be one of {native.ACTIVATIONS}; activation/residual need bias=True")
     if not available():
         raise RuntimeError("native 1x1 kernels unavailable (kernel library not built or scipy-openblas32 missing)")
-    lib = native.library_path(_STEM)
+    lib = native.library_path()
 
     def out_shape(x, w, *_):
         return [x[0], w[0], x[2], x[3]]
@@ -119,7 +118,7 @@ def heads_op():
     def out_shape(x, *weights):
         return tuple([x[0], w[0], x[2], x[3]] for w in weights[0::2])
 
-    return ops.Custom(f"{native.library_path(_STEM)}:CfHeads", out_shape=out_shape,
+    return ops.Custom(f"{native.library_path()}:CfHeads", out_shape=out_shape,
                       out_dtype=lambda x, *_: (x, x, x, x), func_type="aot")
 
 

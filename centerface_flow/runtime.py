@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "kernel_threads", "mindspore"]
 
-#: Threads of the native kernels' OpenMP regions (read by ``kernels/cf_threads.h``); default: the CPUs this process
+#: Threads of the native kernels' worker pool (read by ``kernels/cf_threads.h``); default: the CPUs this process
 #: may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the process environment when it is imported,
 #: and every child process then inherits that 1.
 THREADS_ENV = "CENTERFACE_NUM_THREADS"
@@ -32,7 +32,7 @@ def kernel_threads(environ: dict | None = None) -> int:
 FAST_PATH_ENV = {
     # oneDNN: keep depthwise / transposed convs off the reference path (see module docstring).
     "ONEDNN_MAX_CPU_ISA": "AVX2",
-    # Our OpenMP kernels and MindSpore's thread pool share the cores; spinning OpenMP threads starve MindSpore's.
+    # OpenMP code in the process (libraries MindSpore loads) must not spin-wait against MindSpore's thread pool.
     "OMP_WAIT_POLICY": "PASSIVE",
     # MindSpore's C++ logging at WARNING+ only (its INFO output is thousands of lines per graph compile).
     "GLOG_v": "3",

@@ -14,7 +14,7 @@
 //   CfBnTrainBack{,Relu,Relu6}(x, gamma, mean, var, eps, y, dy) -> dx (N,C,H,W), dgamma (C,), dbeta (C,)
 //       (mean, var: the forward's outputs)
 //       the gradient of the forward through the activation (mask from y: relu y > 0, relu6 0 < y < 6)
-// Work is split over channels with OpenMP; sums are accumulated in double precision.
+// Work is split over channels between the worker threads (cf_threads.h); sums are accumulated in double precision.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -124,8 +124,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   float *mean_out = static_cast<float *>(params[5]);
   float *var_out = static_cast<float *>(params[6]);
   const double count = static_cast<double>(d.n * d.hw);
-#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
-  for (int64_t c = 0; c < d.c; ++c) {
+  cf_threads::ParallelFor(d.c, [&](int64_t c) {
     double sum = 0.0, sq = 0.0;
     const float pivot = x[c * d.hw];  // the channel's first value
     for (int64_t n = 0; n < d.n; ++n) PlaneSums(x + (n * d.c + c) * d.hw, d.hw, pivot, &sum, &sq);
@@ -142,7 +141,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
     }
     mean_out[c] = static_cast<float>(mean);
     var_out[c] = static_cast<float>(count > 1.0 ? var * count / (count - 1.0) : var);
-  }
+  });
   return 0;
 }
 
@@ -169,8 +168,7 @@ int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char
   float *dgamma = static_cast<float *>(params[8]);
   float *dbeta = static_cast<float *>(params[9]);
   const double count = static_cast<double>(d.n * d.hw);
-#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
-  for (int64_t c = 0; c < d.c; ++c) {
+  cf_threads::ParallelFor(d.c, [&](int64_t c) {
     double sum_g = 0.0, sum_gx = 0.0;
     for (int64_t n = 0; n < d.n; ++n) {
       const int64_t off = (n * d.c + c) * d.hw;
@@ -190,7 +188,7 @@ int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char
       const int64_t off = (n * d.c + c) * d.hw;
       PlaneGradInput<A>(x + off, y + off, dy + off, dx + off, d.hw, k, a, static_cast<float>(m), b);
     }
-  }
+  });
   return 0;
 }
 

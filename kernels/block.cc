@@ -20,7 +20,6 @@
 // zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
 // the unpadded network's; outside it the output is finite but meaningless (later layers ignore it the same way).
 // Status codes: 1 bad arguments, 2 OpenBLAS could not be loaded.
-#include <omp.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -160,15 +159,13 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   const int64_t rows_buf = (band - 1) * S + 3;  // input rows of a full band (channel stride of the buffer)
   const int64_t pw = s.w + 2;
   const int64_t items = s.n * bands;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> raw, padded, dw;
     if (X && static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
     if (static_cast<int64_t>(padded.size()) < s.e * rows_buf * pw) padded.resize(s.e * rows_buf * pw);
     if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
     // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
     // one are moved, not expanded again.
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t per = (items + threads - 1) / threads;
     const int64_t first = t * per < items ? t * per : items, last = (t + 1) * per < items ? (t + 1) * per : items;
     for (int64_t item = first; item < last; ++item) {
@@ -221,7 +218,7 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
       cf_blas::Gemm(false, false, s.cout, rows_out * s.wo, s.e, wp, s.e, dw.data(), rows_out * s.wo, yn, howo);
       AddBias(yn, bp, R ? xn + o0 * s.wo : nullptr, s.cout, rows_out * s.wo, howo);
     }
-  }
+  });
   return 0;
 }
 

@@ -1,18 +1,47 @@
-// How many threads the native kernels' OpenMP regions use (header-only).
+// The native kernels' worker threads (header-only; one pool per process, since all kernels are one library).
 //
-// MindSpore sets OMP_NUM_THREADS=1 in the process environment when it is imported (and child processes inherit
-// it), so OpenMP's default team in our kernels would be one thread (measured: half the speed on a 2-core machine).
-// Every parallel region therefore asks for Threads(): CENTERFACE_NUM_THREADS (centerface_flow.runtime sets it before
-// MindSpore is imported), else the number of CPUs this process may run on.
+// Why not OpenMP: a MindSpore graph runs the kernels one after another with ~20 us of framework work in between.
+// With OMP_WAIT_POLICY=PASSIVE (needed so that idle OpenMP threads do not starve MindSpore's own threads) every
+// parallel region had to wake a sleeping thread, which costs ~75 us on this kind of VM (measured: 20 tiny kernel
+// calls took 2.4 ms with two threads and 0.34 ms with one). libgomp's spinning cannot be limited to the short gaps
+// between kernels either: it keeps one team per calling thread, and MindSpore calls kernels from several threads.
+//
+// This pool keeps Threads() - 1 workers. After a job they spin for SpinMicros() (CENTERFACE_SPIN_US, default 200)
+// waiting for the next one, then sleep on a condition variable; so the kernels of one network call find them awake,
+// and an idle process uses no CPU. Jobs are run one at a time; a kernel called while another one holds the pool (two
+// MindSpore threads at once) runs on its calling thread alone. A forked child builds a new pool on first use.
+//
+// Threads(): CENTERFACE_NUM_THREADS (centerface_flow.runtime sets it before MindSpore is imported), else the CPUs
+// this process may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the environment on import.
 #ifndef CENTERFACE_KERNELS_CF_THREADS_H_
 #define CENTERFACE_KERNELS_CF_THREADS_H_
 
-#include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace cf_threads {
+
+// A hint to the CPU inside a spin loop.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 inline int FromEnv(const char *name) {
   const char *value = std::getenv(name);
@@ -26,9 +55,145 @@ inline int Threads() {
     if (int v = FromEnv("CENTERFACE_NUM_THREADS")) return v;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-    return omp_get_num_procs();
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? static_cast<int>(online) : 1;
   }();
   return n;
+}
+
+// How long idle workers wait actively for the next job before sleeping (CENTERFACE_SPIN_US; "0" = never spin).
+inline int64_t SpinMicros() {
+  static const int64_t us = [] {
+    const char *value = std::getenv("CENTERFACE_SPIN_US");
+    if (value == nullptr || *value == '\0') return int64_t{200};
+    const long long v = std::atoll(value);
+    return static_cast<int64_t>(v > 0 ? v : 0);
+  }();
+  return us;
+}
+
+// [*begin, *end) of `count` items for thread t of n (contiguous, sizes differ by at most one).
+inline void Split(int64_t count, int t, int n, int64_t *begin, int64_t *end) {
+  const int64_t base = count / n, extra = count % n;
+  *begin = t * base + (t < extra ? t : extra);
+  *end = *begin + base + (t < extra ? 1 : 0);
+}
+
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads < 1 ? 1 : threads) {
+    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { Work(t); });
+  }
+  Pool(const Pool &) = delete;
+  Pool &operator=(const Pool &) = delete;
+
+  int threads() const { return threads_; }
+
+  // Calls fn(t, n) for t = 0 .. n-1 on n threads (the caller is thread 0); returns when all calls have returned.
+  // n is threads(), or 1 when another job holds the pool.
+  template <typename Fn>
+  void Run(Fn &fn) {
+    std::unique_lock<std::mutex> job(job_mu_, std::try_to_lock);
+    if (threads_ == 1 || !job.owns_lock()) {
+      fn(0, 1);
+      return;
+    }
+    call_ = [](void *ctx, int t, int n) { (*static_cast<Fn *>(ctx))(t, n); };
+    ctx_ = &fn;
+    pending_.store(threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mu_);
+      wake_.notify_all();
+    }
+    fn(0, threads_);
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < 4096) {
+        CpuRelax();
+      } else {
+        sched_yield();  // a worker was descheduled: let it run
+      }
+    }
+  }
+
+ private:
+  void Work(int t) {
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t now = generation_.load(std::memory_order_acquire);
+      if (now == seen) now = Wait(seen);
+      seen = now;
+      call_(ctx_, t, threads_);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  // Waits until the generation differs from `seen` (spinning first, then sleeping); returns the new generation.
+  uint64_t Wait(uint64_t seen) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::microseconds(SpinMicros());
+    for (int i = 1;; ++i) {
+      const uint64_t now = generation_.load(std::memory_order_acquire);
+      if (now != seen) return now;
+      CpuRelax();
+      if (i % 64 == 0 && Clock::now() >= deadline) break;
+    }
+    std::unique_lock<std::mutex> lock(sleep_mu_);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    uint64_t now;
+    while ((now = generation_.load(std::memory_order_seq_cst)) == seen) wake_.wait(lock);
+    sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    return now;
+  }
+
+  const int threads_;
+  std::vector<std::thread> workers_;  // never joined: the pool lives until the process exits
+  std::mutex job_mu_, sleep_mu_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0}, sleepers_{0};
+  void (*call_)(void *, int, int) = nullptr;
+  void *ctx_ = nullptr;
+};
+
+// The process's pool (created on first use, and again in a forked child, whose copy has no worker threads).
+inline Pool &GetPool() {
+  static std::mutex mu;
+  static Pool *pool = nullptr;
+  static pid_t owner = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  if (pool == nullptr || owner != getpid()) {
+    pool = new Pool(Threads());  // a parent's pool inherited through fork() is abandoned, not destroyed
+    owner = getpid();
+  }
+  return *pool;
+}
+
+// fn(t, n) on the pool's threads (see Pool::Run).
+template <typename Fn>
+void Parallel(Fn &&fn) {
+  GetPool().Run(fn);
+}
+
+// fn(i) for i in [0, count), contiguous runs of items per thread.
+template <typename Fn>
+void ParallelFor(int64_t count, Fn &&fn) {
+  if (count <= 0) return;
+  Parallel([&](int t, int n) {
+    int64_t begin, end;
+    Split(count, t, n, &begin, &end);
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  });
+}
+
+// fn(i) for i in [0, count), items handed out one at a time (uneven item costs).
+template <typename Fn>
+void ParallelForDynamic(int64_t count, Fn &&fn) {
+  if (count <= 0) return;
+  std::atomic<int64_t> next{0};
+  Parallel([&](int, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) fn(i);
+  });
 }
 
 }  // namespace cf_threads

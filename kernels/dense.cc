@@ -9,7 +9,7 @@
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfConv3x3S{1,2}Bias{,Relu,Relu6}Valid(x (N,Cin,H,W), w (Cout,Cin,3,3), b (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
-//       Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, zero padding of 1 on every side. Each OpenMP thread takes a
+//       Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, zero padding of 1 on every side. Each worker thread takes a
 //       band of output rows of one image, gathers its input patches into a thread-local (Cin*9) x (rows*Wo) matrix
 //       (im2col) and multiplies it by the weight (Cout x Cin*9) with a single-threaded sgemm straight into y, then
 //       applies bias + activation to the band while it is in cache.
@@ -25,7 +25,7 @@
 //       activation. Transposed 2x2 stride-2 convolutions never mix positions, so they need no valid region.
 //
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
-#include <omp.h>
+#include <atomic>
 
 #include <cstdint>
 #include <cstdlib>
@@ -144,19 +144,18 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const bool full_width = vwo == wo;
   // Bands of output rows: about kPatchFloats of im2col each, at least one row, and at least as many bands per
   // image as there are threads.
-  const int threads_max = omp_get_max_threads();
+  const int threads_max = cf_threads::Threads();
   int64_t rows = kPatchFloats / (kdim * vwo);
   if (rows < 1) rows = 1;
   const int64_t min_bands = n > 1 ? 1 : threads_max;
   if ((vho + rows - 1) / rows < min_bands) rows = (vho + min_bands - 1) / min_bands;
   if (rows < 1) rows = 1;
   const int64_t bands = (vho + rows - 1) / rows, items = n * bands;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  std::atomic<int64_t> next{0};
+  cf_threads::Parallel([&](int t, int threads) {
     std::vector<float> col(static_cast<size_t>(kdim * rows * vwo));
     std::vector<float> out(full_width ? 0 : static_cast<size_t>(cout * rows * vwo));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
+    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, band = item % bands;
       const int64_t i0 = band * rows, i1 = i0 + rows < vho ? i0 + rows : vho;
       const int64_t cols = (i1 - i0) * vwo;
@@ -178,13 +177,13 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
         }
       }
     }
-    // rows past the valid region are zero
+    // rows past the valid region are zero (no other thread writes them)
     if (vho < ho) {
-#pragma omp for schedule(static)
-      for (int64_t p = 0; p < n * cout; ++p)
-        std::memset(y + p * plane + vho * wo, 0, sizeof(float) * (ho - vho) * wo);
+      int64_t p0, p1;
+      cf_threads::Split(n * cout, t, threads, &p0, &p1);
+      for (int64_t p = p0; p < p1; ++p) std::memset(y + p * plane + vho * wo, 0, sizeof(float) * (ho - vho) * wo);
     }
-  }
+  });
   return 0;
 }
 
@@ -220,18 +219,17 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
   const float *bias = static_cast<const float *>(params[2]);
   float *y = static_cast<float *>(params[3]);
   const int64_t m = 4 * cout, hw = h * w, out_plane = 4 * hw;
-  const int threads_max = omp_get_max_threads();
+  const int threads_max = cf_threads::Threads();
   int64_t rows = kPatchFloats / (m * w);
   if (rows < 1) rows = 1;
   const int64_t min_bands = n > 1 ? 1 : threads_max;
   if ((h + rows - 1) / rows < min_bands) rows = (h + min_bands - 1) / min_bands;
   if (rows < 1) rows = 1;
   const int64_t bands = (h + rows - 1) / rows, items = n * bands;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  std::atomic<int64_t> next{0};
+  cf_threads::Parallel([&](int, int) {
     std::vector<float> z(static_cast<size_t>(m * rows * w));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
+    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, band = item % bands;
       const int64_t i0 = band * rows, i1 = i0 + rows < h ? i0 + rows : h;
       const int64_t cols = (i1 - i0) * w;
@@ -247,7 +245,7 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
         }
       }
     }
-  }
+  });
   return 0;
 }
 

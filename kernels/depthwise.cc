@@ -23,9 +23,9 @@
 // zeros outside its valid output, so the valid region equals the unpadded network's outputs bit for bit.
 // valid[0] <= 0 means "not padded" (the whole tensor is valid).
 //
-// Work is split over (n, c) planes (over c for the weight gradient) with OpenMP. Inner loops run over contiguous
-// rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a unit-stride
-// loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at
+// Work is split over (n, c) planes (over c for the weight gradient) between the worker threads. Inner loops run over
+// contiguous rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a
+// unit-stride loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at
 // load time (GCC target_clones), so the library runs on any x86-64 CPU.
 #include <cstdint>
 #include <cstring>
@@ -250,11 +250,11 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
     if (count != d.c) return 7;
   }
   const bool partial = v.ho != d.ho || v.wo != d.wo;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  cf_threads::Parallel([&](int thread, int threads) {
     std::vector<float> buf(2 * d.wo + 2 + d.w);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    int64_t first, last;
+    cf_threads::Split(planes, thread, threads, &first, &last);
+    for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       float *yp = y + p * out_plane;
       if (partial) std::memset(yp, 0, sizeof(float) * out_plane);
@@ -262,7 +262,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
       PlaneForward(x + p * in_plane, k + 9 * c, b ? b[c] : 0.f, act, stride, v, yp, buf, pre_act,
                    pre_b ? pre_b[c] : 0.f);
     }
-  }
+  });
   return 0;
 }
 
@@ -278,8 +278,7 @@ int MaskValid(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[2]);
   const int64_t planes = d.n * d.c, plane = d.h * d.w;
-#pragma omp parallel for schedule(static) num_threads(cf_threads::Threads())
-  for (int64_t p = 0; p < planes; ++p) {
+  cf_threads::ParallelFor(planes, [&](int64_t p) {
     const float *xp = x + p * plane;
     float *yp = y + p * plane;
     for (int64_t i = 0; i < d.h; ++i) {
@@ -287,7 +286,7 @@ int MaskValid(int nparam, void **params, int *ndims, int64_t **shapes, const cha
       std::memcpy(yp + i * d.w, xp + i * d.w, sizeof(float) * keep);
       std::memset(yp + i * d.w + keep, 0, sizeof(float) * (d.w - keep));
     }
-  }
+  });
   return 0;
 }
 
@@ -302,11 +301,11 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
   const int64_t planes = d.n * d.c;
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  cf_threads::Parallel([&](int thread, int threads) {
     std::vector<float> buf(3 * d.wo + 2);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
+    int64_t first, last;
+    cf_threads::Split(planes, thread, threads, &first, &last);
+    for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       const float *kc = k + 9 * c;
       if (stride == 1) {
@@ -318,7 +317,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
         PlaneBackInputS2(dy + p * d.ho * d.wo, kc, d, dx + p * d.h * d.w, buf);
       }
     }
-  }
+  });
   return 0;
 }
 
@@ -334,11 +333,11 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
+  cf_threads::Parallel([&](int thread, int threads) {
     std::vector<float> buf(2 * d.wo + 2);
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < d.c; ++c) {
+    int64_t first, last;
+    cf_threads::Split(d.c, thread, threads, &first, &last);
+    for (int64_t c = first; c < last; ++c) {
       double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
       for (int64_t n = 0; n < d.n; ++n) {
         const int64_t p = n * d.c + c;
@@ -346,7 +345,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
       }
       for (int t = 0; t < 9; ++t) dw[9 * c + t] = static_cast<float>(acc[t]);
     }
-  }
+  });
   return 0;
 }
 

@@ -7,7 +7,7 @@
 // products run in OpenBLAS's single-precision GEMM (the `scipy-openblas32` wheel, a dependency of the package),
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (set by
 // centerface_flow/native.py before the first operator is built), so this library has no link-time dependency.
-// OpenBLAS runs single-threaded inside our OpenMP threads: the columns (pixels) of each image are split between
+// OpenBLAS runs single-threaded inside our worker threads: the columns (pixels) of each image are split between
 // threads, and each thread applies the epilogue to its own block while it is still in cache.
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
@@ -21,7 +21,6 @@
 //   CfPwBias{,Relu,Relu6}Res(x, w, b, r (N,Cout,H,W)) -> y = act(W.x + b) + r         inference, residual added
 //
 // Status codes: 1 bad arguments (shapes / dtypes), 2 OpenBLAS could not be loaded.
-#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -61,15 +60,13 @@ inline void Block(int64_t hw, int b, int blocks, int64_t *p0, int64_t *p1) {
 // Calls fn(image, p0, p1) for every image's pixels split into one column block per thread, in parallel.
 template <typename Fn>
 void ForEachBlock(int64_t images, int64_t hw, Fn fn) {
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+  cf_threads::Parallel([&](int t, int threads) {
     for (int64_t item = t; item < images * threads; item += threads) {
       int64_t p0, p1;
       Block(hw, static_cast<int>(item % threads), threads, &p0, &p1);
       if (p1 > p0) fn(item / threads, p0, p1);
     }
-  }
+  });
 }
 
 // y[c, p0:p1] = act(y + b[c]) (+ r[c, p0:p1]) for every output channel c of one image.
@@ -171,19 +168,16 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     std::memset(dw, 0, sizeof(float) * d.cout * d.cin);
     return 0;
   }
-#pragma omp parallel num_threads(cf_threads::Threads())
-  {
-    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t per = (d.cout + threads - 1) / threads;
-    const int64_t m0 = t * per < d.cout ? t * per : d.cout;
-    const int64_t m1 = (t + 1) * per < d.cout ? (t + 1) * per : d.cout;
+  cf_threads::Parallel([&](int t, int threads) {
+    int64_t m0, m1;
+    cf_threads::Split(d.cout, t, threads, &m0, &m1);
     if (m1 > m0) {
       for (int64_t n = 0; n < d.n; ++n) {
         cf_blas::Gemm(false, true, m1 - m0, d.cin, d.hw, dy + n * d.cout * d.hw + m0 * d.hw, d.hw,
                       x + n * d.cin * d.hw, d.hw, dw + m0 * d.cin, d.cin, /*accumulate=*/n > 0);
       }
     }
-  }
+  });
   return 0;
 }
 

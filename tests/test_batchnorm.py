@@ -33,11 +33,11 @@ def test_library_matches_numpy_twins(activation):
         x, gamma, beta, dy = _data(shape, i)
         eps = np.array([1e-3], np.float32)
         y, mean, var = native.call_kernel(f"CfBnTrain{act}", [x, gamma, beta, eps],
-                                          [x.shape, gamma.shape, gamma.shape], stem="batchnorm")
+                                          [x.shape, gamma.shape, gamma.shape])
         y_ref, mean_ref, var_ref = batchnorm.bn_train_forward(x, gamma, beta, 1e-3, activation)
         assert _rel(y, y_ref) <= TOL and _rel(mean, mean_ref) <= TOL and _rel(var, var_ref) <= TOL, shape
         grads = native.call_kernel(f"CfBnTrainBack{act}", [x, gamma, mean, var, eps, y, dy],
-                                   [x.shape, gamma.shape, gamma.shape], stem="batchnorm")
+                                   [x.shape, gamma.shape, gamma.shape])
         refs = batchnorm.bn_train_backward(x, gamma, 1e-3, y_ref, dy, activation)
         for got, ref, name in zip(grads, refs, ("dx", "dgamma", "dbeta")):
             assert _rel(got, ref) <= 1e-4, (shape, name)
@@ -73,7 +73,7 @@ def test_bad_shapes_are_refused():
     eps = np.array([1e-5], np.float32)
     with pytest.raises(RuntimeError, match="returned 1"):
         native.call_kernel("CfBnTrain", [x, np.ones(2, np.float32), np.zeros(3, np.float32), eps],
-                           [x.shape, (3,), (3,)], stem="batchnorm")
+                           [x.shape, (3,), (3,)])
 
 
 def test_unknown_activation_is_refused():

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not dense.available(),
 
 
 def _call(name, inputs, shape):
-    return native.call_kernel(name, inputs, shape, stem="dense")
+    return native.call_kernel(name, inputs, shape)
 
 
 def _cases(seed: int, count: int):

@@ -45,8 +45,7 @@ def test_kernel_matches_numpy_twin():
         x, params = _data(case, i)
         stride, act, res = case[6:]
         ref = irblock.block_forward(x, *params, stride, act, res)
-        out = native.call_kernel(_name(stride, act, res), [x, *params, np.zeros(4, np.float32)], ref.shape,
-                                 stem="block")
+        out = native.call_kernel(_name(stride, act, res), [x, *params, np.zeros(4, np.float32)], ref.shape)
         assert _rel(out, ref) <= TOL, case
 
 
@@ -62,7 +61,7 @@ def test_block_without_expansion():
         ref = irblock.block_forward(x, None, None, wd, bd, wp, params[5], stride, act, False)
         out = native.call_kernel(f"CfIrDwS{stride}{act.capitalize()}", [x, wd, bd, wp, params[5],
                                                                           np.zeros(4, np.float32)],
-                                 ref.shape, stem="block")
+                                 ref.shape)
         assert _rel(out, ref) <= TOL, case
         if x.shape[2] > 4 and x.shape[3] > 4:
             h, w = x.shape[2:]
@@ -70,7 +69,7 @@ def test_block_without_expansion():
                                         params[5], stride, act, False)
             out = native.call_kernel(f"CfIrDwS{stride}{act.capitalize()}",
                                      [x, wd, bd, wp, params[5], native.valid_region((h, w), (h - 3, w - 2))],
-                                     out.shape, stem="block")
+                                     out.shape)
             assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
 
 
@@ -88,7 +87,7 @@ def test_valid_region_equals_unpadded_image():
         padded[:, :, :, w0:] = -3.0
         out_shape = (x.shape[0], params[4].shape[0], (h - 1) // stride + 1, (w - 1) // stride + 1)
         out = native.call_kernel(_name(stride, act, False), [padded, *params, native.valid_region((h, w), (h0, w0))],
-                                 out_shape, stem="block")
+                                 out_shape)
         vh, vw = ref.shape[2:]
         valid = out[:, :, :vh, :vw] + (padded[:, :, :vh, :vw] if res else 0)
         assert _rel(valid, ref) <= TOL, case
@@ -97,9 +96,9 @@ def test_valid_region_equals_unpadded_image():
 def test_bad_arguments_are_refused():
     x, params = _data(CASES[0], 0)
     with pytest.raises(RuntimeError, match="returned 1"):  # residual needs stride 1 and Cin == Cout
-        native.call_kernel("CfIrS1ReluRes", [x, *params, np.zeros(4, np.float32)], (1, 24, 37, 45), stem="block")
+        native.call_kernel("CfIrS1ReluRes", [x, *params, np.zeros(4, np.float32)], (1, 24, 37, 45))
     with pytest.raises(RuntimeError, match="returned 1"):  # wrong output shape
-        native.call_kernel("CfIrS2Relu", [x, *params, np.zeros(4, np.float32)], (1, 24, 18, 23), stem="block")
+        native.call_kernel("CfIrS2Relu", [x, *params, np.zeros(4, np.float32)], (1, 24, 18, 23))
 
 
 def test_unsupported_blocks_are_refused():

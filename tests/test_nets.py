@@ -36,6 +36,16 @@ def test_output_shapes_both_modes(mode):
         hm = hm.asnumpy()
         assert np.all((hm >= 0) & (hm <= 1))
         assert all(np.isfinite(o.asnumpy()).all() for o in (wh, off, kps))
+        # a second call (same compiled graph) gives the same outputs; CenterFace skips re-setting an unchanged
+        # compile phase on its sub-cells, so they must all still carry the network's phase
+        again = net(x)
+        assert np.array_equal(again[0].asnumpy(), hm)
+        phases = {cell.compile_phase for _, cell in net.cells_and_names()}
+        assert phases == {net.compile_phase}
+        if mode == "graph":
+            assert net.compile_phase  # set by MindSpore's compile
+            net.compile_phase = "other"
+            assert {cell.compile_phase for _, cell in net.cells_and_names()} == {"other"}
     finally:
         runtime.mindspore("pynative")
 

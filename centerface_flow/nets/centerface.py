@@ -122,6 +122,18 @@ class CenterFace(nn.Cell):
         if init_seed is not None:
             init_centerface(self, seed=init_seed)
 
+    # Every graph-mode call of a Cell sets ``compile_phase`` on it, and MindSpore's setter walks all sub-cells (~100
+    # here, 0.4 ms per call measured: over 1 % of a 640×480 inference). The phase is the same on every call after
+    # the first, so the walk is skipped when the value does not change.
+    @property
+    def compile_phase(self):
+        return nn.Cell.compile_phase.fget(self)
+
+    @compile_phase.setter
+    def compile_phase(self, value):
+        if value != self._compile_phase:
+            nn.Cell.compile_phase.fset(self, value)
+
     def construct(self, x):
         x1, x2, x3, x4 = self.base(x)
         x = self.dla_up(x1, x2, x3, x4)
