@@ -70,6 +70,51 @@ CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, con
   }
 }
 
+// A whole zero-padded (H + 2) x (W + 2) plane `p` from rows of `src` (`w` apart): act(src + b) with rows >= valid_h
+// and columns >= valid_w zero (kPointwise), or src itself (kNoExpand). One call per plane, not per row: at the
+// small planes of the low-resolution blocks the per-call cost would dominate.
+template <int A, int X>
+CF_CLONES void PadPlane(const float *__restrict src, float *__restrict p, float b, int64_t h, int64_t w,
+                        int64_t valid_h, int64_t valid_w) {
+  const int64_t pw = w + 2;
+  std::memset(p, 0, sizeof(float) * pw);
+  for (int64_t i = 0; i < h; ++i) {
+    float *dst = p + (i + 1) * pw;
+    dst[0] = 0.0f;
+    if (i < valid_h) {
+      const float *row = src + i * w;
+      if (X) {
+#pragma omp simd
+        for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(row[j] + b);
+      } else {
+        for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = row[j];
+      }
+      for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+    } else {
+      std::memset(dst, 0, sizeof(float) * pw);
+    }
+  }
+  std::memset(p + (h + 1) * pw, 0, sizeof(float) * pw);
+}
+
+// The depthwise convolution of a whole padded plane (see PadPlane) into ho rows of wo outputs.
+template <int A, int S>
+CF_CLONES void DwPlane(const float *__restrict p, int64_t pw, const float *k, float b, int64_t ho, int64_t wo,
+                       float *__restrict out) {
+  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+  for (int64_t o = 0; o < ho; ++o) {
+    const float *r0 = p + o * S * pw, *r1 = r0 + pw, *r2 = r1 + pw;
+    float *dst = out + o * wo;
+#pragma omp simd
+    for (int64_t j = 0; j < wo; ++j) {
+      const int64_t c = S * j;
+      const float v = b + k0 * r0[c] + k1 * r0[c + 1] + k2 * r0[c + 2] + k3 * r1[c] + k4 * r1[c + 1] +
+                      k5 * r1[c + 2] + k6 * r2[c] + k7 * r2[c + 1] + k8 * r2[c + 2];
+      dst[j] = Activate<A>(v);
+    }
+  }
+}
+
 // y[c, cols] += bias[c] (+ res[c, cols]) over `count` columns of each output channel row (ld apart).
 CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t cout, int64_t count, int64_t ld) {
   for (int64_t c = 0; c < cout; ++c) {
@@ -96,9 +141,58 @@ inline int64_t BandBytes() {
   return bytes;
 }
 
+// Largest expanded image (E x H x W floats, in bytes) computed whole rather than in bands:
+// CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 3 MB.
+inline int64_t WholeBytes() {
+  const char *v = std::getenv("CENTERFACE_BLOCK_WHOLE_KB");
+  const int64_t kb = v != nullptr && *v != '\0' ? std::atoll(v) : -1;
+  return (kb >= 0 ? kb : 3072) * 1024;
+}
+
 struct Shape {
   int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
 };
+
+// The block on whole images, for the small (low-resolution) ones: in bands, every thread would read both weight
+// matrices and OpenBLAS would pack them again for every band, while here they are read once. Phase 1 splits the
+// expanded channels between the threads (expansion GEMM over the whole image, then the depthwise convolution one
+// channel plane at a time) into a buffer of all depthwise outputs; phase 2 splits the output pixels (projection
+// GEMM, bias, residual; splitting the output channels instead makes the GEMMs too flat when Cout is small).
+template <int A, int S, bool R, int X>
+void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
+                const float *wp, const float *bp, float *y) {
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2, ph = s.h + 2;
+  static thread_local std::vector<float> dw_all;  // E x Ho*Wo per image
+  if (static_cast<int64_t>(dw_all.size()) < s.n * s.e * howo) dw_all.resize(s.n * s.e * howo);
+  float *dw = dw_all.data();
+  cf_threads::Parallel([&](int t, int threads) {
+    int64_t e0, e1;
+    cf_threads::SplitChunks(s.e, 16, t, threads, &e0, &e1);
+    if (e1 <= e0) return;
+    static thread_local std::vector<float> raw, plane;
+    if (X && static_cast<int64_t>(raw.size()) < (e1 - e0) * hw) raw.resize((e1 - e0) * hw);
+    if (static_cast<int64_t>(plane.size()) < ph * pw) plane.resize(ph * pw);
+    for (int64_t n = 0; n < s.n; ++n) {
+      const float *xn = x + n * s.cin * hw;
+      if (X) cf_blas::Gemm(false, false, e1 - e0, hw, s.cin, we + e0 * s.cin, s.cin, xn, hw, raw.data(), hw);
+      for (int64_t e = e0; e < e1; ++e) {
+        const float *src = X ? raw.data() + (e - e0) * hw : xn + e * hw;
+        PadPlane<A, X>(src, plane.data(), X ? be[e] : 0.0f, s.h, s.w, s.valid_h, s.valid_w);
+        DwPlane<A, S>(plane.data(), pw, wd + 9 * e, bd[e], s.ho, s.wo, dw + (n * s.e + e) * howo);
+      }
+    }
+  });
+  cf_threads::Parallel([&](int t, int threads) {
+    int64_t p0, p1;
+    cf_threads::SplitChunks(howo, 16, t, threads, &p0, &p1);
+    if (p1 <= p0) return;
+    for (int64_t n = 0; n < s.n; ++n) {
+      float *yn = y + n * s.cout * howo + p0;
+      cf_blas::Gemm(false, false, s.cout, p1 - p0, s.e, wp, s.e, dw + n * s.e * howo + p0, howo, yn, howo);
+      AddBias(yn, bp, R ? x + n * s.cin * hw + p0 : nullptr, s.cout, p1 - p0, howo);
+    }
+  });
+}
 
 // Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
 enum Expand { kNoExpand = 0, kPointwise = 1 };
@@ -145,6 +239,10 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   const float *wp = static_cast<const float *>(params[3 + off]);
   const float *bp = static_cast<const float *>(params[4 + off]);
   float *y = static_cast<float *>(params[out]);
+  if (s.e * s.h * s.w * 4 <= WholeBytes()) {
+    WholeImage<A, S, R, X>(s, x, we, be, wd, bd, wp, bp, y);
+    return 0;
+  }
 
   // Output rows per band: the band's buffers (expanded rows, padded copy, depthwise rows) within BandBytes(), but
   // no more than an even share of the image per thread (every thread gets work).

@@ -79,6 +79,14 @@ inline void Split(int64_t count, int t, int n, int64_t *begin, int64_t *end) {
   *end = *begin + base + (t < extra ? 1 : 0);
 }
 
+// Split() of `count` items in whole chunks of `chunk` items (the last chunk may be short).
+inline void SplitChunks(int64_t count, int64_t chunk, int t, int n, int64_t *begin, int64_t *end) {
+  int64_t b, e;
+  Split((count + chunk - 1) / chunk, t, n, &b, &e);
+  *begin = b * chunk < count ? b * chunk : count;
+  *end = e * chunk < count ? e * chunk : count;
+}
+
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads < 1 ? 1 : threads) {

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not irblock.available(),
                                 reason="native block kernel unavailable (library not built or scipy-openblas32 missing)")
 
 # (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes, both strides, both activations;
-# the larger ones are cut into several ~1 MB bands per thread
+# in band mode the larger ones are cut into several ~1 MB bands per thread
 CASES = [
     (1, 16, 96, 24, 37, 45, 2, "relu", False),
     (2, 24, 144, 24, 20, 17, 1, "relu6", True),
@@ -25,6 +25,14 @@ CASES = [
     (2, 12, 30, 20, 9, 2, 2, "relu6", False),
     (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many bands per thread: rows shared with the previous band reused
 ]
+
+
+@pytest.fixture(params=["bands", "whole"])
+def mode(request, monkeypatch):
+    """Both ways the kernel computes a block: in bands of rows, or (small images) whole, channels split between
+    threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image computed whole) on every call."""
+    monkeypatch.setenv("CENTERFACE_BLOCK_WHOLE_KB", "0" if request.param == "bands" else "1000000")
+    return request.param
 
 
 def _data(case, seed):
@@ -40,7 +48,7 @@ def _name(stride, activation, residual):
     return f"CfIrS{stride}{activation.capitalize()}{'Res' if residual else ''}"
 
 
-def test_kernel_matches_numpy_twin():
+def test_kernel_matches_numpy_twin(mode):
     for i, case in enumerate(CASES):
         x, params = _data(case, i)
         stride, act, res = case[6:]
@@ -49,7 +57,7 @@ def test_kernel_matches_numpy_twin():
         assert _rel(out, ref) <= TOL, case
 
 
-def test_block_without_expansion():
+def test_block_without_expansion(mode):
     for i, case in enumerate(CASES[:3]):
         x, params = _data(case, 30 + i)
         stride, act = case[6:8]
@@ -73,7 +81,7 @@ def test_block_without_expansion():
             assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
 
 
-def test_valid_region_equals_unpadded_image():
+def test_valid_region_equals_unpadded_image(mode):
     """Input zero-padded at the bottom / right (garbage would do too: the kernel ignores it): the valid part of the
     output equals the block run on the image alone."""
     for i, case in enumerate(c for c in CASES if c[4] > 4 and c[5] > 4):
