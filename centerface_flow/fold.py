@@ -222,6 +222,38 @@ def _fuse_blocks(net, region) -> int:
     return count
 
 
+def _fuse_stem(net, region) -> int:
+    """Replace the stem (a folded native dense 3×3 stride-2 conv) and the fused block after it, when that block has
+    no expansion, a stride of 1 and no residual, by one :class:`~centerface_flow.nets.pointwise.FusedStemBlock`."""
+    from mindspore import Tensor, nn
+
+    from centerface_flow.nets.dense import FusedConv3x3
+    from centerface_flow.nets.mobilenetv2 import ConvBNAct, InvertedResidual
+    from centerface_flow.nets.pointwise import FusedStemBlock
+
+    count = 0
+    for _, seq in list(net.cells_and_names()):
+        if not isinstance(seq, nn.SequentialCell) or len(seq) < 2:
+            continue
+        stem, block = seq[0], seq[1]
+        if not (isinstance(stem, ConvBNAct) and isinstance(block, InvertedResidual) and block.fused_whole):
+            continue
+        conv, whole = stem.features[0], block.whole
+        if not (isinstance(conv, FusedConv3x3) and conv.stride == 2 and conv.activation in ("relu", "relu6")
+                and not whole.expand and whole.stride == 1 and not whole.residual
+                and whole.activation == conv.activation):
+            continue
+        params = [(p.name, Tensor(p.asnumpy())) for p in (conv.weight, conv.bias, whole.wd, whole.bd, whole.wp, whole.bp)]
+        fused = FusedStemBlock(params, conv.activation, region)
+        names = {id(p): p.name for p in fused.get_parameters()}
+        seq[0] = fused
+        seq[1] = nn.Identity()
+        for p in fused.get_parameters():
+            p.name = names[id(p)]
+        count += 1
+    return count
+
+
 def _fuse_sums(net) -> int:
     """Move the lateral sum of every IDA-up node into the native 1×1 kernel that ends its lateral branch
     (``FusedPointwise.add_residual``). (Inverted-residual blocks add their residual inside their fused block.)"""
@@ -323,6 +355,8 @@ def fold_bn(net, use_native: bool | None = None):
         log.debug("fused %d 1x1-conv bias + activation pairs into the depthwise kernels", count_pre)
     if use_pw:
         log.debug("fused %d whole inverted-residual blocks", _fuse_blocks(net, region))
+        if use_dense:
+            log.debug("fused %d stems with their first block", _fuse_stem(net, region))
         log.debug("fused %d lateral sums and %d heads into the 1x1 kernels", _fuse_sums(net), _fuse_heads(net))
     if use_native and hasattr(net, "dla_up"):
         # a native conv_last reads only the valid region itself; MindSpore's needs the padded region zeroed first

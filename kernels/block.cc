@@ -320,6 +320,227 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The network's stem fused with its first block: 3x3 stride-2 conv (Cin -> C, padding 1) + bias + activation ->
+// 3x3 depthwise (stride 1) + bias + activation -> 1x1 projection (C -> Cout) + bias. At full resolution the stem's
+// output (C = 32 channels at half the input size, ~10 MB at 640x480) would be written to memory and read back; here
+// it exists only as a band of rows in cache. The stem runs directly (not as im2col + GEMM, whose K = 27 is too
+// small for a GEMM and whose stride-2 gather is slow): every input row is split once into its even and odd columns,
+// so each of the 27 taps is a unit-stride row, and 8 channels x 16 outputs are accumulated in vector registers.
+
+typedef float V16 __attribute__((vector_size(64)));  // 16 floats; GCC lowers it for each target_clones ISA
+
+inline V16 Load16(const float *p) {
+  V16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <int A>
+inline V16 Activate16(V16 v) {
+  const V16 zero = {};
+  v = v > zero ? v : zero;
+  if (A == kRelu6) {
+    const V16 six = zero + 6.0f;
+    v = v < six ? v : six;
+  }
+  return v;
+}
+
+// One stem output row for all C channels: out[c * ld + 1 + j] = act(bs[c] + sum_t ws[c * 27 + t] * taps[t][j]) for
+// j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
+// 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9).
+template <int A>
+CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, const float *bs, int64_t c_out,
+                       int64_t wo, int64_t vwo, float *out, int64_t ld) {
+  constexpr int kC = 8;
+  int64_t c0 = 0;
+  for (; c0 + kC <= c_out; c0 += kC) {
+    int64_t j = 0;
+    for (; j + 16 <= vwo; j += 16) {
+      V16 acc[kC];
+#pragma GCC unroll 8
+      for (int k = 0; k < kC; ++k) acc[k] = V16{} + bs[c0 + k];
+      for (int t = 0; t < ntaps; ++t) {
+        const V16 v = Load16(taps[t] + j);
+        const float *wt = ws + c0 * ntaps + t;
+#pragma GCC unroll 8
+        for (int k = 0; k < kC; ++k) acc[k] += wt[k * ntaps] * v;
+      }
+#pragma GCC unroll 8
+      for (int k = 0; k < kC; ++k) {
+        const V16 r = Activate16<A>(acc[k]);
+        std::memcpy(out + (c0 + k) * ld + 1 + j, &r, sizeof(r));
+      }
+    }
+    for (; j < vwo; ++j) {
+      for (int k = 0; k < kC; ++k) {
+        float a = bs[c0 + k];
+        for (int t = 0; t < ntaps; ++t) a += ws[(c0 + k) * ntaps + t] * taps[t][j];
+        out[(c0 + k) * ld + 1 + j] = Activate<A>(a);
+      }
+    }
+  }
+  for (; c0 < c_out; ++c0) {  // channels past a multiple of 8
+    for (int64_t j = 0; j < vwo; ++j) {
+      float a = bs[c0];
+      for (int t = 0; t < ntaps; ++t) a += ws[c0 * ntaps + t] * taps[t][j];
+      out[c0 * ld + 1 + j] = Activate<A>(a);
+    }
+  }
+  for (int64_t c = 0; c < c_out; ++c) {
+    float *row = out + c * ld;
+    row[0] = 0.0f;
+    for (int64_t j = vwo; j <= wo; ++j) row[1 + j] = 0.0f;
+  }
+}
+
+// even[j] = x[2j] (j < wo), odd[j] = x[2j - 1] (j <= wo; odd[0] = 0), zero where the column is >= vw.
+CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float *__restrict even,
+                        float *__restrict odd) {
+  odd[0] = 0.0f;
+  const int64_t pairs = vw / 2 < wo ? vw / 2 : wo;  // j with both 2j and 2j + 1 inside the valid columns
+  for (int64_t j = 0; j < pairs; ++j) {
+    even[j] = x[2 * j];
+    odd[j + 1] = x[2 * j + 1];
+  }
+  for (int64_t j = pairs; j < wo; ++j) {
+    even[j] = 2 * j < vw ? x[2 * j] : 0.0f;
+    odd[j + 1] = 2 * j + 1 < vw ? x[2 * j + 1] : 0.0f;
+  }
+}
+
+// Depthwise 3x3 (stride 1) + bias + activation of C channels, then the 1x1 projection to Cout channels + bias, for
+// one output row: the depthwise values of 16 pixels are used while in a register (16 projection accumulators), so
+// they are never stored. stem: C planes `ld` floats apart, each a padded row block of `pw` floats per row whose
+// first row is the output row's top neighbour. wpt: the projection weight transposed, (C, Cout). y: Cout rows `ldy`
+// floats apart.
+template <int A>
+CF_CLONES void DwProjectRow(const float *stem, int64_t ld, int64_t pw, int64_t c, const float *wd, const float *bd,
+                            const float *wpt, const float *bp, int64_t cout, int64_t wo, float *y, int64_t ldy) {
+  constexpr int kCo = 16;
+  int64_t j = 0;
+  if (cout % kCo == 0) {
+    for (; j + 16 <= wo; j += 16) {
+      for (int64_t co0 = 0; co0 < cout; co0 += kCo) {
+        V16 acc[kCo];
+#pragma GCC unroll 16
+        for (int k = 0; k < kCo; ++k) acc[k] = V16{} + bp[co0 + k];
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const float *p = stem + ch * ld + j, *k9 = wd + 9 * ch;
+          V16 d = V16{} + bd[ch];
+          d += k9[0] * Load16(p) + k9[1] * Load16(p + 1) + k9[2] * Load16(p + 2);
+          d += k9[3] * Load16(p + pw) + k9[4] * Load16(p + pw + 1) + k9[5] * Load16(p + pw + 2);
+          d += k9[6] * Load16(p + 2 * pw) + k9[7] * Load16(p + 2 * pw + 1) + k9[8] * Load16(p + 2 * pw + 2);
+          d = Activate16<A>(d);
+          const float *wk = wpt + ch * cout + co0;
+#pragma GCC unroll 16
+          for (int k = 0; k < kCo; ++k) acc[k] += wk[k] * d;
+        }
+#pragma GCC unroll 16
+        for (int k = 0; k < kCo; ++k) std::memcpy(y + (co0 + k) * ldy + j, &acc[k], sizeof(V16));
+      }
+    }
+  }
+  for (; j < wo; ++j) {  // the rest (or every pixel when Cout is not a multiple of 16)
+    for (int64_t co = 0; co < cout; ++co) y[co * ldy + j] = bp[co];
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float *p = stem + ch * ld + j, *k9 = wd + 9 * ch;
+      const float d = Activate<A>(bd[ch] + k9[0] * p[0] + k9[1] * p[1] + k9[2] * p[2] + k9[3] * p[pw] +
+                                  k9[4] * p[pw + 1] + k9[5] * p[pw + 2] + k9[6] * p[2 * pw] + k9[7] * p[2 * pw + 1] +
+                                  k9[8] * p[2 * pw + 2]);
+      for (int64_t co = 0; co < cout; ++co) y[co * ldy + j] += wpt[ch * cout + co] * d;
+    }
+  }
+}
+
+template <int A>
+int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  constexpr int64_t kMaxTaps = 64;
+  if (nparam != 9) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[8] != 4) return 1;
+  const int64_t n = shapes[0][0], cin = shapes[0][1], h = shapes[0][2], w = shapes[0][3];
+  const int64_t c = shapes[1][0], cout = Count(ndims[6], shapes[6]);
+  if (n < 0 || cin < 1 || h < 1 || w < 1 || c < 1 || cout < 1 || cin * 9 > kMaxTaps) return 1;
+  if (shapes[1][1] != cin || shapes[1][2] != 3 || shapes[1][3] != 3 || Count(ndims[2], shapes[2]) != c ||
+      Count(ndims[3], shapes[3]) != c * 9 || Count(ndims[4], shapes[4]) != c ||
+      Count(ndims[5], shapes[5]) != cout * c || Count(ndims[7], shapes[7]) != 4)
+    return 1;
+  const int64_t ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
+  if (shapes[8][0] != n || shapes[8][1] != cout || shapes[8][2] != ho || shapes[8][3] != wo) return 1;
+  int64_t vh, vw;
+  if (!ValidPlane(static_cast<const float *>(params[7]), h, w, &vh, &vw)) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *ws = static_cast<const float *>(params[1]);
+  const float *bs = static_cast<const float *>(params[2]);
+  const float *wd = static_cast<const float *>(params[3]);
+  const float *bd = static_cast<const float *>(params[4]);
+  const float *wp = static_cast<const float *>(params[5]);
+  const float *bp = static_cast<const float *>(params[6]);
+  float *y = static_cast<float *>(params[8]);
+  const int64_t vho = (vh - 1) / 2 + 1, vwo = (vw - 1) / 2 + 1;  // the stem output's valid part
+  const int64_t pw = wo + 2, howo = ho * wo;
+  // Output rows per band: the band's stem rows (band + 2, padded) within BandBytes(), and at most an even share of
+  // the image per thread.
+  int64_t band = BandBytes() / (c * 4 * pw);
+  const int64_t share = (ho + cf_threads::Threads() - 1) / cf_threads::Threads();
+  if (band > share) band = share;
+  if (band < 1) band = 1;
+  const int64_t bands = (ho + band - 1) / band, items = n * bands;
+  const int64_t ld = (band + 2) * pw;  // channel stride of the stem buffer
+  std::vector<float> wpt(c * cout);     // the projection weight transposed: (C, Cout)
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t ch = 0; ch < c; ++ch) wpt[ch * cout + co] = wp[co * c + ch];
+  cf_threads::Parallel([&](int t, int threads) {
+    static thread_local std::vector<float> stem, split, zeros;
+    if (static_cast<int64_t>(stem.size()) < c * ld) stem.resize(c * ld);
+    if (static_cast<int64_t>(split.size()) < cin * 3 * (2 * wo + 1)) split.resize(cin * 3 * (2 * wo + 1));
+    if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
+    const float *taps[kMaxTaps];
+    // contiguous runs of bands per thread: the 2 stem rows a band shares with the previous one are moved, not
+    // computed again
+    const int64_t per = (items + threads - 1) / threads;
+    const int64_t first = t * per < items ? t * per : items, last = (t + 1) * per < items ? (t + 1) * per : items;
+    for (int64_t item = first; item < last; ++item) {
+      const int64_t img = item / bands, o0 = (item % bands) * band;
+      const int64_t rows_out = (o0 + band < ho ? o0 + band : ho) - o0;
+      const int64_t keep = (item > first && item % bands != 0) ? 2 : 0;
+      for (int64_t ch = 0; ch < c && keep > 0; ++ch)
+        std::memmove(stem.data() + ch * ld, stem.data() + ch * ld + band * pw, sizeof(float) * 2 * pw);
+      const float *xn = x + img * cin * h * w;
+      for (int64_t r = keep; r < rows_out + 2; ++r) {
+        const int64_t i = o0 - 1 + r;  // stem output row held in buffer row r
+        float *dst = stem.data() + r * pw;
+        if (i < 0 || i >= vho) {
+          for (int64_t ch = 0; ch < c; ++ch) std::memset(dst + ch * ld, 0, sizeof(float) * pw);
+          continue;
+        }
+        for (int64_t ci = 0; ci < cin; ++ci) {
+          for (int ki = 0; ki < 3; ++ki) {
+            const int64_t row = 2 * i - 1 + ki, tap = (ci * 3 + ki) * 3;
+            if (row < 0 || row >= vh) {
+              taps[tap] = taps[tap + 1] = taps[tap + 2] = zeros.data();
+              continue;
+            }
+            float *even = split.data() + (ci * 3 + ki) * (2 * wo + 1), *odd = even + wo;
+            SplitRow(xn + (ci * h + row) * w, vw, wo, even, odd);
+            taps[tap] = odd;          // column 2j - 1
+            taps[tap + 1] = even;     // column 2j
+            taps[tap + 2] = odd + 1;  // column 2j + 1
+          }
+        }
+        StemRow<A>(taps, static_cast<int>(cin * 9), ws, bs, c, wo, vwo, dst, ld);
+      }
+      for (int64_t o = 0; o < rows_out; ++o)
+        DwProjectRow<A>(stem.data() + o * pw, ld, pw, c, wd, bd, wpt.data(), bp, cout, wo,
+                        y + img * cout * howo + (o0 + o) * wo, howo);
+    }
+  });
+  return 0;
+}
+
 }  // namespace
 
 #define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
@@ -336,4 +557,6 @@ int CfIrDwS1Relu(CF_SIG) { return Block<kRelu, 1, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS2Relu(CF_SIG) { return Block<kRelu, 2, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, kNoExpand>(CF_ARGS); }
 int CfIrDwS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, kNoExpand>(CF_ARGS); }
+int CfStemIrDwRelu(CF_SIG) { return StemBlock<kRelu>(CF_ARGS); }
+int CfStemIrDwRelu6(CF_SIG) { return StemBlock<kRelu6>(CF_ARGS); }
 }

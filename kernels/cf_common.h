@@ -27,6 +27,23 @@ inline int64_t Count(int ndim, const int64_t *shape) {
   return n;
 }
 
+// The valid (vh x vw) part of an H x W layer input inside a network input zero-padded at the bottom / right:
+// valid = (H0, W0, h0, w0) float32 is the padded network-input size and the image inside it (H0 <= 0: not padded,
+// all valid); a layer at 1/r of the input resolution has ceil(h0 / r) valid rows. False if `valid` does not fit.
+inline bool ValidPlane(const float *valid, int64_t h, int64_t w, int64_t *vh, int64_t *vw) {
+  *vh = h;
+  *vw = w;
+  const double big_h = valid[0], big_w = valid[1], img_h = valid[2], img_w = valid[3];
+  if (big_h <= 0) return true;
+  if (big_h < h || big_w < w || img_h < 1 || img_w < 1 || img_h > big_h || img_w > big_w) return false;
+  const int64_t rh = static_cast<int64_t>(big_h) / h, rw = static_cast<int64_t>(big_w) / w;
+  if (rh < 1 || rw < 1 || rh * h != static_cast<int64_t>(big_h) || rw * w != static_cast<int64_t>(big_w)) return false;
+  const int64_t ch = (static_cast<int64_t>(img_h) + rh - 1) / rh, cw = (static_cast<int64_t>(img_w) + rw - 1) / rw;
+  *vh = ch < h ? ch : h;
+  *vw = cw < w ? cw : w;
+  return true;
+}
+
 }  // namespace cf_common
 
 #endif  // CENTERFACE_KERNELS_CF_COMMON_H_

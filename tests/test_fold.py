@@ -70,7 +70,8 @@ def test_folded_network_equals_original(use_native, head_width, activation):
     from centerface_flow.fold import fold_bn, folded_parameters
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
-    from centerface_flow.nets.pointwise import FusedBlock
+    from centerface_flow import dense
+    from centerface_flow.nets.pointwise import FusedBlock, FusedStemBlock
 
     try:
         with native.use_native(use_native):
@@ -85,6 +86,8 @@ def test_folded_network_equals_original(use_native, head_width, activation):
         assert not any(isinstance(c, nn.BatchNorm2d) for c in cells)
         # with native kernels every depthwise conv ends up in a native cell (most inside fused blocks)
         assert any(isinstance(c, (FusedDepthwiseConv3x3, FusedBlock)) for c in cells) == use_native
+        # the stem and the first block (no expansion) run as one kernel
+        assert sum(isinstance(c, FusedStemBlock) for c in cells) == int(use_native and dense.available())
         assert not any(isinstance(c, nn.Conv2d) and c.group > 1 for c in cells) or not use_native
         params = {p.name: p.asnumpy() for p in net.get_parameters() if p.name != REGION_NAME}
         assert set(params) == set(expected_params)

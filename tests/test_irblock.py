@@ -109,6 +109,63 @@ def test_bad_arguments_are_refused():
         native.call_kernel("CfIrS2Relu", [x, *params, np.zeros(4, np.float32)], (1, 24, 18, 23))
 
 
+# (N, Cin, C, Cout, H, W): the network's stem (3 -> 32 -> 16), odd and 1-pixel sizes, channel counts that are not
+# multiples of the kernel's register blocks (8 stem channels, 16 projection channels)
+STEM_CASES = [(1, 3, 32, 16, 37, 45), (2, 3, 32, 16, 20, 17), (1, 3, 8, 5, 1, 1), (1, 2, 13, 7, 9, 30),
+              (1, 3, 32, 16, 70, 90), (1, 3, 16, 32, 33, 64)]
+
+
+def _stem_data(case, seed):
+    n, cin, c, cout, h, w = case
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (n, cin, h, w)).astype(np.float32)  # raw pixels, like the released model's input
+    params = [rng.standard_normal((c, cin, 3, 3)) * 0.02, rng.standard_normal(c), rng.standard_normal((c, 1, 3, 3)),
+              rng.standard_normal(c), rng.standard_normal((cout, c, 1, 1)) * 0.3, rng.standard_normal(cout)]
+    return x, [p.astype(np.float32) for p in params]
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_stem_block_kernel_matches_numpy_twin(act):
+    for i, case in enumerate(STEM_CASES):
+        x, params = _stem_data(case, i)
+        ref = irblock.stem_block_forward(x, *params, act)
+        out = native.call_kernel(f"CfStemIrDw{act.capitalize()}", [x, *params, np.zeros(4, np.float32)], ref.shape)
+        assert _rel(out, ref) <= TOL, case
+    if act == "relu6":  # the stem's pre-activations must reach past the clipping point
+        from centerface_flow import dense
+
+        assert (dense.conv3x3_forward(x, params[0], 2, params[1]) > 6.0).any()
+
+
+def test_stem_block_valid_region_equals_unpadded_image():
+    for i, case in enumerate(c for c in STEM_CASES if c[4] > 8 and c[5] > 8):
+        x, params = _stem_data(case, 20 + i)
+        h, w = x.shape[2:]
+        h0, w0 = h - 5, w - 6
+        ref = irblock.stem_block_forward(np.ascontiguousarray(x[:, :, :h0, :w0]), *params, "relu")
+        padded = x.copy()
+        padded[:, :, h0:, :] = 300.0  # the kernel must not read past the image
+        padded[:, :, :, w0:] = -50.0
+        out = native.call_kernel("CfStemIrDwRelu", [padded, *params, native.valid_region((h, w), (h0, w0))],
+                                 (x.shape[0], params[4].shape[0], (h - 1) // 2 + 1, (w - 1) // 2 + 1))
+        assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
+
+
+def test_stem_block_bad_arguments_are_refused():
+    x, params = _stem_data(STEM_CASES[0], 0)
+    region = np.zeros(4, np.float32)
+    with pytest.raises(RuntimeError, match="returned 1"):  # wrong output shape
+        native.call_kernel("CfStemIrDwRelu", [x, *params, region], (1, 16, 19, 22))
+    with pytest.raises(RuntimeError, match="returned 1"):  # stem weight for 4 input channels
+        native.call_kernel("CfStemIrDwRelu", [x, np.zeros((32, 4, 3, 3), np.float32), *params[1:], region],
+                           (1, 16, 19, 23))
+    with pytest.raises(RuntimeError, match="returned 1"):  # a region that does not fit the input
+        native.call_kernel("CfStemIrDwRelu", [x, *params, np.array([30, 40, 20, 20], np.float32)], (1, 16, 19, 23))
+    runtime.mindspore("pynative")
+    with pytest.raises(ValueError, match="unsupported stem block"):
+        irblock.stem_block_op("tanh")
+
+
 def test_unsupported_blocks_are_refused():
     runtime.mindspore("pynative")
     for args in ((3, "relu", False), (1, "tanh", False), (2, "relu", True), (1, "relu", True, False)):

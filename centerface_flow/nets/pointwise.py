@@ -12,7 +12,7 @@ from mindspore import Parameter, Tensor, nn
 from centerface_flow import irblock, pointwise
 from centerface_flow.nets.depthwise import FoldedConv
 
-__all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "PointwiseConv"]
+__all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "FusedStemBlock", "PointwiseConv"]
 
 
 class PointwiseConv(nn.Conv2d):
@@ -64,6 +64,7 @@ class FusedBlock(nn.Cell):
     def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
         super().__init__()
         values = [Parameter(value, name=name, requires_grad=False) for name, value in params]
+        self.stride, self.activation, self.residual = int(stride), activation, bool(residual)
         self.expand = len(values) == 6
         if self.expand:
             self.we, self.be = values[:2]
@@ -75,6 +76,23 @@ class FusedBlock(nn.Cell):
         if self.expand:
             return self.native_op(x, self.we, self.be, self.wd, self.bd, self.wp, self.bp, self.region)
         return self.native_op(x, self.wd, self.bd, self.wp, self.bp, self.region)
+
+
+class FusedStemBlock(nn.Cell):
+    """Inference-only stem (dense 3×3 stride-2 conv) and first block (no expansion: depthwise, project; BatchNorm
+    folded) in one native kernel call (:func:`centerface_flow.irblock.stem_block_op`). ``params`` are the (name,
+    Tensor) pairs ws, bs, wd, bd, wp, bp; ``region`` is the network's shared valid-region parameter."""
+
+    def __init__(self, params: list, activation: str, region: Parameter) -> None:
+        super().__init__()
+        self.ws, self.bs, self.wd, self.bd, self.wp, self.bp = (
+            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        self.activation = activation
+        self.region = region
+        self.native_op = irblock.stem_block_op(activation)
+
+    def construct(self, x):
+        return self.native_op(x, self.ws, self.bs, self.wd, self.bd, self.wp, self.bp, self.region)
 
 
 class FusedHeads(nn.Cell):
