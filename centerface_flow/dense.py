@@ -83,7 +83,7 @@ def convt2x2_op(activation: str = ""):
 
 
 def _valid_input(region: np.ndarray | None, h: int, w: int) -> tuple[int, int]:
-    """The valid (rows, cols) of an H × W layer input for ``region`` (as ``ValidDims`` in ``kernels/depthwise.cc``)."""
+    """The valid (rows, cols) of an H × W layer input for ``region`` (as ``ValidPlane`` in ``kernels/cf_common.h``)."""
     if region is None or region[0] <= 0:
         return h, w
     big_h, big_w, img_h, img_w = (int(v) for v in region)

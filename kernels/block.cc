@@ -217,19 +217,8 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     return 1;
   if (shapes[out][0] != s.n || shapes[out][1] != s.cout || shapes[out][2] != s.ho || shapes[out][3] != s.wo) return 1;
   if (R && (S != 1 || s.cin != s.cout)) return 1;
-  // valid region (see kernels/depthwise.cc ValidDims)
-  const float *valid = static_cast<const float *>(params[5 + off]);
-  s.valid_h = s.h;
-  s.valid_w = s.w;
-  if (valid[0] > 0) {
-    const int64_t big_h = static_cast<int64_t>(valid[0]), big_w = static_cast<int64_t>(valid[1]);
-    const int64_t rh = big_h / s.h, rw = big_w / s.w;
-    if (rh < 1 || rw < 1 || rh * s.h != big_h || rw * s.w != big_w || valid[2] < 1 || valid[3] < 1) return 1;
-    const int64_t vh = (static_cast<int64_t>(valid[2]) + rh - 1) / rh;
-    const int64_t vw = (static_cast<int64_t>(valid[3]) + rw - 1) / rw;
-    s.valid_h = vh < s.h ? vh : s.h;
-    s.valid_w = vw < s.w ? vw : s.w;
-  }
+  // valid region (cf_common.h ValidPlane)
+  if (!ValidPlane(static_cast<const float *>(params[5 + off]), s.h, s.w, &s.valid_h, &s.valid_w)) return 1;
   if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *we = X ? static_cast<const float *>(params[1]) : nullptr;

@@ -13,7 +13,7 @@
 //       band of output rows of one image, gathers its input patches into a thread-local (Cin*9) x (rows*Wo) matrix
 //       (im2col) and multiplies it by the weight (Cout x Cin*9) with a single-threaded sgemm straight into y, then
 //       applies bias + activation to the band while it is in cache.
-//       valid = (H0, W0, h0, w0) float32 has the meaning of kernels/depthwise.cc (ValidDims): the input is a
+//       valid = (H0, W0, h0, w0) float32 has the meaning of ValidPlane in kernels/cf_common.h: the input is a
 //       bottom/right zero-padded tensor of a network whose input was H0 x W0 around an h0 x w0 image; input rows /
 //       columns past the image (h0 / r, w0 / r at this layer's input stride r) are treated as the convolution's
 //       own zero padding and outputs outside the valid region are written as zeros, so the valid region equals
@@ -46,21 +46,6 @@ using namespace cf_common;  // NOLINT(build/namespaces): IsF32, Count, activatio
 #define CF_PATCH_FLOATS (32 * 1024)
 #endif
 constexpr int64_t kPatchFloats = CF_PATCH_FLOATS;
-
-// The valid input sub-plane (vh, vw) of an H x W layer input, as ValidDims in kernels/depthwise.cc.
-bool ValidInput(const float *valid, int64_t h, int64_t w, int64_t *vh, int64_t *vw) {
-  *vh = h;
-  *vw = w;
-  const double big_h = valid[0], big_w = valid[1], img_h = valid[2], img_w = valid[3];
-  if (big_h <= 0) return true;
-  if (big_h < h || big_w < w || img_h < 1 || img_w < 1 || img_h > big_h || img_w > big_w) return false;
-  const int64_t rh = static_cast<int64_t>(big_h) / h, rw = static_cast<int64_t>(big_w) / w;
-  if (rh < 1 || rw < 1 || rh * h != static_cast<int64_t>(big_h) || rw * w != static_cast<int64_t>(big_w)) return false;
-  const int64_t ch = (static_cast<int64_t>(img_h) + rh - 1) / rh, cw = (static_cast<int64_t>(img_w) + rw - 1) / rw;
-  *vh = ch < h ? ch : h;
-  *vw = cw < w ? cw : w;
-  return true;
-}
 
 CF_CLONES void BiasAct(float *dst, const float *src, float b, int64_t n, int act) {  // dst may be src
   if (act == kRelu) {
@@ -133,7 +118,7 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   if (Count(ndims[2], shapes[2]) != cout) return 3;
   if (ndims[3] != 1 || shapes[3][0] != 4) return 5;
   int64_t vh, vw;
-  if (!ValidInput(static_cast<const float *>(params[3]), h, w, &vh, &vw)) return 5;
+  if (!ValidPlane(static_cast<const float *>(params[3]), h, w, &vh, &vw)) return 5;
   if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *k = static_cast<const float *>(params[1]);

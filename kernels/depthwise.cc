@@ -58,18 +58,11 @@ bool InputDims(int ndim, const int64_t *shape, int stride, Dims *d) {
   return true;
 }
 
-// The valid sub-plane of a padded input: false if ``valid`` does not describe this tensor.
+// The valid sub-plane of a padded input (cf_common.h ValidPlane) and its output size: false if ``valid`` does not
+// describe this tensor.
 // valid[0] <= 0 means no padding: the whole tensor is valid.
 bool ValidDims(const float *valid, int stride, Dims *d) {
-  const double big_h = valid[0], big_w = valid[1], img_h = valid[2], img_w = valid[3];
-  if (big_h <= 0) return true;
-  if (big_h < d->h || big_w < d->w || img_h < 1 || img_w < 1 || img_h > big_h || img_w > big_w) return false;
-  const int64_t rh = static_cast<int64_t>(big_h) / d->h, rw = static_cast<int64_t>(big_w) / d->w;
-  if (rh < 1 || rw < 1 || rh * d->h != static_cast<int64_t>(big_h) || rw * d->w != static_cast<int64_t>(big_w))
-    return false;
-  const int64_t vh = (static_cast<int64_t>(img_h) + rh - 1) / rh, vw = (static_cast<int64_t>(img_w) + rw - 1) / rw;
-  d->h = vh < d->h ? vh : d->h;
-  d->w = vw < d->w ? vw : d->w;
+  if (!ValidPlane(valid, d->h, d->w, &d->h, &d->w)) return false;
   d->ho = (d->h - 1) / stride + 1;
   d->wo = (d->w - 1) / stride + 1;
   return true;

@@ -158,6 +158,7 @@ def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
     from centerface_flow.fold import fold_bn
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
+    from centerface_flow.nets.pointwise import FusedStemBlock
 
     def fold(flag):
         with native.use_native(flag):
@@ -168,7 +169,8 @@ def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
         return (sum(isinstance(c, FusedConv3x3) for c in cells), sum(isinstance(c, FusedConvTranspose2x2) for c in cells))
 
     net = fold(True)
-    assert counts(net) == (2, 3)  # stem conv, conv_last; up1-3
+    assert counts(net) == (1, 3)  # conv_last; up1-3 (the stem conv is fused with the first block)
+    assert isinstance(net.base.need_fp1[0], FusedStemBlock)
     assert net.dla_up.valid_mask is None  # conv_last reads only the valid region itself: no mask op before it
     names = {p.name for p in net.get_parameters()}
     assert {"base.need_fp1.0.features.0.weight", "base.need_fp1.0.features.0.bias", "dla_up.conv_last.0.weight",
