@@ -184,5 +184,10 @@ def test_custom_op(mode):
             op = irblock.block_op(stride, act, res)
             out = op(ms.Tensor(x), *(ms.Tensor(p) for p in params), ms.Tensor(np.zeros(4, np.float32))).asnumpy()
             assert _rel(out, irblock.block_forward(x, *params, stride, act, res)) <= TOL, case
+        for i, case in enumerate(STEM_CASES[:2]):
+            x, params = _stem_data(case, 40 + i)
+            out = irblock.stem_block_op("relu6")(ms.Tensor(x), *(ms.Tensor(p) for p in params),
+                                                 ms.Tensor(np.zeros(4, np.float32))).asnumpy()
+            assert _rel(out, irblock.stem_block_forward(x, *params, "relu6")) <= TOL, case
     finally:
         runtime.mindspore("pynative")
