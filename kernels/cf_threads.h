@@ -16,6 +16,7 @@
 #ifndef CENTERFACE_KERNELS_CF_THREADS_H_
 #define CENTERFACE_KERNELS_CF_THREADS_H_
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -126,6 +127,9 @@ class Pool {
 
  private:
   void Work(int t) {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), "cf_kernels");  // else it inherits its creator's name (a MindSpore thread's)
+#endif
     uint64_t seen = 0;
     for (;;) {
       uint64_t now = generation_.load(std::memory_order_acquire);

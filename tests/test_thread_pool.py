@@ -38,6 +38,8 @@ _SCRIPT = textwrap.dedent("""
             assert np.abs(out - ref_pw).max() <= 1e-5 * np.abs(ref_pw).max()
 
     check()
+    names = [open(f"/proc/self/task/{tid}/comm").read().strip() for tid in os.listdir("/proc/self/task")]
+    assert names.count("cf_kernels") == int(os.environ["CENTERFACE_NUM_THREADS"]) - 1, names
     pid = os.fork()
     if pid == 0:
         try:
