@@ -174,19 +174,29 @@ def _activation_after(bn, after) -> str:
     return getattr(bn, "activation", "") or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
 
 
-def _attach(parent, attr: str, cell) -> None:
-    """``setattr(parent, attr, cell)`` keeping the parameter names inside ``cell`` (MindSpore would re-prefix them
-    with ``attr``)."""
+def _attach(parent, attr: str | int, cell) -> None:
+    """``setattr(parent, attr, cell)`` (``parent[attr] = cell`` for an index into a ``SequentialCell``) keeping the
+    parameter names inside ``cell`` (MindSpore would re-prefix them with ``attr``)."""
     names = {id(p): p.name for p in cell.get_parameters()}
-    setattr(parent, attr, cell)
+    if isinstance(attr, int):
+        parent[attr] = cell
+    else:
+        setattr(parent, attr, cell)
     for p in cell.get_parameters():
         p.name = names[id(p)]
+
+
+def _copies(*params) -> list:
+    """(name, Tensor copy) of each parameter: the arguments of the fused cells, which own new parameters."""
+    from mindspore import Tensor
+
+    return [(p.name, Tensor(p.asnumpy())) for p in params]
 
 
 def _fuse_blocks(net, region) -> int:
     """Replace every folded inverted-residual block ([1×1 →] depthwise → 1×1, all native) by one
     :class:`~centerface_flow.nets.pointwise.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
-    from mindspore import Tensor, nn
+    from mindspore import nn
 
     from centerface_flow import irblock
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
@@ -214,7 +224,7 @@ def _fuse_blocks(net, region) -> int:
         weights = (dw.weight, dw.bias, project.weight, project.bias)
         if expand is not None:
             weights = (expand.weight, expand.bias, *weights)
-        params = [(p.name, Tensor(p.asnumpy())) for p in weights]
+        params = _copies(*weights)
         cell.conv = nn.Identity()  # the layers' parameters now live in the fused block (same names)
         _attach(cell, "whole", FusedBlock(params, dw.stride, dw.activation, cell.use_res_connect, region))
         cell.fused_whole = True
@@ -225,7 +235,7 @@ def _fuse_blocks(net, region) -> int:
 def _fuse_stem(net, region) -> int:
     """Replace the stem (a folded native dense 3×3 stride-2 conv) and the fused block after it, when that block has
     no expansion, a stride of 1 and no residual, by one :class:`~centerface_flow.nets.pointwise.FusedStemBlock`."""
-    from mindspore import Tensor, nn
+    from mindspore import nn
 
     from centerface_flow.nets.dense import FusedConv3x3
     from centerface_flow.nets.mobilenetv2 import ConvBNAct, InvertedResidual
@@ -243,13 +253,9 @@ def _fuse_stem(net, region) -> int:
                 and not whole.expand and whole.stride == 1 and not whole.residual
                 and whole.activation == conv.activation):
             continue
-        params = [(p.name, Tensor(p.asnumpy())) for p in (conv.weight, conv.bias, whole.wd, whole.bd, whole.wp, whole.bp)]
-        fused = FusedStemBlock(params, conv.activation, region)
-        names = {id(p): p.name for p in fused.get_parameters()}
-        seq[0] = fused
+        params = _copies(conv.weight, conv.bias, whole.wd, whole.bd, whole.wp, whole.bp)
+        _attach(seq, 0, FusedStemBlock(params, conv.activation, region))
         seq[1] = nn.Identity()
-        for p in fused.get_parameters():
-            p.name = names[id(p)]
         count += 1
     return count
 

@@ -38,7 +38,7 @@ def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
 
     def out_shape(x, *weights):
         wp = weights[4] if expand else weights[2]
-        return [x[0], wp[0], (x[2] - 1) // stride + 1, (x[3] - 1) // stride + 1]
+        return [x[0], wp[0], native.out_hw(x[2], stride), native.out_hw(x[3], stride)]
 
     return ops.Custom(f"{native.library_path()}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
@@ -66,7 +66,7 @@ def stem_block_op(activation: str):
         raise RuntimeError("native kernel library not built")
 
     def out_shape(x, *weights):
-        return [x[0], weights[4][0], (x[2] - 1) // 2 + 1, (x[3] - 1) // 2 + 1]
+        return [x[0], weights[4][0], native.out_hw(x[2], 2), native.out_hw(x[3], 2)]
 
     return ops.Custom(f"{native.library_path()}:CfStemIrDw{activation.capitalize()}", out_shape=out_shape,
                       out_dtype=native.same_dtype, func_type="aot")

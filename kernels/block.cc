@@ -22,7 +22,6 @@
 // Status codes: 1 bad arguments, 2 OpenBLAS could not be loaded.
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -70,51 +69,6 @@ CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, con
   }
 }
 
-// A whole zero-padded (H + 2) x (W + 2) plane `p` from rows of `src` (`w` apart): act(src + b) with rows >= valid_h
-// and columns >= valid_w zero (kPointwise), or src itself (kNoExpand). One call per plane, not per row: at the
-// small planes of the low-resolution blocks the per-call cost would dominate.
-template <int A, int X>
-CF_CLONES void PadPlane(const float *__restrict src, float *__restrict p, float b, int64_t h, int64_t w,
-                        int64_t valid_h, int64_t valid_w) {
-  const int64_t pw = w + 2;
-  std::memset(p, 0, sizeof(float) * pw);
-  for (int64_t i = 0; i < h; ++i) {
-    float *dst = p + (i + 1) * pw;
-    dst[0] = 0.0f;
-    if (i < valid_h) {
-      const float *row = src + i * w;
-      if (X) {
-#pragma omp simd
-        for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(row[j] + b);
-      } else {
-        for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = row[j];
-      }
-      for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
-    } else {
-      std::memset(dst, 0, sizeof(float) * pw);
-    }
-  }
-  std::memset(p + (h + 1) * pw, 0, sizeof(float) * pw);
-}
-
-// The depthwise convolution of a whole padded plane (see PadPlane) into ho rows of wo outputs.
-template <int A, int S>
-CF_CLONES void DwPlane(const float *__restrict p, int64_t pw, const float *k, float b, int64_t ho, int64_t wo,
-                       float *__restrict out) {
-  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
-  for (int64_t o = 0; o < ho; ++o) {
-    const float *r0 = p + o * S * pw, *r1 = r0 + pw, *r2 = r1 + pw;
-    float *dst = out + o * wo;
-#pragma omp simd
-    for (int64_t j = 0; j < wo; ++j) {
-      const int64_t c = S * j;
-      const float v = b + k0 * r0[c] + k1 * r0[c + 1] + k2 * r0[c + 2] + k3 * r1[c] + k4 * r1[c + 1] +
-                      k5 * r1[c + 2] + k6 * r2[c] + k7 * r2[c + 1] + k8 * r2[c + 2];
-      dst[j] = Activate<A>(v);
-    }
-  }
-}
-
 // y[c, cols] += bias[c] (+ res[c, cols]) over `count` columns of each output channel row (ld apart).
 CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t cout, int64_t count, int64_t ld) {
   for (int64_t c = 0; c < cout; ++c) {
@@ -134,8 +88,7 @@ CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t co
 // Bytes of band buffers per thread: CENTERFACE_BLOCK_BAND_KB (a tuning knob), default 1 MB.
 inline int64_t BandBytes() {
   static const int64_t bytes = [] {
-    const char *v = std::getenv("CENTERFACE_BLOCK_BAND_KB");
-    const int64_t kb = v != nullptr ? std::atoll(v) : 0;
+    const int64_t kb = EnvInt("CENTERFACE_BLOCK_BAND_KB", 0);
     return (kb > 0 ? kb : 1024) * 1024;
   }();
   return bytes;
@@ -144,8 +97,7 @@ inline int64_t BandBytes() {
 // Largest expanded image (E x H x W floats, in bytes) computed whole rather than in bands:
 // CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 3 MB.
 inline int64_t WholeBytes() {
-  const char *v = std::getenv("CENTERFACE_BLOCK_WHOLE_KB");
-  const int64_t kb = v != nullptr && *v != '\0' ? std::atoll(v) : -1;
+  const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
   return (kb >= 0 ? kb : 3072) * 1024;
 }
 
@@ -176,9 +128,21 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
       const float *xn = x + n * s.cin * hw;
       if (X) cf_blas::Gemm(false, false, e1 - e0, hw, s.cin, we + e0 * s.cin, s.cin, xn, hw, raw.data(), hw);
       for (int64_t e = e0; e < e1; ++e) {
-        const float *src = X ? raw.data() + (e - e0) * hw : xn + e * hw;
-        PadPlane<A, X>(src, plane.data(), X ? be[e] : 0.0f, s.h, s.w, s.valid_h, s.valid_w);
-        DwPlane<A, S>(plane.data(), pw, wd + 9 * e, bd[e], s.ho, s.wo, dw + (n * s.e + e) * howo);
+        float *p = plane.data();
+        for (int64_t r = 0; r < ph; ++r) {  // padded row r holds input row r - 1
+          if (r == 0 || r > s.valid_h) {
+            std::memset(p + r * pw, 0, sizeof(float) * pw);
+          } else if (X) {
+            PadRow<A>(raw.data() + (e - e0) * hw + (r - 1) * s.w, p + r * pw, be[e], s.w, s.valid_w);
+          } else {
+            PadCopy(xn + e * hw + (r - 1) * s.w, p + r * pw, s.w, s.valid_w);
+          }
+        }
+        float *out = dw + (n * s.e + e) * howo;
+        for (int64_t o = 0; o < s.ho; ++o) {
+          const float *r0 = p + o * S * pw;
+          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.wo, out + o * s.wo);
+        }
       }
     }
   });
@@ -253,8 +217,8 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
     // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
     // one are moved, not expanded again.
-    const int64_t per = (items + threads - 1) / threads;
-    const int64_t first = t * per < items ? t * per : items, last = (t + 1) * per < items ? (t + 1) * per : items;
+    int64_t first, last;
+    cf_threads::Split(items, t, threads, &first, &last);
     for (int64_t item = first; item < last; ++item) {
       const int64_t n = item / bands, o0 = (item % bands) * band;
       const int64_t o1 = o0 + band < s.ho ? o0 + band : s.ho;
@@ -490,8 +454,8 @@ int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const cha
     const float *taps[kMaxTaps];
     // contiguous runs of bands per thread: the 2 stem rows a band shares with the previous one are moved, not
     // computed again
-    const int64_t per = (items + threads - 1) / threads;
-    const int64_t first = t * per < items ? t * per : items, last = (t + 1) * per < items ? (t + 1) * per : items;
+    int64_t first, last;
+    cf_threads::Split(items, t, threads, &first, &last);
     for (int64_t item = first; item < last; ++item) {
       const int64_t img = item / bands, o0 = (item % bands) * band;
       const int64_t rows_out = (o0 + band < ho ? o0 + band : ho) - o0;

@@ -1,8 +1,8 @@
-// OpenBLAS's single-precision GEMM for the native kernels, loaded at run time (header-only, one copy per library).
+// OpenBLAS's single-precision GEMM for the native kernels, loaded at run time (header-only).
 //
 // The `scipy-openblas32` wheel (a dependency of the package) provides libscipy_openblas.so; centerface_flow sets
 // CENTERFACE_OPENBLAS_LIB to its path before the first operator is built, and LoadBlas() dlopen's it once per
-// library and sets it single-threaded (the kernels parallelise with cf_threads.h and call one GEMM per thread).
+// process and sets it single-threaded (the kernels parallelise with cf_threads.h and call one GEMM per thread).
 #ifndef CENTERFACE_KERNELS_CF_BLAS_H_
 #define CENTERFACE_KERNELS_CF_BLAS_H_
 

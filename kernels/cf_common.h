@@ -3,6 +3,7 @@
 #define CENTERFACE_KERNELS_CF_COMMON_H_
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 // Hot loops are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at load time (GCC target_clones), so a
@@ -25,6 +26,16 @@ inline int64_t Count(int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; ++i) n *= shape[i];
   return n;
+}
+
+// The integer in the environment variable `name`, or `fallback` when it is unset or not an integer (the kernels'
+// tuning knobs; each kernel clamps the value to its own range).
+inline int64_t EnvInt(const char *name, int64_t fallback) {
+  const char *value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return fallback;
+  char *end = nullptr;
+  const long long v = std::strtoll(value, &end, 10);
+  return *end == '\0' ? static_cast<int64_t>(v) : fallback;
 }
 
 // The valid (vh x vw) part of an H x W layer input inside a network input zero-padded at the bottom / right:

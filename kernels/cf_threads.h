@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include "cf_common.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -44,16 +46,10 @@ inline void CpuRelax() {
 #endif
 }
 
-inline int FromEnv(const char *name) {
-  const char *value = std::getenv(name);
-  if (value == nullptr) return 0;
-  const int n = std::atoi(value);
-  return n > 0 ? n : 0;
-}
-
 inline int Threads() {
   static const int n = [] {
-    if (int v = FromEnv("CENTERFACE_NUM_THREADS")) return v;
+    const int64_t v = cf_common::EnvInt("CENTERFACE_NUM_THREADS", 0);
+    if (v > 0) return static_cast<int>(v);
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -62,13 +58,11 @@ inline int Threads() {
   return n;
 }
 
-// How long idle workers wait actively for the next job before sleeping (CENTERFACE_SPIN_US; "0" = never spin).
+// How long idle workers wait actively for the next job before sleeping (CENTERFACE_SPIN_US; 0 = never spin).
 inline int64_t SpinMicros() {
   static const int64_t us = [] {
-    const char *value = std::getenv("CENTERFACE_SPIN_US");
-    if (value == nullptr || *value == '\0') return int64_t{200};
-    const long long v = std::atoll(value);
-    return static_cast<int64_t>(v > 0 ? v : 0);
+    const int64_t v = cf_common::EnvInt("CENTERFACE_SPIN_US", 200);
+    return v > 0 ? v : int64_t{0};
   }();
   return us;
 }
@@ -95,8 +89,6 @@ class Pool {
   }
   Pool(const Pool &) = delete;
   Pool &operator=(const Pool &) = delete;
-
-  int threads() const { return threads_; }
 
   // Calls fn(t, n) for t = 0 .. n-1 on n threads (the caller is thread 0); returns when all calls have returned.
   // n is threads(), or 1 when another job holds the pool.
@@ -187,24 +179,22 @@ void Parallel(Fn &&fn) {
   GetPool().Run(fn);
 }
 
-// fn(i) for i in [0, count), contiguous runs of items per thread.
+// fn(begin, end) on every thread for its contiguous run [begin, end) of `count` items (Split; empty runs skipped).
 template <typename Fn>
-void ParallelFor(int64_t count, Fn &&fn) {
+void ParallelRange(int64_t count, Fn &&fn) {
   if (count <= 0) return;
   Parallel([&](int t, int n) {
     int64_t begin, end;
     Split(count, t, n, &begin, &end);
-    for (int64_t i = begin; i < end; ++i) fn(i);
+    if (end > begin) fn(begin, end);
   });
 }
 
-// fn(i) for i in [0, count), items handed out one at a time (uneven item costs).
+// fn(i) for i in [0, count), contiguous runs of items per thread.
 template <typename Fn>
-void ParallelForDynamic(int64_t count, Fn &&fn) {
-  if (count <= 0) return;
-  std::atomic<int64_t> next{0};
-  Parallel([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) fn(i);
+void ParallelFor(int64_t count, Fn &&fn) {
+  ParallelRange(count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i);
   });
 }
 

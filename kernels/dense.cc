@@ -26,9 +26,7 @@
 //
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
 #include <atomic>
-
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 

@@ -25,8 +25,8 @@
 //
 // Work is split over (n, c) planes (over c for the weight gradient) between the worker threads. Inner loops run over
 // contiguous rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a
-// unit-stride loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at
-// load time (GCC target_clones), so the library runs on any x86-64 CPU.
+// unit-stride loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64
+// and chosen at load time (GCC target_clones), so the library runs on any x86-64 CPU.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -243,10 +243,8 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
     if (count != d.c) return 7;
   }
   const bool partial = v.ho != d.ho || v.wo != d.wo;
-  cf_threads::Parallel([&](int thread, int threads) {
+  cf_threads::ParallelRange(planes, [&](int64_t first, int64_t last) {
     std::vector<float> buf(2 * d.wo + 2 + d.w);
-    int64_t first, last;
-    cf_threads::Split(planes, thread, threads, &first, &last);
     for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       float *yp = y + p * out_plane;
@@ -294,10 +292,8 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
   const int64_t planes = d.n * d.c;
-  cf_threads::Parallel([&](int thread, int threads) {
+  cf_threads::ParallelRange(planes, [&](int64_t first, int64_t last) {
     std::vector<float> buf(3 * d.wo + 2);
-    int64_t first, last;
-    cf_threads::Split(planes, thread, threads, &first, &last);
     for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       const float *kc = k + 9 * c;
@@ -326,10 +322,8 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
-  cf_threads::Parallel([&](int thread, int threads) {
+  cf_threads::ParallelRange(d.c, [&](int64_t first, int64_t last) {
     std::vector<float> buf(2 * d.wo + 2);
-    int64_t first, last;
-    cf_threads::Split(d.c, thread, threads, &first, &last);
     for (int64_t c = first; c < last; ++c) {
       double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
       for (int64_t n = 0; n < d.n; ++n) {

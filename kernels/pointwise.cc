@@ -24,7 +24,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -168,14 +167,10 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
     std::memset(dw, 0, sizeof(float) * d.cout * d.cin);
     return 0;
   }
-  cf_threads::Parallel([&](int t, int threads) {
-    int64_t m0, m1;
-    cf_threads::Split(d.cout, t, threads, &m0, &m1);
-    if (m1 > m0) {
-      for (int64_t n = 0; n < d.n; ++n) {
-        cf_blas::Gemm(false, true, m1 - m0, d.cin, d.hw, dy + n * d.cout * d.hw + m0 * d.hw, d.hw,
-                      x + n * d.cin * d.hw, d.hw, dw + m0 * d.cin, d.cin, /*accumulate=*/n > 0);
-      }
+  cf_threads::ParallelRange(d.cout, [&](int64_t m0, int64_t m1) {
+    for (int64_t n = 0; n < d.n; ++n) {
+      cf_blas::Gemm(false, true, m1 - m0, d.cin, d.hw, dy + n * d.cout * d.hw + m0 * d.hw, d.hw, x + n * d.cin * d.hw,
+                    d.hw, dw + m0 * d.cin, d.cin, /*accumulate=*/n > 0);
     }
   });
   return 0;

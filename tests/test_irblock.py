@@ -27,11 +27,13 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["bands", "whole"])
+@pytest.fixture(params=["bands", "whole", "unparsed"])
 def mode(request, monkeypatch):
     """Both ways the kernel computes a block: in bands of rows, or (small images) whole, channels split between
-    threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image computed whole) on every call."""
-    monkeypatch.setenv("CENTERFACE_BLOCK_WHOLE_KB", "0" if request.param == "bands" else "1000000")
+    threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image computed whole) on every call; a
+    value that is not an integer means the default."""
+    value = {"bands": "0", "whole": "1000000", "unparsed": "3MB"}[request.param]
+    monkeypatch.setenv("CENTERFACE_BLOCK_WHOLE_KB", value)
     return request.param
 
 

@@ -54,7 +54,8 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("threads, spin", [("1", "200"), ("2", "0"), ("2", "200"), ("3", "50")])
+# "fast" is not an integer: the kernels fall back to the default spin
+@pytest.mark.parametrize("threads, spin", [("1", "200"), ("2", "0"), ("2", "200"), ("3", "50"), ("2", "fast")])
 def test_results_and_fork_for_every_setting(threads, spin, tmp_path):
     env = {"CENTERFACE_NUM_THREADS": threads, "CENTERFACE_SPIN_US": spin, "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", _SCRIPT], check=False, env=env, capture_output=True, text=True,

@@ -56,6 +56,11 @@ class FusedPointwise(FoldedConv):
         return self.native_op(x, self.weight, self.bias)
 
 
+def _frozen(params: list) -> list:
+    """Inference-only parameters from (name, Tensor) pairs (the fused cells' weights keep their given names)."""
+    return [Parameter(value, name=name, requires_grad=False) for name, value in params]
+
+
 class FusedBlock(nn.Cell):
     """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
     call (:mod:`centerface_flow.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
@@ -63,7 +68,7 @@ class FusedBlock(nn.Cell):
 
     def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
         super().__init__()
-        values = [Parameter(value, name=name, requires_grad=False) for name, value in params]
+        values = _frozen(params)
         self.stride, self.activation, self.residual = int(stride), activation, bool(residual)
         self.expand = len(values) == 6
         if self.expand:
@@ -85,8 +90,7 @@ class FusedStemBlock(nn.Cell):
 
     def __init__(self, params: list, activation: str, region: Parameter) -> None:
         super().__init__()
-        self.ws, self.bs, self.wd, self.bd, self.wp, self.bp = (
-            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        self.ws, self.bs, self.wd, self.bd, self.wp, self.bp = _frozen(params)
         self.activation = activation
         self.region = region
         self.native_op = irblock.stem_block_op(activation)
@@ -101,8 +105,7 @@ class FusedHeads(nn.Cell):
 
     def __init__(self, params: list) -> None:
         super().__init__()
-        (self.w_hm, self.b_hm, self.w_wh, self.b_wh, self.w_off, self.b_off, self.w_lm, self.b_lm) = (
-            Parameter(value, name=name, requires_grad=False) for name, value in params)
+        (self.w_hm, self.b_hm, self.w_wh, self.b_wh, self.w_off, self.b_off, self.w_lm, self.b_lm) = _frozen(params)
         self.native_op = pointwise.heads_op()
 
     def construct(self, x):
