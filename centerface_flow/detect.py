@@ -1,8 +1,8 @@
 """Inference: images → decoded candidates in original-image pixels (everything before NMS), and the drawings.
 
 One image goes through one *pass* per (scale, flip) combination: pre-process (:mod:`centerface_flow.preprocess`),
-run the network (:mod:`centerface_flow.backends`), keep the ``top_k`` 3×3 heatmap peaks and decode them
-(:func:`centerface_flow.decode.peaks_and_decode`), then map them back to the original image. The candidates of all
+run the network (:mod:`centerface_flow.backends`), choose and decode candidate cells (:mod:`centerface_flow.decode`:
+every cell at or above ``min_score``, or the ``top_k`` 3×3 peaks), then map them back to the original image. The candidates of all
 passes are concatenated (test-time augmentation merged before NMS); NMS happens later
 (:mod:`centerface_flow.postprocess`). The flipped pass of a scale runs in the same batch as the unflipped one.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 
@@ -26,33 +27,68 @@ from centerface_flow.preprocess import (
     read_image,
 )
 
-__all__ = ["InferenceConfig", "collect_images", "detect_image", "draw_detections", "infer_images"]
+__all__ = ["InferenceConfig", "collect_images", "detect_image", "draw_detections", "infer_folder", "infer_images"]
 
 log = logging.getLogger(__name__)
 
 
+#: The recommended test-time augmentation (``--tta``): passes and the cap on the longer side of the largest pass.
+#: See docs/evaluation.md for the scale sets measured and why this one.
+TTA_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+TTA_FLIP = True
+TTA_MAX_SIDE = 2048
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How candidates are computed: size policy, test scales, flip, peaks kept per pass.
+    """How candidates are computed: size policy, test scales, flip, candidate selection.
 
-    ``max_side`` (released policy only; 0 = no cap): images whose longer side exceeds it are processed as if first
-    shrunk to that side (the test scales then apply on top), which bounds time and memory on large photos.
+    ``decode``: ``cells`` keeps every heatmap cell scoring at least ``min_score`` (the authors' decoding);
+    ``peaks`` keeps the ``top_k`` 3x3 local maxima per pass (see :mod:`centerface_flow.decode`).
+    ``max_side`` (released policy only; 0 = no cap): the largest pass of an image never has a longer side than this;
+    every pass of an image is shrunk by the same factor when needed, which bounds time and memory on large photos.
     """
 
     size: str = "released"
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    decode: str = "cells"
+    min_score: float = 0.01
     top_k: int = 200
     letterbox_size: int = LETTERBOX_SIZE
     max_side: int = 0
     passes: tuple[tuple[float, bool], ...] = field(init=False)
 
+    @classmethod
+    def tta(cls, **overrides) -> InferenceConfig:
+        """The recommended test-time augmentation preset (:data:`TTA_SCALES`, flip, :data:`TTA_MAX_SIDE`)."""
+        settings = {"scales": TTA_SCALES, "flip": TTA_FLIP, "max_side": TTA_MAX_SIDE, **overrides}
+        return cls(**settings)
+
+    @classmethod
+    def from_settings(cls, tta: bool = False, where: str = "infer", **settings) -> InferenceConfig:
+        """From the ``infer:`` section of config.yaml or the command-line options (``where`` names them in errors):
+        ``tta`` selects :meth:`tta`, which sets scales, flip and (unless given) ``max_side`` itself."""
+        if not tta:
+            return cls(**{k: (tuple(v) if k == "scales" else v) for k, v in settings.items() if v is not None})
+        chosen = [k for k in ("scales", "flip") if k in settings and settings[k] not in (None, False, [1.0], (1.0,))]
+        if chosen:
+            raise UserError(f"{where}: tta sets the scales and the flip itself; drop {' and '.join(chosen)} (or tta)")
+        settings = {k: v for k, v in settings.items() if k not in ("scales", "flip") and v is not None}
+        return cls.tta(**settings)
+
     def __post_init__(self) -> None:
+        from centerface_flow.decode import DECODE_MODES
+
         if self.size not in SIZE_POLICIES:
             raise UserError(f"size: unknown policy {self.size!r}; choose one of {', '.join(SIZE_POLICIES)}")
         scales = tuple(float(s) for s in self.scales)
-        if not scales or any(s <= 0 for s in scales):
-            raise UserError(f"scales: need one or more positive numbers, got {list(self.scales)}")
+        if not scales or not all(0 < s <= 16 for s in scales):
+            raise UserError(f"scales: need one or more numbers in (0, 16], got {list(self.scales)}")
+        if self.decode not in DECODE_MODES:
+            raise UserError(f"decode: unknown mode {self.decode!r}; choose one of {', '.join(DECODE_MODES)}")
+        if not 0.0 < self.min_score < 1.0:
+            raise UserError(f"min_score: must be in (0, 1), got {self.min_score}")
         if self.top_k <= 0:
             raise UserError(f"top_k: must be positive, got {self.top_k}")
         if self.max_side < 0:
@@ -67,26 +103,44 @@ class InferenceConfig:
         return meta
 
 
-def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig) -> tuple[np.ndarray, ...]:
-    """Candidates of one BGR image: boxes (M, 4), scores (M,), landmarks (M, 5, 2) in original pixels, and
-    passes (M,) uint8 (index into ``cfg.passes``), sorted by descending score."""
-    from centerface_flow.decode import peaks_and_decode
+def _decode_pass(cfg: InferenceConfig, outputs, b: int, input_hw: tuple[int, int], landmark_origin: str):
+    from centerface_flow.decode import decode_cells, find_cells, peaks_and_decode
 
+    heatmap, size, offset, landmarks = (o[b] for o in outputs)
+    if cfg.decode == "peaks":
+        return peaks_and_decode(heatmap, size, offset, landmarks, k=cfg.top_k, landmark_origin=landmark_origin)
+    rows, cols = find_cells(heatmap, cfg.min_score)
+    return decode_cells(rows, cols, heatmap, size, offset, landmarks, landmark_origin=landmark_origin,
+                        clamp_to=input_hw)
+
+
+def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig,
+                 pass_seconds: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Candidates of one BGR image: boxes (M, 4), scores (M,), landmarks (M, 5, 2) in original pixels, and
+    passes (M,) uint8 (index into ``cfg.passes``), sorted by descending score.
+
+    ``pass_seconds`` (len(cfg.passes),): when given, each pass's wall time is added to it (a flipped pass shares
+    its batch with the unflipped one, so the two split that batch's time).
+    """
     meta = runner.meta
-    longest = max(image_bgr.shape[:2])
+    longest = max(image_bgr.shape[:2]) * max(cfg.scales)
     base = min(1.0, cfg.max_side / longest) if cfg.max_side and cfg.size == "released" else 1.0
     parts = []
     for scale in cfg.scales:
+        start = time.perf_counter()
         flips = (False, True) if cfg.flip else (False,)
         prepared = [prepare(image_bgr, cfg.size, meta.input_format, meta.mean, meta.std, scale=scale * base, flip=f,
                             letterbox_size=cfg.letterbox_size) for f in flips]
-        heatmap, size, offset, landmarks = runner(np.stack([chw for chw, _ in prepared]))
+        outputs = runner(np.stack([chw for chw, _ in prepared]))
         for b, (_, transform) in enumerate(prepared):
-            dets = peaks_and_decode(heatmap[b], size[b], offset[b], landmarks[b], k=cfg.top_k,
-                                    landmark_origin=meta.landmark_origin)
+            dets = _decode_pass(cfg, outputs, b, (transform.input_h, transform.input_w), meta.landmark_origin)
             index = cfg.passes.index((scale, transform.flipped))
             parts.append((transform.boxes_to_original(dets.boxes), dets.scores,
                           transform.landmarks_to_original(dets.landmarks), np.full(len(dets), index, np.uint8)))
+        if pass_seconds is not None:
+            for _, transform in prepared:
+                pass_seconds[cfg.passes.index((scale, transform.flipped))] += (time.perf_counter() - start) / len(
+                    prepared)
     boxes, scores, landmarks, passes = (np.concatenate(p) for p in zip(*parts))
     order = np.argsort(-scores, kind="stable")
     return boxes[order], scores[order], landmarks[order], passes[order]
@@ -108,6 +162,7 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
     from tqdm import tqdm
 
     builder = CandidatesBuilder()
+    pass_seconds = np.zeros(len(cfg.passes))
     for count, (path, rel) in enumerate(tqdm(images, desc="infer", unit="img", disable=not progress,
                                              dynamic_ncols=True)):
         if not progress and count and count % 50 == 0:
@@ -118,11 +173,43 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
             log.error("skipping %s", exc)
             builder.failed.append(rel)
             continue
-        boxes, scores, landmarks, passes = detect_image(runner, image, cfg)
+        boxes, scores, landmarks, passes = detect_image(runner, image, cfg, pass_seconds)
         builder.add(rel, (image.shape[1], image.shape[0]), boxes, scores, landmarks, passes)
-    meta = {"inference": cfg.to_meta(), "weights": str(runner.weights), "backend": runner.backend,
+    meta = {"inference": cfg.to_meta(), "pass_seconds": [round(float(t), 3) for t in pass_seconds], "weights": str(runner.weights), "backend": runner.backend,
             "runner": runner.description, "model_meta": asdict(runner.meta) if is_dataclass(runner.meta) else vars(runner.meta), **(extra_meta or {})}
     return builder.build(meta)
+
+
+def infer_folder(weights: str | os.PathLike, images_dir: str | os.PathLike, out: str | os.PathLike,
+                 cfg: InferenceConfig, backend: str | None = None, mode: str = "graph", pad_multiple: int | None = None,
+                 limit: int | None = None, progress: bool = False) -> Candidates:
+    """``centerface infer``: every image under ``images_dir`` through ``weights`` -> candidates file ``out``.
+
+    Returns the candidates written (``failed`` lists the unreadable images). ``pad_multiple`` None = the default
+    for ``cfg`` (:func:`centerface_flow.backends.default_pad_multiple`).
+    """
+    import time
+
+    from centerface_flow.backends import default_pad_multiple, make_runner
+    from centerface_flow.candidates import save_candidates
+
+    images = collect_images(images_dir)[:limit]
+    if not images:
+        raise UserError(f"{images_dir}: no images found (expected <event>/<image>.jpg)")
+    pad = pad_multiple if pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
+    runner = make_runner(weights, backend, mode, pad)
+    log.info("%s: %d images, size %s, scales %s, flip %s, decode %s", runner.description, len(images), cfg.size,
+             list(cfg.scales), cfg.flip, cfg.decode)
+    start = time.perf_counter()
+    cands = infer_images(runner, images, cfg, progress=progress, extra_meta={"images": str(images_dir)})
+    seconds = time.perf_counter() - start
+    cands.meta["seconds"] = round(seconds, 2)
+    save_candidates(out, cands)
+    log.info("%d images in %.1f s (%.0f ms per image), %d candidates -> %s", len(cands), seconds,
+             1000 * seconds / max(len(images), 1), len(cands.scores), out)
+    if cands.failed:
+        log.error("%d images could not be read: %s", len(cands.failed), ", ".join(cands.failed))
+    return cands
 
 
 def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ Semantics (those of the soft-NMS used by the MindSpore model zoo's CenterFace te
 3. Repeat until no box remains. Kept boxes come out in selection order, so their final scores never increase.
 
 Unlike the model zoo, callers receive only the kept boxes (not the whole reordered array with stale rows).
+
+:func:`hard_nms_vote` is hard NMS with box voting: the same boxes are kept, each moved to the score-weighted mean of
+itself and the boxes it suppressed (it merges the passes of test-time augmentation rather than choosing one).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["NMS_METHODS", "have_kernel", "nms", "soft_nms_numpy"]
+__all__ = ["NMS_METHODS", "hard_nms_vote", "hard_nms_vote_numpy", "have_kernel", "nms", "soft_nms_numpy"]
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,10 @@ log = logging.getLogger(__name__)
 NMS_METHODS = {"hard": 0, "linear": 1, "gaussian": 2}
 
 try:
+    from centerface_flow._kernels.nms import hard_nms_vote as _vote_kernel
     from centerface_flow._kernels.nms import soft_nms as _soft_nms_kernel
 except ImportError:  # pragma: no cover - only when the package was installed without building the kernels
-    _soft_nms_kernel = None
+    _soft_nms_kernel = _vote_kernel = None
 
 
 def have_kernel() -> bool:
@@ -121,3 +125,39 @@ def nms(
     boxes, scores, code = _check(boxes, scores, method)
     return _soft_nms_kernel(boxes, scores, code, float(iou_threshold), float(sigma), float(final_threshold),
                             float(offset))
+
+
+def hard_nms_vote_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3,
+                        offset: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of the box-voting kernel: ``keep`` (M,) intp in selection order, voted boxes (M, 4) float32."""
+    boxes, scores, _ = _check(boxes, scores, "hard")
+    b = boxes.astype(np.float64)
+    s = scores.astype(np.float64)
+    area = (b[:, 2] - b[:, 0] + offset) * (b[:, 3] - b[:, 1] + offset)
+    order = np.lexsort((np.arange(len(s)), -s))
+    alive = np.ones(len(s), bool)
+    keep, voted = [], []
+    for a, i in enumerate(order):
+        if not alive[i]:
+            continue
+        rest = order[a + 1:][alive[order[a + 1:]]]
+        iw = np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + offset
+        ih = np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]) + offset
+        inter = iw * ih
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gone = rest[(iw > 0) & (ih > 0) & (inter / (area[i] + area[rest] - inter) > iou_threshold)]
+        alive[gone] = False
+        group = np.concatenate([[i], gone])
+        weight = s[group]
+        keep.append(i)
+        voted.append(weight @ b[group] / weight.sum() if weight.sum() > 0 else b[i])
+    return np.asarray(keep, dtype=np.intp), np.asarray(voted, dtype=np.float32).reshape(-1, 4)
+
+
+def hard_nms_vote(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3, offset: float = 1.0,
+                  use_kernel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Hard NMS with box voting (see the module docstring): ``keep`` (M,) intp, voted boxes (M, 4) float32."""
+    if not use_kernel or _vote_kernel is None:
+        return hard_nms_vote_numpy(boxes, scores, iou_threshold, offset)
+    boxes, scores, _ = _check(boxes, scores, "hard")
+    return _vote_kernel(boxes, scores, float(iou_threshold), float(offset))

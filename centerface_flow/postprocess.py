@@ -35,7 +35,7 @@ import numpy as np
 from centerface_flow.candidates import Candidates
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text
-from centerface_flow.nms import NMS_METHODS, nms
+from centerface_flow.nms import NMS_METHODS, hard_nms_vote, nms
 
 __all__ = [
     "LANDMARKS_FILE",
@@ -63,26 +63,35 @@ class PostprocessConfig:
     """Settings of the candidates → detections step.
 
     ``nms_iou`` is the IoU above which hard NMS removes a box and linear soft-NMS decays it (``Nt``);
-    ``sigma`` is the gaussian soft-NMS width; ``soft_threshold`` drops boxes whose decayed score falls below it
-    (the model zoo's ``threshold=0.001``); ``max_dets`` caps the detections per image (0 = no cap);
-    ``clip`` clips boxes to the image before NMS.
+    ``nms_plus_one`` adds one pixel to widths and heights in NMS overlaps (the model zoo's and the WIDER evaluator's
+    convention; the released model's authors use continuous boxes, ``False``); ``sigma`` is the gaussian soft-NMS
+    width; ``soft_threshold`` drops boxes whose decayed score falls below it (the model zoo's ``threshold=0.001``);
+    ``box_voting`` (hard NMS only) replaces each kept box by the score-weighted mean of itself and the candidates it
+    suppressed, which merges the passes of test-time augmentation instead of picking one of them;
+    ``max_dets`` caps the detections per image (0 = no cap); ``clip`` clips boxes to the image before NMS.
     """
 
     score_threshold: float = 0.02
-    nms: str = "gaussian"
-    nms_iou: float = 0.4
+    nms: str = "hard"
+    nms_iou: float = 0.3
+    nms_plus_one: bool = False
+    box_voting: bool = False
     sigma: float = 0.5
     soft_threshold: float = 0.001
-    max_dets: int = 1000
+    max_dets: int = 0
     clip: bool = True
 
     def __post_init__(self) -> None:
         if self.nms not in NMS_METHODS:
             raise UserError(f"nms: unknown method {self.nms!r}; choose one of {', '.join(NMS_METHODS)}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise UserError(f"score_threshold: must be in [0, 1), got {self.score_threshold}")
         if not 0.0 <= self.nms_iou <= 1.0:
             raise UserError(f"nms_iou: must be in [0, 1], got {self.nms_iou}")
-        if self.sigma <= 0:
+        if not self.sigma > 0:
             raise UserError(f"sigma: must be positive, got {self.sigma}")
+        if self.box_voting and self.nms != "hard":
+            raise UserError(f"box_voting: needs nms 'hard' (soft-NMS keeps overlapping boxes), got {self.nms!r}")
         if self.max_dets < 0:
             raise UserError(f"max_dets: must be >= 0, got {self.max_dets}")
 
@@ -99,10 +108,16 @@ def select(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, size: t
         boxes = boxes.copy()
         np.clip(boxes[:, 0::2], 0, size[0], out=boxes[:, 0::2])
         np.clip(boxes[:, 1::2], 0, size[1], out=boxes[:, 1::2])
-    keep, final = nms(boxes, scores, cfg.nms, cfg.nms_iou, cfg.sigma, cfg.soft_threshold)
+    offset = 1.0 if cfg.nms_plus_one else 0.0
+    if cfg.box_voting:
+        keep, kept_boxes = hard_nms_vote(boxes, scores, cfg.nms_iou, offset)
+        final = scores[keep]
+    else:
+        keep, final = nms(boxes, scores, cfg.nms, cfg.nms_iou, cfg.sigma, cfg.soft_threshold, offset)
+        kept_boxes = boxes[keep]
     if cfg.max_dets:
-        keep, final = keep[: cfg.max_dets], final[: cfg.max_dets]
-    return boxes[keep], final, landmarks[keep]
+        keep, final, kept_boxes = keep[: cfg.max_dets], final[: cfg.max_dets], kept_boxes[: cfg.max_dets]
+    return kept_boxes, final, landmarks[keep]
 
 
 def format_wider(name: str, boxes: np.ndarray, scores: np.ndarray) -> str:

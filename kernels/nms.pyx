@@ -117,3 +117,80 @@ def soft_nms(
                             continue
                 k += 1
     return keep_arr[:n_keep].copy(), kept_arr[:n_keep].copy()
+
+
+def hard_nms_vote(
+    const float[:, ::1] boxes,
+    const float[::1] scores,
+    double iou_threshold,
+    double offset,
+):
+    """Hard NMS with box voting: each kept box becomes the score-weighted mean of itself and of the boxes it
+    suppressed (``ov > iou_threshold``, areas with ``+ offset``). Selection order and kept indices are those of
+    ``soft_nms(..., method=HARD)``.
+
+    Returns
+    -------
+    keep : (M,) intp, input indices in selection order
+    voted : (M, 4) float32, the voted boxes
+    """
+    cdef Py_ssize_t n = boxes.shape[0]
+    if scores.shape[0] != n:
+        raise ValueError(f"boxes has {n} rows but scores has {scores.shape[0]}")
+    order_arr = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64))).astype(np.intp)
+    cdef Py_ssize_t[::1] order = order_arr
+    cdef double[::1] area = np.empty(n, dtype=np.float64)
+    cdef unsigned char[::1] alive = np.ones(n, dtype=np.uint8)
+    keep_arr = np.empty(n, dtype=np.intp)
+    voted_arr = np.empty((n, 4), dtype=np.float32)
+    cdef Py_ssize_t[::1] keep = keep_arr
+    cdef float[:, ::1] voted = voted_arr
+    cdef Py_ssize_t a, c, i, j, n_keep = 0
+    cdef double iw, ih, inter, ov, w, sw, s0, s1, s2, s3
+
+    with nogil:
+        for i in range(n):
+            area[i] = (boxes[i, 2] - boxes[i, 0] + offset) * (boxes[i, 3] - boxes[i, 1] + offset)
+        for a in range(n):
+            i = order[a]
+            if not alive[i]:
+                continue
+            w = scores[i]
+            sw = w
+            s0 = w * boxes[i, 0]
+            s1 = w * boxes[i, 1]
+            s2 = w * boxes[i, 2]
+            s3 = w * boxes[i, 3]
+            for c in range(a + 1, n):
+                j = order[c]
+                if not alive[j]:
+                    continue
+                iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + offset
+                if iw <= 0:
+                    continue
+                ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + offset
+                if ih <= 0:
+                    continue
+                inter = iw * ih
+                ov = inter / (area[i] + area[j] - inter)
+                if ov > iou_threshold:
+                    alive[j] = 0
+                    w = scores[j]
+                    sw += w
+                    s0 += w * boxes[j, 0]
+                    s1 += w * boxes[j, 1]
+                    s2 += w * boxes[j, 2]
+                    s3 += w * boxes[j, 3]
+            keep[n_keep] = i
+            if sw > 0:
+                voted[n_keep, 0] = <float>(s0 / sw)
+                voted[n_keep, 1] = <float>(s1 / sw)
+                voted[n_keep, 2] = <float>(s2 / sw)
+                voted[n_keep, 3] = <float>(s3 / sw)
+            else:
+                voted[n_keep, 0] = boxes[i, 0]
+                voted[n_keep, 1] = boxes[i, 1]
+                voted[n_keep, 2] = boxes[i, 2]
+                voted[n_keep, 3] = boxes[i, 3]
+            n_keep += 1
+    return keep_arr[:n_keep].copy(), voted_arr[:n_keep].copy()

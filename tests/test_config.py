@@ -18,7 +18,7 @@ def config():
 def test_shipped_config_is_valid_and_gets_defaults(config):
     del config["postprocess"]["max_dets"]
     filled = validate_config(config)
-    assert filled["postprocess"]["max_dets"] == 1000
+    assert filled["postprocess"]["max_dets"] == 0
     assert "max_dets" not in config["postprocess"]  # the input is not modified
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from centerface_flow.decode import Detections, decode_cells, find_peaks, peaks_and_decode
+from centerface_flow.decode import Detections, decode_cells, find_cells, find_peaks, peaks_and_decode
 
 STRIDE = 4
 
@@ -100,3 +100,33 @@ def test_shape_and_origin_validation():
         peaks_and_decode(z((4, 4)), z((2, 4, 4)), z((2, 4, 4)), z((10, 4, 4)))
     with pytest.raises(ValueError, match="landmark_origin"):
         decode_cells([0], [0], z((1, 4, 4)), z((2, 4, 4)), z((2, 4, 4)), z((10, 4, 4)), landmark_origin="corner")
+
+
+def test_find_cells_keeps_every_cell_at_or_above_the_floor_best_first():
+    hm = np.zeros((1, 4, 5), np.float32)
+    hm[0, 1, 1], hm[0, 1, 2], hm[0, 3, 4], hm[0, 0, 0] = 0.9, 0.5, 0.5, 0.01
+    rows, cols = find_cells(hm, 0.01)
+    # neighbours of a stronger cell are kept too (a 3x3 peak filter would drop (1, 2)); ties in row-major order
+    assert list(zip(rows.tolist(), cols.tolist())) == [(1, 1), (1, 2), (3, 4), (0, 0)]
+    assert find_cells(hm, 0.6)[0].tolist() == [1]
+    assert find_cells(np.zeros((1, 3, 3), np.float32), 0.01)[0].shape == (0,)
+
+
+def test_clamped_decoding_shifts_boxes_at_the_top_left_and_cuts_at_the_bottom_right():
+    # released-model conventions (landmark origin = box centre): a 40x40 face centred at (8, 100) in a 64x128 input
+    # (height 128, width 64) crosses the left border; one centred at (60, 120) crosses right and bottom.
+    hm = np.zeros((1, 32, 16), np.float32)
+    wh = np.full((2, 32, 16), math.log(40 / 16), np.float32)
+    off = np.zeros((2, 32, 16), np.float32)
+    kps = np.zeros((10, 32, 16), np.float32)
+    kps[0::2], kps[1::2] = -0.25, 0.1  # every landmark at centre + (-10, +4)
+    rows, cols = np.array([25, 30]), np.array([2, 15])
+    det = decode_cells(rows, cols, hm, wh, off, kps, landmark_origin="center", clamp_to=(128, 64))
+    # left face: unclamped x1 = 8 - 20 = -12 -> 0, the box keeps its 40 px width: x2 = 40; landmarks move +12
+    np.testing.assert_allclose(det.boxes[0], [0, 80, 40, 120], atol=1e-4)
+    np.testing.assert_allclose(det.landmarks[0], np.tile([8 - 10 + 12, 100 + 4], (5, 1)), atol=1e-4)
+    # right/bottom face: corner (40, 100) inside, far sides cut at the border; landmarks unchanged
+    np.testing.assert_allclose(det.boxes[1], [40, 100, 64, 128], atol=1e-4)
+    np.testing.assert_allclose(det.landmarks[1], np.tile([50, 124], (5, 1)), atol=1e-4)
+    unclamped = decode_cells(rows, cols, hm, wh, off, kps, landmark_origin="center")
+    np.testing.assert_allclose(unclamped.boxes[0], [-12, 80, 28, 120], atol=1e-4)

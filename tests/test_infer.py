@@ -89,12 +89,41 @@ def test_max_side_caps_the_input_and_keeps_original_coordinates():
     assert seen == [(320, 480)], "images below the cap are untouched"
 
 
+def test_tta_preset_and_its_command_line():
+    from centerface_flow.cli import build_parser
+    from centerface_flow.commands.infer import inference_config_from_args
+    from centerface_flow.detect import TTA_MAX_SIDE, TTA_SCALES
+    from centerface_flow.errors import UserError
+
+    base = ["infer", "--weights", "w.ckpt", "--images", "i", "--out", "o.npz"]
+    cfg = inference_config_from_args(build_parser().parse_args(base + ["--tta"]))
+    assert cfg == InferenceConfig.tta() and cfg.scales == TTA_SCALES and cfg.flip and cfg.max_side == TTA_MAX_SIDE
+    assert inference_config_from_args(build_parser().parse_args(base + ["--tta", "--max-side", "999"])).max_side == 999
+    with pytest.raises(UserError, match="tta"):
+        inference_config_from_args(build_parser().parse_args(base + ["--tta", "--scales", "1", "2"]))
+    plain = inference_config_from_args(build_parser().parse_args(base))
+    assert plain == InferenceConfig() and plain.decode == "cells" and plain.max_side == 0
+
+
+def test_max_side_caps_the_largest_pass():
+    seen = []
+
+    class Recording(SquareFinder):
+        def __call__(self, batch):
+            seen.append(batch.shape[2:])
+            return super().__call__(batch)
+
+    detect_image(Recording(), square_photo(480, 320), InferenceConfig(scales=(1.0, 2.0), max_side=480))
+    assert seen == [(160, 256), (320, 480)], "x2 would be 960 wide: every pass shrinks by half"
+
+
 def test_inference_config_checks():
     from centerface_flow.errors import UserError
 
     assert InferenceConfig(scales=(0.5, 1), flip=True).passes == ((0.5, False), (0.5, True), (1.0, False),
                                                                   (1.0, True))
-    for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}, {"max_side": -1}):
+    for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}, {"max_side": -1},
+                {"decode": "blobs"}, {"min_score": 0.0}, {"min_score": float("nan")}, {"scales": (float("inf"),)}):
         with pytest.raises(UserError):
             InferenceConfig(**bad)
 
@@ -139,7 +168,7 @@ def test_infer_command_with_released_onnx(tmp_path, released_onnx):
     root = wider_folder(tmp_path / "imgs", corrupt=True)
     out = tmp_path / "cands.npz"
     res = run_cli("infer", "--weights", str(released_onnx), "--images", str(root), "--out", str(out), "--flip",
-                  "--scales", "0.5", "1", "--top-k", "50")
+                  "--scales", "0.5", "1", "--decode", "peaks", "--top-k", "50")
     assert res.returncode == 1, res.stderr  # the corrupt image makes the run fail, after writing the file
     assert "c.jpg" in res.stderr
     cands = load_candidates(out)

@@ -155,3 +155,24 @@ def test_bad_arguments():
         nms(np.zeros((1, 4)), np.zeros(1), method="soft")
     with pytest.raises(ValueError, match="rows"):
         nms(np.zeros((2, 4)), np.zeros(1))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_box_voting_kernel_matches_its_twin_and_keeps_what_hard_nms_keeps(offset):
+    from centerface_flow.nms import hard_nms_vote, hard_nms_vote_numpy, have_kernel
+
+    if not have_kernel():
+        pytest.skip("Cython kernels not built")
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(0, 200))
+        xy = rng.uniform(0, 100, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (n, 2))], 1).astype(np.float32)
+        scores = rng.uniform(0, 1, n).astype(np.float32)
+        scores[: n // 4] = 0.5  # ties: the lowest index wins, as in nms()
+        keep, voted = hard_nms_vote(boxes, scores, 0.3, offset)
+        keep_np, voted_np = hard_nms_vote_numpy(boxes, scores, 0.3, offset)
+        np.testing.assert_array_equal(keep, keep_np)
+        np.testing.assert_array_equal(keep, nms(boxes, scores, "hard", 0.3, offset=offset)[0])
+        np.testing.assert_allclose(voted, voted_np, atol=1e-4)
+        assert voted.shape == (len(keep), 4)

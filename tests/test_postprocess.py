@@ -82,6 +82,32 @@ def test_select_threshold_nms_and_cap():
         PostprocessConfig(nms="soft")
 
 
+def test_nms_iou_convention_plus_one_or_continuous():
+    # two 10x10 boxes shifted by 4 px: continuous IoU 60 / 140 = 0.4286; with +1 pixel 77 / 165 = 0.4667
+    boxes = np.array([[0, 0, 10, 10], [4, 0, 14, 10]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    lms = np.zeros((2, 5, 2), np.float32)
+    cfg = dict(score_threshold=0.0, nms="hard", nms_iou=0.45)
+    assert len(select(boxes, scores, lms, (100, 100), PostprocessConfig(**cfg, nms_plus_one=False))[1]) == 2
+    assert len(select(boxes, scores, lms, (100, 100), PostprocessConfig(**cfg, nms_plus_one=True))[1]) == 1
+
+
+def test_box_voting_averages_the_overlapping_candidates_by_score():
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.6, 0.2, 0.5], np.float32)
+    lms = np.arange(30, dtype=np.float32).reshape(3, 5, 2)
+    cfg = PostprocessConfig(score_threshold=0.0, nms="hard", nms_iou=0.3, box_voting=True)
+    b, s, lm = select(boxes, scores, lms, (100, 100), cfg)
+    np.testing.assert_allclose(s, [0.6, 0.5])  # scores of the kept boxes
+    np.testing.assert_allclose(b[0], [0.5, 0, 10.5, 10], atol=1e-5)  # (0.6 * 0 + 0.2 * 2) / 0.8
+    np.testing.assert_allclose(b[1], boxes[2])
+    np.testing.assert_array_equal(lm, lms[[0, 2]])
+    with pytest.raises(UserError, match="box_voting"):
+        PostprocessConfig(nms="gaussian", box_voting=True)
+    with pytest.raises(UserError, match="score_threshold"):
+        PostprocessConfig(score_threshold=float("nan"))
+
+
 def test_write_tree_format(tmp_path):
     cands = make_candidates()
     cfg = PostprocessConfig(score_threshold=0.2, nms="hard", nms_iou=0.3)

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     from centerface_flow.backends import default_pad_multiple, make_runner
     from centerface_flow.commands.postprocess import config_from_args
-    from centerface_flow.detect import InferenceConfig, detect_image, draw_detections
+    from centerface_flow.commands.infer import inference_config_from_args
+    from centerface_flow.detect import detect_image, draw_detections
     from centerface_flow.errors import UserError
     from centerface_flow.io import atomic_write_bytes
     from centerface_flow.postprocess import format_landmark_rows, select, update_landmarks_table, write_image_result
@@ -82,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{seen[stem]} and {path} would both write {stem}.txt; detect them into separate --out "
                             "folders")
         seen[stem] = path
-    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k,
-                          max_side=args.max_side)
+    cfg = inference_config_from_args(args)
     post = config_from_args(args)
     pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
     runner = make_runner(args.weights, args.backend, args.mode, pad)

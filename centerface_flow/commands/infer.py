@@ -1,13 +1,14 @@
 """``centerface infer``: one checkpoint (or ONNX file) × one image folder → one candidates file (.npz).
 
-Runs the network and keeps, per image and per test pass (scale × flip), the top-K decoded heatmap peaks in
-original-image pixels, before any score threshold or NMS; `centerface postprocess` turns them into detections.
+Runs the network and keeps, per image and per test pass (scale × flip), the decoded candidates in original-image
+pixels (every heatmap cell above a floor, or the top-K peaks), before any score threshold or NMS;
+`centerface postprocess` turns them into detections.
 """
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_inference_options", "register", "run"]
+__all__ = ["add_inference_options", "inference_config_from_args", "register", "run"]
 
 
 def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> None:
@@ -27,20 +28,44 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                              "image sizes share a few compiled graphs; outputs are exactly those of the unpadded "
                              "image (native kernels). 0 = off (default: 128, 0 for letterbox at one scale)")
     if tta:
+        from centerface_flow.decode import DECODE_MODES
+        from centerface_flow.detect import TTA_MAX_SIDE, TTA_SCALES, InferenceConfig
+
+        d = InferenceConfig()
+        parser.add_argument("--decode", choices=DECODE_MODES, default=d.decode,
+                            help="cells: every heatmap cell scoring at least --min-score, decoded as the released "
+                                 "model's authors do (nothing lost before NMS); peaks: the --top-k 3x3 heatmap "
+                                 "maxima per pass (CenterNet / model zoo) (default: %(default)s)")
+        parser.add_argument("--min-score", type=float, default=d.min_score, metavar="S",
+                            help="cells: candidate floor, below any post-processing threshold (default: %(default)s)")
+        parser.add_argument("--top-k", type=int, default=d.top_k,
+                            help="peaks: heatmap peaks kept per image and pass (default: %(default)s, as the model "
+                                 "zoo)")
         parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (TTA)")
-        parser.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+        parser.add_argument("--scales", type=float, nargs="+", default=list(d.scales), metavar="S",
                             help="test scales relative to the size policy (TTA), e.g. 0.5 1 1.5 (default: 1)")
-        parser.add_argument("--max-side", type=int, default=0, metavar="PX",
-                            help="released size: process images whose longer side exceeds PX as if shrunk to PX "
-                                 "(bounds time and memory on large photos; default 0 = no cap)")
-        parser.add_argument("--top-k", type=int, default=200,
-                            help="heatmap peaks kept per image and pass (default: %(default)s, as the model zoo)")
+        parser.add_argument("--max-side", type=int, default=None, metavar="PX",
+                            help="released size: shrink all passes of an image alike so that its largest pass has "
+                                 "no side longer than PX (bounds time and memory on large photos; default: no cap, "
+                                 f"{TTA_MAX_SIDE} with --tta)")
+        parser.add_argument("--tta", action="store_true",
+                            help=f"the recommended test-time augmentation: scales {' '.join(map(str, TTA_SCALES))}, "
+                                 f"with flip, largest pass capped at {TTA_MAX_SIDE} px (not with --scales/--flip)")
+
+
+def inference_config_from_args(args: argparse.Namespace):
+    """The :class:`InferenceConfig` the inference options ask for (``--tta`` sets scales, flip and the cap)."""
+    from centerface_flow.detect import InferenceConfig
+
+    return InferenceConfig.from_settings(tta=args.tta, where="--tta", size=args.size, decode=args.decode,
+                                         min_score=args.min_score, top_k=args.top_k, scales=args.scales,
+                                         flip=args.flip, max_side=args.max_side)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "infer",
-        help="network inference on a WIDER-layout image folder -> top-K candidates per image (.npz)",
+        help="network inference on a WIDER-layout image folder -> candidates per image (.npz)",
         description=__doc__,
     )
     add_inference_options(parser)
@@ -53,35 +78,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import time
+    from centerface_flow.detect import infer_folder
 
-    from centerface_flow.backends import default_pad_multiple, make_runner
-    from centerface_flow.candidates import save_candidates
-    from centerface_flow.detect import InferenceConfig, collect_images, infer_images
-    from centerface_flow.errors import UserError
-
-    log = logging.getLogger(__name__)
-    cfg = InferenceConfig(size=args.size, scales=tuple(args.scales), flip=args.flip, top_k=args.top_k,
-                          max_side=args.max_side)
-    images = collect_images(args.images)
-    if args.limit is not None:
-        images = images[: args.limit]
-    if not images:
-        raise UserError(f"{args.images}: no images found (expected <event>/<image>.jpg)")
-    pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
-    runner = make_runner(args.weights, args.backend, args.mode, pad)
-    log.info("%s: %d images, size %s, scales %s, flip %s, top-k %d", runner.description, len(images), cfg.size,
-             list(cfg.scales), cfg.flip, cfg.top_k)
-    start = time.perf_counter()
-    cands = infer_images(runner, images, cfg, progress=not args.no_progress,
-                         extra_meta={"images": str(args.images)})
-    seconds = time.perf_counter() - start
-    cands.meta["seconds"] = round(seconds, 2)
-    save_candidates(args.out, cands)
-    log.info("%d images in %.1f s (%.0f ms per image), %d candidates -> %s", len(cands), seconds,
-             1000 * seconds / max(len(images), 1), len(cands.scores), args.out)
-    if cands.failed:
-        log.error("%d images could not be read: %s", len(cands.failed), ", ".join(cands.failed))
-        return 1
-    return 0
+    cands = infer_folder(args.weights, args.images, args.out, inference_config_from_args(args), backend=args.backend,
+                         mode=args.mode, pad_multiple=args.pad_multiple, limit=args.limit,
+                         progress=not args.no_progress)
+    return 1 if cands.failed else 0

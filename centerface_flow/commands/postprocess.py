@@ -11,17 +11,24 @@ __all__ = ["add_postprocess_options", "config_from_args", "register", "run"]
 
 def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
     """The score/NMS options shared by ``postprocess`` and ``detect`` (defaults: ``PostprocessConfig``)."""
+    from centerface_flow.nms import NMS_METHODS
     from centerface_flow.postprocess import PostprocessConfig
 
     d = PostprocessConfig()
     group = parser.add_argument_group("score threshold and NMS")
     group.add_argument("--score-threshold", type=float, default=d.score_threshold,
                        help="drop candidates scoring below this before NMS (default: %(default)s)")
-    group.add_argument("--nms", choices=["hard", "linear", "gaussian"], default=d.nms,
+    group.add_argument("--nms", choices=list(NMS_METHODS), default=d.nms,
                        help="hard NMS, or soft-NMS with linear or gaussian decay (default: %(default)s)")
     group.add_argument("--nms-iou", type=float, default=d.nms_iou,
                        help="IoU above which hard NMS removes and linear soft-NMS decays a box (Nt; "
                             "default: %(default)s)")
+    group.add_argument("--nms-plus-one", action=argparse.BooleanOptionalAction, default=d.nms_plus_one,
+                       help="add 1 pixel to widths/heights in NMS overlaps (model zoo, WIDER evaluator); the "
+                            "released model's authors use continuous boxes (default: %(default)s)")
+    group.add_argument("--box-voting", action=argparse.BooleanOptionalAction, default=d.box_voting,
+                       help="hard NMS: replace each kept box by the score-weighted mean of itself and the candidates it "
+                            "suppressed (merges test-time augmentation passes; default: %(default)s)")
     group.add_argument("--sigma", type=float, default=d.sigma,
                        help="gaussian soft-NMS: score *= exp(-IoU^2 / sigma) (default: %(default)s)")
     group.add_argument("--soft-threshold", type=float, default=d.soft_threshold,
@@ -36,8 +43,8 @@ def config_from_args(args: argparse.Namespace):
     from centerface_flow.postprocess import PostprocessConfig
 
     return PostprocessConfig(score_threshold=args.score_threshold, nms=args.nms, nms_iou=args.nms_iou,
-                             sigma=args.sigma, soft_threshold=args.soft_threshold, max_dets=args.max_dets,
-                             clip=args.clip)
+                             nms_plus_one=args.nms_plus_one, box_voting=args.box_voting, sigma=args.sigma,
+                             soft_threshold=args.soft_threshold, max_dets=args.max_dets, clip=args.clip)
 
 
 def register(subparsers) -> None:
