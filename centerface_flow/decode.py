@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "DECODE_MODES",
     "LANDMARK_ORIGINS",
     "NUM_LANDMARKS",
     "SIZE_DIVISOR",
     "STRIDE",
     "Detections",
-    "DECODE_MODES",
     "decode_cells",
     "find_cells",
     "find_peaks",

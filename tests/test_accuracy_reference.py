@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 def one_image_per_event(widerface, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("val61")
     for event in sorted((widerface / "WIDER_val" / "images").iterdir()):
-        first = sorted(event.glob("*.jpg"))[0]
+        first = min(event.glob("*.jpg"))
         (root / event.name).mkdir()
         (root / event.name / first.name).symlink_to(first)
     return root

@@ -87,7 +87,7 @@ def test_nms_iou_convention_plus_one_or_continuous():
     boxes = np.array([[0, 0, 10, 10], [4, 0, 14, 10]], np.float32)
     scores = np.array([0.9, 0.8], np.float32)
     lms = np.zeros((2, 5, 2), np.float32)
-    cfg = dict(score_threshold=0.0, nms="hard", nms_iou=0.45)
+    cfg = {"score_threshold": 0.0, "nms": "hard", "nms_iou": 0.45}
     assert len(select(boxes, scores, lms, (100, 100), PostprocessConfig(**cfg, nms_plus_one=False))[1]) == 2
     assert len(select(boxes, scores, lms, (100, 100), PostprocessConfig(**cfg, nms_plus_one=True))[1]) == 1
 

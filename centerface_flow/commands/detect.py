@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from centerface_flow.backends import default_pad_multiple, make_runner
-    from centerface_flow.commands.postprocess import config_from_args
     from centerface_flow.commands.infer import inference_config_from_args
+    from centerface_flow.commands.postprocess import config_from_args
     from centerface_flow.detect import detect_image, draw_detections
     from centerface_flow.errors import UserError
     from centerface_flow.io import atomic_write_bytes
