@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("ours, default single pass", InferenceConfig(), 0.5, "single"),
             ("ours, model zoo letterbox 832, IoU 0.4", InferenceConfig(size="letterbox"), 0.4, "letterbox")]
     if not args.skip_tta:
-        runs.insert(1, ("ours, --tta", InferenceConfig.tta(), 0.5, "tta"))
+        runs.insert(1, ("ours, --tta", InferenceConfig(tta=True), 0.5, "tta"))
     for label, cfg, iou, key in runs:
         start = time.perf_counter()
         cands = infer_folder(weights, args.images, work / f"{key}.npz", cfg, backend=args.backend)

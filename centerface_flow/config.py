@@ -1,6 +1,7 @@
 """The workflow configuration: schema validation with errors that name the key, defaults, and epoch selection.
 
-Used by ``rules/common.smk`` at parse time, so it imports only yaml and jsonschema.
+Used by ``rules/common.smk`` at parse time: it imports yaml, jsonschema and the settings' dataclasses (numpy),
+never MindSpore.
 """
 from __future__ import annotations
 
@@ -17,11 +18,21 @@ __all__ = ["load_schema", "select_epochs", "validate_config"]
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    """The JSON Schema of ``config.yaml`` shipped in the package."""
+    """The JSON Schema of ``config.yaml`` shipped in the package, with the defaults and enumerations of the sections
+    defined by :mod:`centerface_flow.settings` filled in from their dataclasses."""
     import yaml
 
+    from centerface_flow.settings import enums, section_defaults, sections
+
     text = resources.files("centerface_flow").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    schema = yaml.safe_load(text)
+    for section in sections():
+        properties = schema["properties"][section]["properties"]
+        for key, default in section_defaults(section).items():
+            properties[key]["default"] = default
+    for (section, key), values in enums().items():
+        schema["properties"][section]["properties"][key]["enum"] = list(values)
+    return schema
 
 
 def _key_path(error) -> str:

@@ -45,37 +45,22 @@ class InferenceConfig:
 
     ``decode``: ``cells`` keeps every heatmap cell scoring at least ``min_score`` (the authors' decoding);
     ``peaks`` keeps the ``top_k`` 3x3 local maxima per pass (see :mod:`centerface_flow.decode`).
+    ``tta``: the recommended test-time augmentation (:data:`TTA_SCALES`, flip); it sets ``scales`` and ``flip``
+    itself, and ``max_side`` to :data:`TTA_MAX_SIDE` unless one is given.
     ``max_side`` (released policy only; 0 = no cap): the largest pass of an image never has a longer side than this;
     every pass of an image is shrunk by the same factor when needed, which bounds time and memory on large photos.
     """
 
     size: str = "released"
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
     decode: str = "cells"
     min_score: float = 0.01
     top_k: int = 200
-    letterbox_size: int = LETTERBOX_SIZE
+    tta: bool = False
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
     max_side: int = 0
+    letterbox_size: int = LETTERBOX_SIZE
     passes: tuple[tuple[float, bool], ...] = field(init=False)
-
-    @classmethod
-    def tta(cls, **overrides) -> InferenceConfig:
-        """The recommended test-time augmentation preset (:data:`TTA_SCALES`, flip, :data:`TTA_MAX_SIDE`)."""
-        settings = {"scales": TTA_SCALES, "flip": TTA_FLIP, "max_side": TTA_MAX_SIDE, **overrides}
-        return cls(**settings)
-
-    @classmethod
-    def from_settings(cls, tta: bool = False, where: str = "infer", **settings) -> InferenceConfig:
-        """From the ``infer:`` section of config.yaml or the command-line options (``where`` names them in errors):
-        ``tta`` selects :meth:`tta`, which sets scales, flip and (unless given) ``max_side`` itself."""
-        if not tta:
-            return cls(**{k: (tuple(v) if k == "scales" else v) for k, v in settings.items() if v is not None})
-        chosen = [k for k in ("scales", "flip") if k in settings and settings[k] not in (None, False, [1.0], (1.0,))]
-        if chosen:
-            raise UserError(f"{where}: tta sets the scales and the flip itself; drop {' and '.join(chosen)} (or tta)")
-        settings = {k: v for k, v in settings.items() if k not in ("scales", "flip") and v is not None}
-        return cls.tta(**settings)
 
     def __post_init__(self) -> None:
         from centerface_flow.decode import DECODE_MODES
@@ -83,6 +68,13 @@ class InferenceConfig:
         if self.size not in SIZE_POLICIES:
             raise UserError(f"size: unknown policy {self.size!r}; choose one of {', '.join(SIZE_POLICIES)}")
         scales = tuple(float(s) for s in self.scales)
+        if self.tta:
+            chosen = [k for k, v in (("scales", scales != (1.0,)), ("flip", self.flip)) if v]
+            if chosen:
+                raise UserError(f"tta sets the scales and the flip itself; drop {' and '.join(chosen)} (or tta)")
+            scales = TTA_SCALES
+            object.__setattr__(self, "flip", TTA_FLIP)
+            object.__setattr__(self, "max_side", self.max_side or TTA_MAX_SIDE)
         if not scales or not all(0 < s <= 16 for s in scales):
             raise UserError(f"scales: need one or more numbers in (0, 16], got {list(self.scales)}")
         if self.decode not in DECODE_MODES:
@@ -93,6 +85,8 @@ class InferenceConfig:
             raise UserError(f"top_k: must be positive, got {self.top_k}")
         if self.max_side < 0:
             raise UserError(f"max_side: must be 0 (no cap) or positive, got {self.max_side}")
+        if self.letterbox_size < 32 or self.letterbox_size % 32:
+            raise UserError(f"letterbox_size: must be a positive multiple of 32, got {self.letterbox_size}")
         object.__setattr__(self, "scales", scales)
         passes = tuple((s, f) for s in scales for f in ((False, True) if self.flip else (False,)))
         object.__setattr__(self, "passes", passes)

@@ -44,7 +44,7 @@ import numpy as np
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text
 
-__all__ = ["CRASH_ENV", "METRIC_FIELDS", "TrainConfig", "find_last_epoch", "lr_schedule", "train"]
+__all__ = ["ACTIVATIONS", "CRASH_ENV", "INITS", "METRIC_FIELDS", "TrainConfig", "find_last_epoch", "lr_schedule", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ METRIC_FIELDS = ("epoch", "step", "loss", "hm_loss", "wh_loss", "off_loss", "lm_
                  "skipped")
 #: Test hook: ``CENTERFACE_CRASH_AFTER_STEPS=N`` makes the process SIGKILL itself after N optimizer steps.
 CRASH_ENV = "CENTERFACE_CRASH_AFTER_STEPS"
-_INITS = ("scratch", "backbone", "released", "checkpoint")
+#: Where the starting weights come from (``init``), and the backbone activations (``activation``).
+INITS = ("scratch", "backbone", "released", "checkpoint")
+ACTIVATIONS = ("relu", "relu6")
 _OPT_PREFIX = "opt."
 
 
@@ -111,8 +113,8 @@ class TrainConfig:
         def bad(key, why):
             raise UserError(f"{where}: {key}: {why} (got {getattr(self, key)!r})")
 
-        if self.init not in _INITS:
-            bad("init", f"must be one of {_INITS}")
+        if self.init not in INITS:
+            bad("init", f"must be one of {INITS}")
         if self.init != "scratch" and not self.init_path:
             bad("init_path", f"init={self.init} needs a weights file")
         for key in ("epochs", "batch_size", "devices", "head_width", "max_objs", "resolution"):
@@ -132,8 +134,8 @@ class TrainConfig:
             bad("loss_weights", "must be 4 numbers (heatmap, size, offset, landmarks)")
         if not isinstance(self.heatmap_bias, (int, float)) or not math.isfinite(self.heatmap_bias):
             bad("heatmap_bias", "must be a finite number")
-        if self.activation not in ("relu", "relu6"):
-            bad("activation", "must be relu or relu6")
+        if self.activation not in ACTIVATIONS:
+            bad("activation", f"must be one of {ACTIVATIONS}")
         if len(self.crop_scales) != 2 or not 0 < self.crop_scales[0] < self.crop_scales[1]:
             bad("crop_scales", "must be [low, high] with 0 < low < high")
 

@@ -7,6 +7,9 @@ INIT_WEIGHTS = {
     "released": "results/released/centerface.ckpt",
     "backbone": "results/backbone/mobilenet_v2.ckpt",
     "scratch": [],
+    "checkpoint": config["train"][
+        "init_path"
+    ],  # a .ckpt of this project to continue from
 }
 
 
@@ -31,7 +34,13 @@ rule train_model:
         "../envs/centerface.yaml"
     threads: 8  # capped at --cores by Snakemake
     resources:
+        gres=TRAIN_GRES,
         devices=TRAIN_DEVICES,
+        # per rank (msrun starts one process per device, each with its loader workers): 9.6 GB measured at the
+        # model zoo's batch 8 x 512 px with 2 workers (README, Training), plus a margin
+        mem_mb=12000 * TRAIN_DEVICES,
+        # an hour per epoch at the shipped settings, plus start-up
+        runtime=60 + 60 * config["train"]["epochs"],
     params:
         train=config["train"],
         state_dir="results/train/state",

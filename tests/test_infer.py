@@ -97,7 +97,7 @@ def test_tta_preset_and_its_command_line():
 
     base = ["infer", "--weights", "w.ckpt", "--images", "i", "--out", "o.npz"]
     cfg = inference_config_from_args(build_parser().parse_args(base + ["--tta"]))
-    assert cfg == InferenceConfig.tta() and cfg.scales == TTA_SCALES and cfg.flip and cfg.max_side == TTA_MAX_SIDE
+    assert cfg == InferenceConfig(tta=True) and cfg.scales == TTA_SCALES and cfg.flip and cfg.max_side == TTA_MAX_SIDE
     assert inference_config_from_args(build_parser().parse_args(base + ["--tta", "--max-side", "999"])).max_side == 999
     with pytest.raises(UserError, match="tta"):
         inference_config_from_args(build_parser().parse_args(base + ["--tta", "--scales", "1", "2"]))

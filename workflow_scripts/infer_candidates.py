@@ -7,7 +7,7 @@ from centerface_flow.detect import InferenceConfig, infer_folder
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-cfg = InferenceConfig.from_settings(**snakemake.params.infer)  # noqa: F821
+cfg = InferenceConfig(**snakemake.params.infer)  # noqa: F821
 cands = infer_folder(snakemake.input.weights, snakemake.input.images, snakemake.output[0], cfg)  # noqa: F821
 if cands.failed:
     raise SystemExit(f"{len(cands.failed)} images could not be read: {', '.join(cands.failed[:5])}")

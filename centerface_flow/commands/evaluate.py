@@ -8,6 +8,10 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
+    from centerface_flow.evaluation.core import PROTOCOLS
+    from centerface_flow.settings import EvaluateSettings
+
+    d = EvaluateSettings()
     parser = subparsers.add_parser(
         "evaluate",
         help="WIDER FACE AP of a prediction tree",
@@ -17,10 +21,12 @@ def register(subparsers) -> None:
     parser.add_argument("--pred", required=True, help="prediction tree root")
     parser.add_argument("--gt", required=True,
                         help="folder holding wider_face_val.mat and wider_{easy,medium,hard}_val.mat")
-    parser.add_argument("--iou", type=float, default=0.5,
-                        help="match IoU threshold (default 0.5, the official value; the MindSpore model zoo used 0.4)")
-    parser.add_argument("--protocol", choices=("python", "official"), default="python",
-                        help="python: the widely used Python port (default); official: MATLAB eval_tools semantics")
+    parser.add_argument("--iou", type=float, default=d.iou,
+                        help="match IoU threshold (default %(default)s; 0.5 is the official value, the MindSpore model "
+                             "zoo used 0.4)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol,
+                        help="python: the widely used Python port; official: MATLAB eval_tools semantics "
+                             "(default: %(default)s)")
     parser.add_argument("--subset", action="store_true",
                         help="evaluate only the images that have a prediction file (ground truth restricted to them)")
     parser.add_argument("--out", help="write the AP table (TSV) here")

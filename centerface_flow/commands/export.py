@@ -7,6 +7,9 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
+    from centerface_flow.settings import ExportSettings
+
+    d = ExportSettings()
     parser = subparsers.add_parser("export", help="export a checkpoint to MINDIR, ONNX or AIR (Ascend only)",
                                    description=__doc__)
     parser.add_argument("--weights", required=True, help="a .ckpt written by this project")
@@ -14,8 +17,10 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument("--image", required=True,
                         help="a real image, or a folder (its first image), to verify the export on")
-    parser.add_argument("--width", type=int, default=640, help="input width of the exported graph")
-    parser.add_argument("--height", type=int, default=480, help="input height of the exported graph")
+    parser.add_argument("--width", type=int, default=d.width,
+                        help="input width of the exported graph (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=d.height,
+                        help="input height of the exported graph (default: %(default)s)")
     parser.add_argument("--report", default=None, help="verification report (default: OUT.check.json)")
     parser.set_defaults(func=run)
 

@@ -44,10 +44,10 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
         parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (TTA)")
         parser.add_argument("--scales", type=float, nargs="+", default=list(d.scales), metavar="S",
                             help="test scales relative to the size policy (TTA), e.g. 0.5 1 1.5 (default: 1)")
-        parser.add_argument("--max-side", type=int, default=None, metavar="PX",
+        parser.add_argument("--max-side", type=int, default=d.max_side, metavar="PX",
                             help="released size: shrink all passes of an image alike so that its largest pass has "
-                                 "no side longer than PX (bounds time and memory on large photos; default: no cap, "
-                                 f"{TTA_MAX_SIDE} with --tta)")
+                                 "no side longer than PX (bounds time and memory on large photos; default: 0 = no "
+                                 f"cap, {TTA_MAX_SIDE} with --tta)")
         parser.add_argument("--tta", action="store_true",
                             help=f"the recommended test-time augmentation: scales {' '.join(map(str, TTA_SCALES))}, "
                                  f"with flip, largest pass capped at {TTA_MAX_SIDE} px (not with --scales/--flip)")
@@ -57,9 +57,8 @@ def inference_config_from_args(args: argparse.Namespace):
     """The :class:`InferenceConfig` the inference options ask for (``--tta`` sets scales, flip and the cap)."""
     from centerface_flow.detect import InferenceConfig
 
-    return InferenceConfig.from_settings(tta=args.tta, where="--tta", size=args.size, decode=args.decode,
-                                         min_score=args.min_score, top_k=args.top_k, scales=args.scales,
-                                         flip=args.flip, max_side=args.max_side)
+    return InferenceConfig(size=args.size, decode=args.decode, min_score=args.min_score, top_k=args.top_k,
+                           tta=args.tta, flip=args.flip, scales=tuple(args.scales), max_side=args.max_side)
 
 
 def register(subparsers) -> None:

@@ -23,8 +23,13 @@ def register(subparsers) -> None:
                         help="resumable state (default OUT_DIR/.state); keep it outside Snakemake's declared outputs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key (YAML value syntax), e.g. --set milestones=[2,3]")
+    from centerface_flow.settings import section_defaults
+
+    defaults = section_defaults("train")
     for key, kind in _OVERRIDES.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None)
+        # None = not given: the --config file's value, else TrainConfig's default (shown)
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None,
+                            help=f"training key {key!r} (default: {defaults[key]!r})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -93,10 +98,15 @@ def run(args: argparse.Namespace) -> int:
         argv = _argv(args)
         import os
 
+        # Inside a Slurm step with one task per node (srun --ntasks-per-node=1), each node starts its share.
+        nodes, node_rank, master_addr = distributed.slurm_layout()
         cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs",
-                                        rank_table_file=os.environ.get("RANK_TABLE_FILE") or None)
-        print(f"centerface train: launching {cfg.devices} workers: {distributed.quote(cmd)}", file=sys.stderr)
-        return subprocess.call(cmd, env=distributed.msrun_env())
+                                        master_port=distributed.SLURM_MASTER_PORT if nodes > 1 else None,
+                                        rank_table_file=os.environ.get("RANK_TABLE_FILE") or None, nodes=nodes,
+                                        node_rank=node_rank, master_addr=master_addr)
+        print(f"centerface train: launching {cfg.devices // nodes} of {cfg.devices} workers: "
+              f"{distributed.quote(cmd)}", file=sys.stderr)
+        return subprocess.call(cmd, env=distributed.msrun_env(workers=cfg.devices // nodes))
     from centerface_flow import runtime
 
     runtime.mindspore("graph")
