@@ -19,8 +19,15 @@ $(BIN)/centerface: pyproject.toml setup.py $(wildcard kernels/*)
 
 setup: $(BIN)/centerface
 
+# Ends with the answer: the AP table and where the best model and its exports are.
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
+	@echo
+	@echo "AP by epoch (results/summary/ap_by_epoch.md; plots: results/summary/*.png):"
+	@cat results/summary/ap_by_epoch.md
+	@echo
+	@echo "best model: $$(cat results/best.txt) -> results/best.ckpt"
+	@echo "exports: results/best.onnx results/best.mindir (verified against the checkpoint: results/best.*.check.json)"
 
 test: setup
 	$(BIN)/python -m pytest -q
