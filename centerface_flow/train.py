@@ -304,7 +304,7 @@ def _restore(net, optimizer, path: Path) -> dict:
     for key, value in extra.items():
         if key.startswith(_OPT_PREFIX):
             name = key[len(_OPT_PREFIX):]
-            if name.startswith("learning_rate"):  # a stored learning rate is ignored: the schedule comes from the config
+            if name.startswith("learning_rate"):  # a stored learning rate is ignored; the config sets the schedule
                 continue
             if name not in opt_params:
                 raise UserError(f"{path}: optimizer entry {name!r} does not fit this run")
