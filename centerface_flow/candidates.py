@@ -156,6 +156,19 @@ def load_candidates(path: str | os.PathLike) -> Candidates:
     for ok, key in checks:
         if not ok:
             raise UserError(f"{path}: array {key!r} is inconsistent with 'paths'/'scores' (corrupt file?)")
+    boxes, scores = arrays["boxes"], arrays["scores"]
+    values = [(np.isfinite(boxes).all(axis=1), "boxes", "a NaN or infinite coordinate"),
+              (np.isfinite(scores), "scores", "a NaN or infinite score"),
+              (np.isfinite(arrays["landmarks"]).all(axis=(1, 2)), "landmarks", "a NaN or infinite coordinate"),
+              ((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1]), "boxes", "a negative width or height")]
+    for ok, key, what in values:
+        if not ok.all():
+            row = int(np.argmin(ok))
+            image = arrays["paths"][int(np.searchsorted(offsets, row, side="right")) - 1]
+            raise UserError(f"{path}: array {key!r} row {row} (image {image}) has {what}; "
+                            f"{int((~ok).sum())} bad row(s) in all (corrupt file?)")
+    if n_img and arrays["sizes"].min() <= 0:
+        raise UserError(f"{path}: array 'sizes' holds a non-positive image size (corrupt file?)")
     try:
         meta = json.loads(str(arrays["meta"]))
     except json.JSONDecodeError as exc:

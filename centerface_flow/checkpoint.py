@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from centerface_flow.errors import UserError
+from centerface_flow.io import WRITE_ERRNOS, publish, remove_stale_staging, staging_prefix, write_error
 
 __all__ = [
     "EXTRA_PREFIX",
@@ -169,14 +170,18 @@ def save_checkpoint(path: str | os.PathLike, net_or_param_dict: Any, meta: Model
         if isinstance(value, np.ndarray):
             value = ms.Tensor(value)
         append[EXTRA_PREFIX + key] = value
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ckpt", dir=path.parent)
+    remove_stale_staging(path)
+    # MindSpore appends ".ckpt" to a name without it, so the staging name ends with it
+    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".ckpt", dir=path.parent)
     os.close(fd)
     try:
         ms.save_checkpoint(_param_list(net_or_param_dict), tmp, append_dict=append)
-        os.replace(tmp, path)
-    except BaseException:
+        publish(tmp, path)  # MindSpore leaves its checkpoints 0400
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_error(path, exc) from exc
         raise
     return path
 

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from centerface_flow.errors import UserError
-from centerface_flow.io import atomic_write_text, publish
+from centerface_flow.io import (
+    atomic_write_text,
+    make_staging_dir,
+    publish,
+    refuse_overwriting_inputs,
+    remove_stale_staging,
+)
 
 __all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "first_image", "relative_error", "relative_errors"]
 
@@ -71,6 +78,16 @@ def _check_input(image_path: Path, meta, width: int, height: int) -> np.ndarray:
     return chw[None]
 
 
+def _check_finite(net, ckpt) -> None:
+    """Refuse a checkpoint holding NaN or inf (a diverged training): its export would compute garbage."""
+    for name, param in net.parameters_dict().items():
+        values = param.asnumpy()
+        bad = int(values.size - np.isfinite(values).sum())
+        if bad:
+            raise UserError(f"{ckpt}: parameter {name} holds {bad} NaN/inf value(s) (a diverged training?); "
+                            "refusing to export it")
+
+
 def _fix_onnx(path: Path, meta) -> None:
     """Repair what MindSpore's ONNX exporter gets wrong, and record the checkpoint's metadata.
 
@@ -115,16 +132,23 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
     from centerface_flow import native, runtime
     from centerface_flow.checkpoint import load_network
     from centerface_flow.fold import fold_bn
+    from centerface_flow.settings import ExportSettings
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    ExportSettings(height=height, width=width)
     out = Path(out)
     report_path = Path(report) if report else out.with_name(out.name + ".check.json")
+    refuse_overwriting_inputs([("--out", out), ("--report", report_path)],
+                              [("--weights", ckpt), ("--image", check_image)])
+    if out.exists() and not out.is_file():
+        raise UserError(f"--out {out}: exists and is not a regular file; exports replace regular files only")
     ms = runtime.mindspore("graph")
     if fmt == "air" and runtime.device_target() != "Ascend":
         raise UserError("Only the Ascend backend can export AIR; export MINDIR or ONNX on this host")
     net, meta = load_network(ckpt)
+    _check_finite(net, ckpt)
     x = _check_input(Path(check_image), meta, width, height)
     reference = [o.asnumpy() for o in net(ms.Tensor(x))]
     # The exported graph: BatchNorm folded into the convs, MindSpore's own operators only (an export must not
@@ -134,7 +158,9 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
     fold_bn(export_net, use_native=False)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+    remove_stale_staging(out)
+    tmp = make_staging_dir(out)
+    try:
         stem = Path(tmp) / "model"
         ms.export(export_net, ms.Tensor(x), file_name=str(stem), file_format=FORMATS[fmt])
         produced = stem.with_suffix(f".{fmt}")
@@ -144,7 +170,7 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
             _fix_onnx(produced, meta)
         outputs = _run_export(produced, x, fmt)
         errors = relative_errors(outputs, reference) if outputs is not None else {}
-        worst = max(errors.values(), default=0.0)
+        worst = max((v if math.isfinite(v) else math.inf for v in errors.values()), default=0.0)
         result = {
             "export": str(out),
             "format": FORMATS[fmt],
@@ -153,17 +179,19 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
             "input_format": meta.input_format,
             "check_image": str(check_image),
             "runtime": {"onnx": "onnxruntime", "mindir": "mindspore", "air": None}[fmt],
-            "relative_error": errors,
+            "relative_error": {k: v if math.isfinite(v) else None for k, v in errors.items()},
             "tolerance": TOLERANCE,
-            "passed": worst <= TOLERANCE,
+            "passed": bool(worst <= TOLERANCE),
             "note": "" if outputs is not None else "AIR cannot be loaded back by MindSpore; only exported",
         }
         if not result["passed"]:
-            atomic_write_text(report_path, json.dumps(result, indent=2) + "\n")
-            raise RuntimeError(f"{out}: exported outputs differ from the checkpoint's (worst relative error "
-                               f"{worst:.3g} > {TOLERANCE}); see {report_path}")
+            atomic_write_text(report_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+            raise UserError(f"{out}: exported outputs differ from the checkpoint's (worst relative error "
+                            f"{worst:.3g} > {TOLERANCE}); see {report_path}")
         publish(produced, out)
-    atomic_write_text(report_path, json.dumps(result, indent=2) + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_text(report_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("exported %s (%s), verified with %s: worst relative error %.3g", out, FORMATS[fmt],
              result["runtime"], worst)
     return result

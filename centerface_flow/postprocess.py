@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -34,7 +33,7 @@ import numpy as np
 
 from centerface_flow.candidates import Candidates
 from centerface_flow.errors import UserError
-from centerface_flow.io import atomic_write_text
+from centerface_flow.io import WRITE_ERRNOS, atomic_write_text, make_staging_dir, remove_stale_staging, write_error
 from centerface_flow.nms import NMS_METHODS, hard_nms_vote, nms
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "format_landmark_rows",
     "format_wider",
     "select",
+    "tree_manifest",
     "update_landmarks_table",
     "write_image_result",
     "write_tree",
@@ -149,15 +149,56 @@ def _relative_txt(path: str) -> str:
     return str(p.with_suffix(""))
 
 
-def _replace_tree(staging: Path, out_dir: Path) -> None:
-    """Move ``staging`` to ``out_dir``, replacing an earlier tree (only one we made, recognised by its marker)."""
+def tree_manifest(out_dir: str | os.PathLike) -> list[str] | None:
+    """The files (POSIX paths relative to ``out_dir``) that :func:`write_tree` wrote there, from its marker;
+    ``None`` when ``out_dir`` has no marker or an older one without the list."""
+    marker = Path(out_dir) / TREE_MARKER
+    try:
+        lines = marker.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return None
+    return lines[1:] if len(lines) > 1 else None
+
+
+def _foreign_files(out_dir: Path) -> list[str]:
+    """Files under an earlier tree that :func:`write_tree` did not write there (a user's, or an input)."""
+    listed = tree_manifest(out_dir)
+    ours = {TREE_MARKER, LANDMARKS_FILE, *(listed or ())}
+    foreign = []
+    for path in sorted(out_dir.rglob("*")):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        rel = path.relative_to(out_dir).as_posix()
+        legacy_ok = listed is None and path.suffix == ".txt" and not path.is_symlink()
+        if rel not in ours and not legacy_ok:
+            foreign.append(rel)
+    return foreign
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is not absent, empty or an earlier tree holding only the files we wrote there,
+    so that no input or file of the user's is ever deleted with it."""
+    if out_dir.is_symlink():
+        raise UserError(f"{out_dir}: is a symlink; a prediction tree replaces a real folder (give its target)")
     if out_dir.exists():
         if not out_dir.is_dir():
             raise UserError(f"{out_dir}: exists and is not a folder")
         if any(out_dir.iterdir()) and not (out_dir / TREE_MARKER).exists():
             raise UserError(f"{out_dir}: folder exists, is not empty and was not written by `centerface "
                             "postprocess`; refusing to replace it (choose another --out or remove it)")
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        foreign = _foreign_files(out_dir)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise UserError(f"{out_dir}: an earlier prediction tree that also holds files `centerface postprocess` "
+                            f"did not write ({shown}); refusing to replace it and delete them (move them out or "
+                            "choose another --out)")
+
+
+def _replace_tree(staging: Path, out_dir: Path) -> None:
+    """Move ``staging`` to ``out_dir``, replacing an earlier tree (see :func:`_check_replaceable`)."""
+    _check_replaceable(out_dir)
+    if out_dir.exists():
+        old = make_staging_dir(out_dir, "old")
         os.replace(out_dir, old / "tree")
         os.replace(staging, out_dir)
         shutil.rmtree(old, ignore_errors=True)
@@ -168,16 +209,25 @@ def _replace_tree(staging: Path, out_dir: Path) -> None:
 def write_tree(cands: Candidates, out_dir: str | os.PathLike, cfg: PostprocessConfig) -> dict:
     """Write the WIDER prediction tree and ``landmarks.tsv`` for all images of ``cands`` into ``out_dir``.
 
-    Images listed as failed get no file. Returns a summary dict (images, detections, seconds, settings).
+    Images listed as failed get no file. The marker file lists every file written, so that the evaluation can
+    tell a tree missing a file from a subset, and a rerun replaces only what it wrote. Leftovers of a killed
+    earlier run (``.NAME.tmp-*``, ``.NAME.old-*``) are removed first. Returns a summary dict (images,
+    detections, seconds, settings).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    _check_replaceable(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out_dir)
+        staging = make_staging_dir(out_dir)
+    except OSError as exc:
+        raise write_error(out_dir, exc) from exc
     n_dets = 0
     try:
         lm_parts = [LANDMARKS_HEADER]
         made_dirs: set[Path] = set()
+        written = []
         for i, rel in enumerate(cands.paths):
             boxes, scores, landmarks = cands.image(i)
             size = (int(cands.sizes[i, 0]), int(cands.sizes[i, 1]))
@@ -188,13 +238,17 @@ def write_tree(cands: Candidates, out_dir: str | os.PathLike, cfg: PostprocessCo
                 target.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(target.parent)
             target.write_text(format_wider(PurePosixPath(stem).name, boxes, scores), encoding="utf-8")
+            written.append(f"{stem}.txt")
             lm_parts.append(format_landmark_rows(stem, scores, landmarks))
             n_dets += len(scores)
         (staging / LANDMARKS_FILE).write_text("".join(lm_parts), encoding="utf-8")
-        (staging / TREE_MARKER).write_text("written by centerface postprocess\n", encoding="utf-8")
+        (staging / TREE_MARKER).write_text("written by centerface postprocess\n" + "".join(f"{w}\n" for w in written),
+                                           encoding="utf-8")
         _replace_tree(staging, out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_error(out_dir, exc) from exc
         raise
     summary = {"images": len(cands.paths), "detections": n_dets, "failed_images": len(cands.failed),
                "seconds": round(time.perf_counter() - start, 3), **asdict(cfg)}

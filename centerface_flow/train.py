@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from centerface_flow.errors import UserError
-from centerface_flow.io import atomic_write_text
+from centerface_flow.io import atomic_write_text, remove_stale_staging, staging_prefix
 
 __all__ = ["ACTIVATIONS", "CRASH_ENV", "INITS", "METRIC_FIELDS", "TrainConfig", "find_last_epoch", "lr_schedule", "train"]
 
@@ -173,7 +173,8 @@ def find_last_epoch(state_dir: str | os.PathLike) -> tuple[int, Path | None]:
 def _publish(src: Path, dst: Path) -> None:
     """Make ``dst`` the same content as ``src`` atomically (hard link, or copy across file systems)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    remove_stale_staging(dst)
+    tmp = dst.with_name(f"{staging_prefix(dst)}link")
     if tmp.exists():
         tmp.unlink()
     try:

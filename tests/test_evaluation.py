@@ -189,7 +189,7 @@ def test_tables_round_trip(tmp_path, gt_dir):
     write_ap_table(result, tmp_path / "ap.tsv")
     write_pr_curves(result, tmp_path / "pr.tsv")
     table = read_ap_table(tmp_path / "ap.tsv")
-    assert list(table.columns) == ["setting", "ap", "faces", "images", "iou", "protocol", "subset"]
+    assert list(table.columns) == ["setting", "ap", "faces", "images", "iou", "protocol", "subset", "image_set"]
     assert table["setting"].tolist() == ["easy", "medium", "hard"]
     assert table["ap"].tolist() == [result.settings[s].ap for s in ("easy", "medium", "hard")]  # exact
     assert table["iou"].tolist() == [0.4] * 3 and set(table["protocol"]) == {"official"}

@@ -136,10 +136,17 @@ def test_write_tree_replaces_only_its_own_trees(tmp_path):
     cands = make_candidates()
     out = tmp_path / "tree"
     write_tree(cands, out, PostprocessConfig())
-    (out / "0--Event" / "stale.txt").write_text("old")
+    before = {p: p.read_text() for p in out.rglob("*.txt")}
     write_tree(cands, out, PostprocessConfig(score_threshold=0.9))
-    assert not (out / "0--Event" / "stale.txt").exists()
+    after = {p: p.read_text() for p in out.rglob("*.txt")}
+    assert after.keys() == before.keys() and after != before
     assert [p.name for p in tmp_path.iterdir()] == ["tree"], "staging folders must be cleaned up"
+    # a file the user added to an earlier tree is never deleted with it (reliability finding 2)
+    (out / "0--Event" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"0--Event/notes.txt.*refusing to replace"):
+        write_tree(cands, out, PostprocessConfig())
+    assert (out / "0--Event" / "notes.txt").read_text() == "mine"
+    assert {p: p.read_text() for p in out.rglob("*.txt") if p.name != "notes.txt"} == after
     precious = tmp_path / "mine"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")

@@ -18,6 +18,7 @@ Both protocols follow the same steps (the MATLAB ``eval_tools`` and its Python p
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -27,7 +28,8 @@ from centerface_flow.evaluation.groundtruth import SETTINGS, GroundTruth
 from centerface_flow.evaluation.overlaps import match
 from centerface_flow.evaluation.predictions import Predictions
 
-__all__ = ["PROTOCOLS", "THRESH_NUM", "EvalResult", "SettingResult", "evaluate_arrays", "thresholds", "voc_ap"]
+__all__ = ["PROTOCOLS", "THRESH_NUM", "EvalResult", "SettingResult", "evaluate_arrays", "image_set_digest", "thresholds",
+           "voc_ap"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class EvalResult:
     subset: bool
     images: int
     settings: dict[str, SettingResult]
+    #: fingerprint of the evaluated images (:func:`image_set_digest`): equal counts can hide different images
+    image_set: str = ""
 
     def ap(self) -> dict[str, float]:
         """setting -> AP."""
@@ -134,4 +138,11 @@ def evaluate_arrays(gt: GroundTruth, preds: Predictions, iou: float = 0.5, proto
             recall = n_tp / np.float64(faces)
         ap = voc_ap(recall, precision, ignore_nan=protocol == "official") if faces else float("nan")
         results[setting] = SettingResult(setting, ap, faces, n_images, thr, precision, recall)
-    return EvalResult(protocol=protocol, iou=float(iou), subset=subset, images=n_images, settings=results)
+    return EvalResult(protocol=protocol, iou=float(iou), subset=subset, images=n_images, settings=results,
+                      image_set=image_set_digest(gt.image_keys()))
+
+
+def image_set_digest(keys: list[tuple[str, str]]) -> str:
+    """16 hex digits identifying a set of (event, image) keys, independent of their order."""
+    text = "\n".join(sorted(f"{event}/{name}" for event, name in keys))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -8,7 +8,8 @@ path component without extension must be the file's stem), line 2 the number of 
 * ``N = 0`` with no rows means no detections;
 * non-numeric values, fewer or more than 5 columns, a negative width or height, a NaN or infinite value, and a count
   line that disagrees with the rows are errors naming the file and line;
-* every ``.txt`` file must belong to a ground-truth image; other files are ignored.
+* every ``.txt`` file must belong to a ground-truth image; other files are ignored;
+* a tree written by ``centerface postprocess`` lists its files in its marker file; every listed file must be there.
 
 Without ``subset``, every ground-truth image needs a file; with it, the images without a file are dropped from
 the evaluation (their faces are not counted).
@@ -76,6 +77,22 @@ def _describe(keys: list[str], total: int) -> str:
     return shown + (f" and {total - 5} more" if total > 5 else "")
 
 
+def _check_manifest(pred_dir: Path) -> None:
+    """A tree written by ``centerface postprocess`` lists its files in its marker: a listed file that is gone
+    (deleted by hand, a partial copy) would silently shrink the evaluated image set under ``subset``."""
+    from centerface_flow.postprocess import TREE_MARKER, tree_manifest
+
+    listed = tree_manifest(pred_dir)
+    if not listed:
+        return
+    missing = [rel for rel in listed if not (pred_dir / rel).is_file()]
+    if missing:
+        raise UserError(f"--pred {pred_dir}: {len(missing)} of the {len(listed)} prediction files written there by "
+                        f"`centerface postprocess` (listed in {TREE_MARKER}) are missing: "
+                        f"{_describe(missing, len(missing))}. The tree is incomplete: write it again (centerface "
+                        "postprocess; in the workflow, delete the folder or run snakemake -R postprocess_predictions)")
+
+
 def read_prediction_tree(pred_dir: str | Path, gt: GroundTruth, subset: bool = False) -> Predictions:
     """Read every prediction file of the ground-truth images from ``pred_dir``.
 
@@ -87,6 +104,7 @@ def read_prediction_tree(pred_dir: str | Path, gt: GroundTruth, subset: bool = F
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise UserError(f"--pred {pred_dir}: not a directory")
+    _check_manifest(pred_dir)
     tree = _list_tree(pred_dir)
     known = {}
     for event, name in gt.image_keys():

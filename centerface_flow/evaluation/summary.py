@@ -57,17 +57,40 @@ def ap_frame(ap_tables: dict[str, Path] | list[Path]):
             raise UserError(f"{path}: no row for setting(s) {', '.join(missing)}")
         match = _EPOCH.match(name)
         row = {"model": name, "epoch": int(match.group(1)) if match else None, **{s: ap[s] for s in SETTINGS}}
-        for column in ("iou", "protocol"):
+        for column in ("images", "faces", "iou", "protocol"):
             if column in table.columns:
-                row[column] = table[column].iloc[0]
+                # faces of the hard setting: every face the model was scored on (hard counts easy and medium's too)
+                values = table.loc[table["setting"].astype(str) == "hard", column] if column == "faces" else table[column]
+                row[column] = values.iloc[0]
+        row["_image_set"] = str(table["image_set"].iloc[0]) if "image_set" in table.columns else ""
+        row["_path"] = str(path)
         rows.append(row)
     if not rows:
         raise UserError("no AP tables to summarize")
-    frame = pd.DataFrame(rows)
+    _check_same_images(rows)
+    frame = pd.DataFrame(rows).drop(columns=["_image_set", "_path"])
     frame["epoch"] = frame["epoch"].astype("Int64")
     frame["_order"] = frame["epoch"].isna()
     frame = frame.sort_values(["_order", "epoch", "model"]).drop(columns="_order").reset_index(drop=True)
     return frame
+
+
+def _check_same_images(rows: list[dict]) -> None:
+    """APs are comparable only over the same images: refuse models scored on different image sets."""
+    def key(row):
+        digest = row["_image_set"] if row["_image_set"] not in ("", "-", "nan") else None
+        return row.get("images"), row.get("faces"), digest
+
+    first = rows[0]
+    for row in rows[1:]:
+        (n0, f0, d0), (n1, f1, d1) = key(first), key(row)
+        differ = (n0 is not None and n1 is not None and (n0 != n1 or f0 != f1)) or (d0 and d1 and d0 != d1)
+        if differ:
+            raise UserError(f"models scored on different image sets cannot be compared: {first['model']} on "
+                            f"{n0} images / {f0} faces ({first['_path']}), {row['model']} on {n1} images / {f1} "
+                            f"faces ({row['_path']}){'' if n0 != n1 else ', same counts but other images'}. "
+                            "Evaluate every model on the same prediction set (a prediction tree may have lost "
+                            "files: write it again)")
 
 
 def default_pr_models(frame) -> list[str]:

@@ -1,6 +1,7 @@
 """AP tables and PR-curve tables (TSV with a header row; floats at full precision via ``repr``).
 
-AP table columns: ``setting ap faces images iou protocol subset`` (one row per setting: easy, medium, hard).
+AP table columns: ``setting ap faces images iou protocol subset image_set`` (one row per setting: easy, medium,
+hard; ``faces`` and ``images`` are what the model was scored on, ``image_set`` a fingerprint of the images).
 PR table columns: ``setting recall precision threshold`` (1000 rows per setting, by descending threshold;
 precision is ``nan`` at thresholds no detection reaches).
 """
@@ -14,7 +15,7 @@ from centerface_flow.io import atomic_write_text
 
 __all__ = ["AP_COLUMNS", "PR_COLUMNS", "read_ap_table", "read_pr_curves", "write_ap_table", "write_pr_curves"]
 
-AP_COLUMNS = ("setting", "ap", "faces", "images", "iou", "protocol", "subset")
+AP_COLUMNS = ("setting", "ap", "faces", "images", "iou", "protocol", "subset", "image_set")
 PR_COLUMNS = ("setting", "recall", "precision", "threshold")
 
 
@@ -23,7 +24,7 @@ def write_ap_table(result: EvalResult, path_tsv: str | Path) -> None:
     lines = ["\t".join(AP_COLUMNS)]
     for s in result.settings.values():
         lines.append("\t".join([s.setting, repr(float(s.ap)), str(s.faces), str(s.images), repr(float(result.iou)),
-                                result.protocol, str(result.subset).lower()]))
+                                result.protocol, str(result.subset).lower(), result.image_set or "-"]))
     atomic_write_text(path_tsv, "\n".join(lines) + "\n")
 
 
@@ -41,7 +42,7 @@ def _read(path: str | Path, columns: tuple[str, ...]):
 
     path = Path(path)
     try:
-        frame = pd.read_csv(path, sep="\t")
+        frame = pd.read_csv(path, sep="\t", dtype={"image_set": str})  # hex digits only would read as a number
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"{path}: cannot read the table ({exc})") from exc
     missing = [c for c in columns if c not in frame.columns]
