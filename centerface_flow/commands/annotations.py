@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from centerface_flow.data.annotations import read_labels, to_coco, write_coco
+    from centerface_flow.io import refuse_overwriting_inputs
 
+    refuse_overwriting_inputs([("--out", args.out)], [("--labels", args.labels)])
     images = read_labels(args.labels, drop_invalid=args.drop_invalid)
     coco = to_coco(images, args.images, keep_empty=args.keep_empty)
     write_coco(coco, args.out)

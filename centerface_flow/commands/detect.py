@@ -56,6 +56,23 @@ def _expand(inputs: list[str], log) -> tuple[list, list[str], bool]:
     return items, problems, folder
 
 
+def _check_outputs(out, items: list, draw: bool) -> None:
+    """Before any work: ``--out`` must be a folder, and no file we would write may be one of the inputs (an
+    input photo ``a_faces.jpg`` next to ``a.jpg`` would otherwise be replaced by the drawing of ``a.jpg``)."""
+    from centerface_flow.errors import UserError
+    from centerface_flow.io import refuse_overwriting_inputs
+    from centerface_flow.postprocess import LANDMARKS_FILE
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    outputs = [("--out", out / LANDMARKS_FILE)]
+    for _, stem in items:
+        outputs.append(("--out", out / f"{stem}.txt"))
+        if draw:
+            outputs.append(("--draw", out / f"{stem}_faces.jpg"))
+    refuse_overwriting_inputs(outputs, [("INPUT", path) for path, _ in items])
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
     import time
@@ -83,12 +100,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{seen[stem]} and {path} would both write {stem}.txt; detect them into separate --out "
                             "folders")
         seen[stem] = path
+    out = Path(args.out)
+    _check_outputs(out, items, args.draw)
     cfg = inference_config_from_args(args)
     post = config_from_args(args)
     pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
     runner = make_runner(args.weights, args.backend, args.mode, pad)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from exc
     failed = list(problems)
     lm_rows: dict[str, str] = {}
     times, n_faces = [], 0

@@ -6,7 +6,10 @@ referenced (:data:`ALLOWED_GLOBALS`: ``collections.OrderedDict``, ``torch._utils
 numpy implementations, never to torch. Any other global (``os.system``, ``builtins.eval``, ...) makes loading
 fail with :class:`~centerface_flow.errors.UserError` before anything is called, so an untrusted ``.pth`` cannot run
 code. Tensor bytes are read from the archive's ``data/<key>`` entries and bounds-checked against the declared
-sizes and strides.
+sizes and strides: a tensor may not declare more elements than its storage holds (a few hundred bytes
+declaring a huge tensor would otherwise allocate gigabytes), and no storage may exceed
+:data:`MAX_STORAGE_BYTES` (default 2 GiB; lift it with the environment variable ``CENTERFACE_MAX_PTH_BYTES``,
+a number of bytes, 0 = no cap).
 
 Supported: the zip format written by ``torch.save`` since PyTorch 1.6 (little- or big-endian data). The legacy
 pre-1.6 format is rejected with a message saying to re-save the file with a newer torch.
@@ -25,7 +28,21 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 
-__all__ = ["ALLOWED_GLOBALS", "STORAGE_DTYPES", "load_torch_file"]
+__all__ = ["ALLOWED_GLOBALS", "MAX_STORAGE_BYTES", "STORAGE_DTYPES", "load_torch_file"]
+
+#: Largest tensor storage read from a ``.pth`` (torchvision's whole mobilenet_v2 is 14 MB).
+MAX_STORAGE_BYTES = 2 << 30
+MAX_BYTES_ENV = "CENTERFACE_MAX_PTH_BYTES"
+
+
+def _max_storage_bytes() -> int:
+    value = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not value:
+        return MAX_STORAGE_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{MAX_BYTES_ENV}={value!r}: expected a number of bytes (0 = no cap)") from None
 
 #: ``torch.<name>Storage`` -> numpy dtype of its elements (``bfloat16`` is widened to float32 on read).
 STORAGE_DTYPES = {
@@ -69,6 +86,10 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     if len(size) != len(stride) or offset < 0 or any(v < 0 for v in size + stride):
         raise pickle.UnpicklingError(f"invalid tensor geometry size={size} stride={stride} offset={offset}")
     flat = storage.array
+    numel = int(np.prod(size, dtype=object))
+    if numel > flat.size:
+        raise pickle.UnpicklingError(f"tensor size={size} declares {numel} elements but its storage holds only "
+                                     f"{flat.size}")
     if 0 not in size:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= flat.size:
@@ -142,15 +163,24 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         if f"{prefix}byteorder" in names:
             byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
         cache: dict[str, _Storage] = {}
+        cap = _max_storage_bytes()
 
         def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
             if key not in cache:
                 entry = f"{prefix}data/{key}"
                 if entry not in names:
                     raise pickle.UnpicklingError(f"missing tensor data entry {entry}")
-                raw = archive.read(entry)
                 dtype = storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
-                if len(raw) < numel * dtype.itemsize:
+                need = numel * dtype.itemsize
+                if 0 < cap < need:
+                    raise pickle.UnpicklingError(f"{entry}: a storage of {need} bytes is over the cap of {cap} bytes "
+                                                 f"(set {MAX_BYTES_ENV} to lift it)")
+                if archive.getinfo(entry).file_size < need:
+                    raise pickle.UnpicklingError(f"{entry}: {archive.getinfo(entry).file_size} bytes for {numel} x "
+                                                 f"{dtype} elements")
+                with archive.open(entry) as handle:  # never more than declared, whatever the entry inflates to
+                    raw = handle.read(need)
+                if len(raw) < need:
                     raise pickle.UnpicklingError(f"{entry}: {len(raw)} bytes for {numel} x {dtype} elements")
                 cache[key] = _Storage(np.frombuffer(raw, dtype=dtype, count=numel).astype(dtype.newbyteorder("=")),
                                       storage_type.name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class FaceRecord:
 
     box: np.ndarray
     keypoints: np.ndarray
+    line: int = 0  # where the label file gives it (0: not from a file), for error messages
 
 
 @dataclass
@@ -62,13 +64,39 @@ class ImageRecord:
 
     file_name: str
     faces: list[FaceRecord] = field(default_factory=list)
+    source: str = ""  # label file and line of the image's entry, for error messages
 
 
 def _floats(parts: list[str], path: Path, lineno: int) -> list[float]:
     try:
-        return [float(p) for p in parts]
+        values = [float(p) for p in parts]
     except ValueError:
         raise UserError(f"{path}:{lineno}: expected numbers, got {' '.join(parts)!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{path}:{lineno}: NaN or infinite number in {' '.join(parts)!r}")
+    return values
+
+
+def _image_name(name: str, path: Path, lineno: int) -> str:
+    """A label's image path must stay inside the image folder: relative, without ``..``."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise UserError(f"{path}:{lineno}: image path {name!r} must be relative to the image folder, without '..'")
+    return name
+
+
+def _check_text(path: Path) -> None:
+    """Labels must be UTF-8 text; name the line of the first byte that is not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the labels as UTF-8") \
+            from None
 
 
 def _keypoints_from_label(values: list[float]) -> np.ndarray:
@@ -99,7 +127,7 @@ def read_retinaface_labels(path: str | os.PathLike) -> tuple[list[ImageRecord], 
                 name = line[1:].strip()
                 if not name:
                     raise UserError(f"{path}:{lineno}: '#' line without an image name")
-                images.append(ImageRecord(name))
+                images.append(ImageRecord(_image_name(name, path, lineno), source=f"{path}:{lineno}"))
                 continue
             if not images:
                 raise UserError(f"{path}:{lineno}: face line before the first '# image' line")
@@ -117,7 +145,7 @@ def read_retinaface_labels(path: str | os.PathLike) -> tuple[list[ImageRecord], 
                 kps = _keypoints_from_label(values[4:])
             else:
                 kps = np.zeros((NUM_LANDMARKS, 3), np.float32)
-            images[-1].faces.append(FaceRecord(box, kps))
+            images[-1].faces.append(FaceRecord(box, kps, lineno))
     return images, dropped
 
 
@@ -149,7 +177,7 @@ def read_bbx_gt(path: str | os.PathLike, drop_invalid: bool = False) -> tuple[li
         n_lines = max(count, 1)  # a count of 0 is followed by one dummy line
         if pos + 2 + n_lines > len(lines) and count > 0:
             raise UserError(f"{path}:{count_no}: {count} faces announced, file ends early")
-        record = ImageRecord(name)
+        record = ImageRecord(_image_name(name, path, lineno), source=f"{path}:{lineno}")
         for k in range(count):
             face_no, face_text = lines[pos + 2 + k]
             parts = face_text.split()
@@ -161,7 +189,7 @@ def read_bbx_gt(path: str | os.PathLike, drop_invalid: bool = False) -> tuple[li
             if box[2] <= 0 or box[3] <= 0 or (drop_invalid and invalid):
                 dropped += 1
                 continue
-            record.faces.append(FaceRecord(box, np.zeros((NUM_LANDMARKS, 3), np.float32)))
+            record.faces.append(FaceRecord(box, np.zeros((NUM_LANDMARKS, 3), np.float32), face_no))
         images.append(record)
         if count == 0 and pos + 2 < len(lines) and _looks_like_dummy(lines[pos + 2][1]):
             pos += 3
@@ -180,23 +208,45 @@ def read_labels(path: str | os.PathLike, drop_invalid: bool = False) -> list[Ima
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: label file not found")
+    _check_text(path)
     with open(path, encoding="utf-8") as handle:
         first = next((s.strip() for s in handle if s.strip()), "")
     if first.startswith("#"):
         images, dropped = read_retinaface_labels(path)
     else:
         images, dropped = read_bbx_gt(path, drop_invalid=drop_invalid)
+    first_entry: dict[str, str] = {}
+    for record in images:
+        if record.file_name in first_entry:
+            raise UserError(f"{record.source}: image {record.file_name!r} is listed twice (first at "
+                            f"{first_entry[record.file_name]}); merge its faces into one entry")
+        first_entry[record.file_name] = record.source
     n_faces = sum(len(im.faces) for im in images)
     log.info("%s: %d images, %d faces; dropped %d boxes of non-positive size%s", path, len(images), n_faces,
              dropped, " or flagged invalid" if drop_invalid else "")
     return images
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+def _image_size(path: Path, source: str = "") -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
-        return image.size
+    try:
+        with Image.open(path) as image:  # reads the header only: a full decode of every image would be slow
+            return image.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        where = f" (labelled at {source})" if source else ""
+        raise UserError(f"{path}: not a readable image{where}: {exc}") from exc
+
+
+def _check_box(face: FaceRecord, record: ImageRecord, width: int, height: int) -> None:
+    """A face box must overlap its image and not reach further out than the image's own size."""
+    x, y, w, h = (float(v) for v in face.box)
+    overlaps = x < width and y < height and x + w > 0 and y + h > 0
+    absurd = x < -width or y < -height or x + w > 2 * width or y + h > 2 * height
+    if not overlaps or absurd:
+        where = f"{record.source.rsplit(':', 1)[0]}:{face.line}" if face.line and record.source else record.source
+        raise UserError(f"{where}: box x={x:g} y={y:g} w={w:g} h={h:g} lies outside image {record.file_name} "
+                        f"({width}x{height})")
 
 
 def to_coco(images: list[ImageRecord], image_dir: str | os.PathLike | None = None,
@@ -217,7 +267,9 @@ def to_coco(images: list[ImageRecord], image_dir: str | os.PathLike | None = Non
             if not file.is_file():
                 missing.append(record.file_name)
                 continue
-            entry["width"], entry["height"] = _image_size(file)
+            entry["width"], entry["height"] = _image_size(file, record.source)
+            for face in record.faces:
+                _check_box(face, record, entry["width"], entry["height"])
         out_images.append(entry)
         for face in record.faces:
             x, y, w, h = (float(v) for v in face.box)
@@ -246,7 +298,7 @@ def to_coco(images: list[ImageRecord], image_dir: str | os.PathLike | None = Non
 
 def write_coco(coco: dict, path: str | os.PathLike) -> None:
     """Write the COCO dict as JSON, atomically."""
-    atomic_write_text(path, json.dumps(coco, separators=(",", ":")))
+    atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
 
 
 def load_coco(path: str | os.PathLike) -> list[tuple[str, np.ndarray, np.ndarray]]:
