@@ -59,14 +59,62 @@ class ImageReadError(UserError):
     """An image file that cannot be read or decoded; the message names the file."""
 
 
+#: Resource guard: images with more pixels than this are refused before they are decoded (a 12-byte header can
+#: declare a 100 000 x 100 000 image). 100 megapixels is well above any camera photo; the environment variable
+#: ``CENTERFACE_MAX_IMAGE_PIXELS`` sets another cap (0 = none).
+MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "CENTERFACE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel cap in force (:data:`MAX_IMAGE_PIXELS` unless ``CENTERFACE_MAX_IMAGE_PIXELS`` says otherwise)."""
+    import os
+
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return MAX_IMAGE_PIXELS
+    try:
+        cap = int(value)
+    except ValueError:
+        raise UserError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels (0 = no cap)") from None
+    if cap < 0:
+        raise UserError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels >= 0 (0 = no cap)")
+    return cap
+
+
+def _declared_pixels(path: Path) -> int | None:
+    """Width x height from the file's header (no decoding), or None when PIL cannot tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - any format PIL cannot parse is left to OpenCV's decoder
+        return None
+    return int(width) * int(height)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as BGR uint8 (H, W, 3); grayscale and alpha images are converted.
 
-    Raises :class:`ImageReadError` naming the file when it is missing, unreadable or not a decodable image.
+    Raises :class:`ImageReadError` naming the file when it is missing, unreadable, not a decodable image, or
+    larger than the pixel cap (:func:`max_image_pixels`).
     """
     import cv2
 
     path = Path(path)
+    cap = max_image_pixels()
+    if cap:
+        from PIL import Image
+
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our cap applies, not PIL's bomb warning
+        try:
+            pixels = _declared_pixels(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        if pixels is not None and pixels > cap:
+            raise ImageReadError(f"{path}: {pixels / 1e6:.0f} megapixels, over the cap of {cap / 1e6:g} megapixels "
+                                 f"(set {MAX_PIXELS_ENV} to a larger number of pixels, or 0, to lift it)")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
