@@ -37,7 +37,7 @@ rule train_model:
         gres=TRAIN_GRES,
         devices=TRAIN_DEVICES,
         # per rank (msrun starts one process per device, each with its loader workers): 9.6 GB measured at the
-        # model zoo's batch 8 x 512 px with 2 workers (README, Training), plus a margin
+        # model zoo's batch 8 x 512 px with 2 workers (docs/training.md), plus a margin
         mem_mb=12000 * TRAIN_DEVICES,
         # an hour per epoch at the shipped settings, plus start-up
         runtime=60 + 60 * config["train"]["epochs"],

@@ -7,7 +7,7 @@ below were produced once, on the same seeded synthetic trees (``trees`` fixture)
 * ``python``: the Python port github.com/wondervictor/WiderFace-Evaluation (evaluation.py + box_overlaps.pyx, the
   code also used by Pytorch_Retinaface and the MindSpore model zoo), patched only to build on numpy 2
   (``np.float`` -> ``np.float64``), to return the APs, and to sort each file's rows by descending score (stable)
-  after reading: the port does not sort and miscounts unsorted files (see the README). On trees written already
+  after reading: the port does not sort and miscounts unsorted files (docs/evaluation.md). On trees written already
   sorted, the unpatched port gives the same numbers bit for bit.
 * ``official``: the MATLAB eval_tools (read_pred.m, norm_score.m, evaluation.m, boxoverlap.m, VOCap.m; copy in
   github.com/peiyunh/tiny) run unchanged in GNU Octave 7.3 (only ``save -v7.3`` changed to ``-v7``), through a
