@@ -485,7 +485,10 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
 
 def test_readme_says_unlock_after_a_kill():
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("#### Resume"):readme.index("#### More than one device")]
+    section = readme[readme.index("## Configuration and what reruns when"):readme.index("## Cluster and Ascend")]
+    assert "--unlock" in section and "kill -9" in section
+    training = (REPO / "docs" / "training.md").read_text()
+    section = training[training.index("## Resume"):training.index("## More than one device")]
     assert "--unlock" in section and "kill -9" in section
 
 
