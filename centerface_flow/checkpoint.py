@@ -164,6 +164,10 @@ def save_checkpoint(path: str | os.PathLike, net_or_param_dict: Any, meta: Model
 
     path = Path(path)
     _check_suffix(path)
+    if path.is_symlink():  # replace the file it points to, never the link
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: exists and is not a regular file; a checkpoint replaces regular files only")
     path.parent.mkdir(parents=True, exist_ok=True)
     append: dict[str, Any] = {META_KEY: meta.to_json()}
     for key, value in (extra or {}).items():
