@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
@@ -85,35 +86,69 @@ def _owner_alive(rest: str, mtime: float) -> bool:
     return True
 
 
+def _staging_owner(entry_name: str, name: str | None) -> tuple[str, str] | None:
+    """(kind, owner part) when ``entry_name`` is a staging entry (of ``name``, or of any name if None)."""
+    for kind in ("tmp", "old"):
+        if name is not None:
+            prefix = f".{name}.{kind}-"
+            if entry_name.startswith(prefix):
+                return kind, entry_name[len(prefix):]
+        elif entry_name.startswith(".") and f".{kind}-" in entry_name:
+            return kind, entry_name.rsplit(f".{kind}-", 1)[1]
+    return None
+
+
+#: Folders whose leftovers of every name this process has already removed (a command writing thousands of files
+#: into one folder scans it once, not once per file).
+_SWEPT: set[str] = set()
+_OWNER = re.compile(r"^\d+@[^-@/]+-[^/]+$")
+
+
 def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
-    """Remove the ``.NAME.tmp-*`` / ``.NAME.old-*`` entries of ``path`` left by killed runs; return them."""
+    """Remove the ``.NAME.tmp-*`` / ``.NAME.old-*`` entries of ``path`` left by killed runs; return them.
+
+    The first call for a folder also removes the leftovers of other names there whose process is gone.
+    """
     path = Path(path)
     removed = []
+    folder = os.path.abspath(path.parent)
+    sweep = folder not in _SWEPT
     try:
-        entries = list(os.scandir(path.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        for kind in ("tmp", "old"):
-            prefix = f".{path.name}.{kind}-"
-            if not entry.name.startswith(prefix):
-                continue
-            try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except OSError:
-                continue
-            if _owner_alive(entry.name[len(prefix):], mtime):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-            removed.append(Path(entry.path))
+        mine = _staging_owner(entry.name, path.name)
+        found = mine or (_staging_owner(entry.name, None) if sweep else None)
+        if found is None:
+            continue
+        owner = found[1]
+        if not mine and not _OWNER.match(owner):
+            continue  # not named by this module: it may be anybody's file
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _owner_alive(owner, mtime):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        removed.append(Path(entry.path))
+    _SWEPT.add(folder)
     if removed:
         log.info("removed %d leftover(s) of an interrupted run: %s", len(removed),
                  ", ".join(p.name for p in removed[:5]))
     return removed
+
+
+def _remove_stale_once(path: Path) -> None:
+    """:func:`remove_stale_staging` for the many small files a command writes into one folder: the folder is
+    scanned on the first write only."""
+    if os.path.abspath(path.parent) not in _SWEPT:
+        remove_stale_staging(path)
 
 
 def make_staging_dir(path: str | os.PathLike, kind: str = "tmp") -> Path:
@@ -171,7 +206,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(target)
+        _remove_stale_once(target)
         fd, tmp = tempfile.mkstemp(prefix=staging_prefix(target), dir=target.parent)
     except (FileExistsError, NotADirectoryError) as exc:
         raise UserError(f"{path}: its folder {target.parent} is not a folder") from exc

@@ -473,11 +473,15 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
     write_tree(candidates(), tree, PostprocessConfig())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".other.tmp-1@x-y", running.name, "tree"])
 
-    (tmp_path / f".ap.tsv.tmp-{dead}@{host}-xyz").write_text("half")
-    atomic_write_text(tmp_path / "ap.tsv", "done\n")
-    assert not (tmp_path / f".ap.tsv.tmp-{dead}@{host}-xyz").exists()
-    assert staging_prefix(tmp_path / "ap.tsv").startswith(f".ap.tsv.tmp-{os.getpid()}@{host}-")
-    assert remove_stale_staging(tmp_path / "ap.tsv") == []
+    files = tmp_path / "tables"
+    files.mkdir()
+    (files / f".ap.tsv.tmp-{dead}@{host}-xyz").write_text("half")
+    (files / f".pr.tsv.tmp-{dead}@{host}-uvw").write_text("half")  # another file's, same folder
+    (files / ".notes.tmp-mine").write_text("a hidden file of the user's that merely looks alike")
+    atomic_write_text(files / "ap.tsv", "done\n")
+    assert sorted(p.name for p in files.iterdir()) == [".notes.tmp-mine", "ap.tsv"]
+    assert staging_prefix(files / "ap.tsv").startswith(f".ap.tsv.tmp-{os.getpid()}@{host}-")
+    assert remove_stale_staging(files / "ap.tsv") == []
 
 
 # --- 9. the README says how to resume after a kill -9 -----------------------------------------------------------
