@@ -71,7 +71,7 @@ def _owner_alive(rest: str, mtime: float) -> bool:
     owner = rest.rsplit("-", 1)[0]
     pid_text, _, host = owner.partition("@")
     if not pid_text.isdigit() or not host:
-        return False  # not named by this module: an older layout, nobody writes it any more
+        return False  # no <pid>@<host> owner in the name: no process to wait for
     if host != _host():
         return time.time() - mtime < FOREIGN_STALE_SECONDS
     pid = int(pid_text)
