@@ -123,6 +123,9 @@ def nms(
     if not use_kernel or _soft_nms_kernel is None:
         return soft_nms_numpy(boxes, scores, method, iou_threshold, sigma, final_threshold, offset)
     boxes, scores, code = _check(boxes, scores, method)
+    if method == "hard":  # the grid-bucketed kernel: same result, far fewer comparisons on crowded images
+        keep, _ = _vote_kernel(boxes, scores, float(iou_threshold), float(offset), False)
+        return keep, scores[keep]
     return _soft_nms_kernel(boxes, scores, code, float(iou_threshold), float(sigma), float(final_threshold),
                             float(offset))
 

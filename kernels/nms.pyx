@@ -124,65 +124,114 @@ def hard_nms_vote(
     const float[::1] scores,
     double iou_threshold,
     double offset,
+    bint vote=True,
 ):
-    """Hard NMS with box voting: each kept box becomes the score-weighted mean of itself and of the boxes it
-    suppressed (``ov > iou_threshold``, areas with ``+ offset``). Selection order and kept indices are those of
+    """Hard NMS, optionally with box voting: each kept box becomes the score-weighted mean of itself and of the
+    boxes it suppressed (``ov > iou_threshold``, areas with ``+ offset``). Kept indices and their order are those of
     ``soft_nms(..., method=HARD)``.
+
+    Boxes are bucketed on a uniform grid so that a kept box is compared only with boxes sharing a grid cell with it
+    (two boxes can overlap only then): a crowd image with tens of thousands of heatmap-cell candidates costs about
+    the number of candidates near each kept box, not all of them.
 
     Returns
     -------
     keep : (M,) intp, input indices in selection order
-    voted : (M, 4) float32, the voted boxes
+    voted : (M, 4) float32, the voted boxes (the kept boxes themselves when ``vote`` is false)
     """
     cdef Py_ssize_t n = boxes.shape[0]
     if scores.shape[0] != n:
         raise ValueError(f"boxes has {n} rows but scores has {scores.shape[0]}")
-    order_arr = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64))).astype(np.intp)
-    cdef Py_ssize_t[::1] order = order_arr
-    cdef double[::1] area = np.empty(n, dtype=np.float64)
-    cdef unsigned char[::1] alive = np.ones(n, dtype=np.uint8)
     keep_arr = np.empty(n, dtype=np.intp)
     voted_arr = np.empty((n, 4), dtype=np.float32)
+    if n == 0:
+        return keep_arr, voted_arr
+    b_np = np.asarray(boxes, dtype=np.float64)
+    order_arr = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64))).astype(np.intp)
+    rank_arr = np.empty(n, dtype=np.intp)
+    rank_arr[order_arr] = np.arange(n, dtype=np.intp)
+    # grid: cells about twice the median box side, at most ~64k cells
+    lo_x, lo_y = float(b_np[:, 0].min()), float(b_np[:, 1].min())
+    hi_x, hi_y = float(b_np[:, 2].max()) + offset, float(b_np[:, 3].max()) + offset
+    side = np.median(np.maximum(b_np[:, 2] - b_np[:, 0], b_np[:, 3] - b_np[:, 1])) * 2.0
+    cell = max(float(side), 1.0, (hi_x - lo_x) / 256.0, (hi_y - lo_y) / 256.0)
+    if not np.isfinite(cell) or not np.isfinite(lo_x + lo_y + hi_x + hi_y):
+        raise ValueError("boxes must be finite")
+    cdef Py_ssize_t gw = <Py_ssize_t>((hi_x - lo_x) / cell) + 1
+    cdef Py_ssize_t gh = <Py_ssize_t>((hi_y - lo_y) / cell) + 1
+    c0 = np.floor((b_np[:, 0] - lo_x) / cell).astype(np.intp)
+    c1 = np.minimum(np.floor((b_np[:, 2] + offset - lo_x) / cell).astype(np.intp), gw - 1)
+    r0 = np.floor((b_np[:, 1] - lo_y) / cell).astype(np.intp)
+    r1 = np.minimum(np.floor((b_np[:, 3] + offset - lo_y) / cell).astype(np.intp), gh - 1)
+    c1 = np.maximum(c0, c1)
+    r1 = np.maximum(r0, r1)
+    # compressed lists: the boxes of grid cell g are members[start[g]:start[g + 1]]
+    span = (c1 - c0 + 1) * (r1 - r0 + 1)
+    owner = np.repeat(np.arange(n, dtype=np.intp), span)
+    within = np.arange(len(owner), dtype=np.intp) - np.repeat(np.cumsum(span) - span, span)
+    width = np.repeat(c1 - c0 + 1, span)
+    gx = np.repeat(c0, span) + within % width
+    gy = np.repeat(r0, span) + within // width
+    flat = gy * gw + gx
+    sorter = np.argsort(flat, kind="stable")
+    members_arr = owner[sorter]
+    start_arr = np.searchsorted(flat[sorter], np.arange(gw * gh + 1)).astype(np.intp)
+
+    cdef const double[:, ::1] b = b_np
+    cdef Py_ssize_t[::1] order = order_arr
+    cdef Py_ssize_t[::1] rank = rank_arr
+    cdef Py_ssize_t[::1] members = members_arr
+    cdef Py_ssize_t[::1] start = start_arr
+    cdef Py_ssize_t[::1] gc0 = c0
+    cdef Py_ssize_t[::1] gc1 = c1
+    cdef Py_ssize_t[::1] gr0 = r0
+    cdef Py_ssize_t[::1] gr1 = r1
+    cdef double[::1] area = (b_np[:, 2] - b_np[:, 0] + offset) * (b_np[:, 3] - b_np[:, 1] + offset)
+    cdef unsigned char[::1] alive = np.ones(n, dtype=np.uint8)
+    cdef Py_ssize_t[::1] seen = np.full(n, -1, dtype=np.intp)
     cdef Py_ssize_t[::1] keep = keep_arr
     cdef float[:, ::1] voted = voted_arr
-    cdef Py_ssize_t a, c, i, j, n_keep = 0
+    cdef Py_ssize_t a, i, j, m, gxi, gyi, g, n_keep = 0
     cdef double iw, ih, inter, ov, w, sw, s0, s1, s2, s3
 
     with nogil:
-        for i in range(n):
-            area[i] = (boxes[i, 2] - boxes[i, 0] + offset) * (boxes[i, 3] - boxes[i, 1] + offset)
         for a in range(n):
             i = order[a]
             if not alive[i]:
                 continue
             w = scores[i]
             sw = w
-            s0 = w * boxes[i, 0]
-            s1 = w * boxes[i, 1]
-            s2 = w * boxes[i, 2]
-            s3 = w * boxes[i, 3]
-            for c in range(a + 1, n):
-                j = order[c]
-                if not alive[j]:
-                    continue
-                iw = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + offset
-                if iw <= 0:
-                    continue
-                ih = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + offset
-                if ih <= 0:
-                    continue
-                inter = iw * ih
-                ov = inter / (area[i] + area[j] - inter)
-                if ov > iou_threshold:
-                    alive[j] = 0
-                    w = scores[j]
-                    sw += w
-                    s0 += w * boxes[j, 0]
-                    s1 += w * boxes[j, 1]
-                    s2 += w * boxes[j, 2]
-                    s3 += w * boxes[j, 3]
+            s0 = w * b[i, 0]
+            s1 = w * b[i, 1]
+            s2 = w * b[i, 2]
+            s3 = w * b[i, 3]
+            for gyi in range(gr0[i], gr1[i] + 1):
+                for gxi in range(gc0[i], gc1[i] + 1):
+                    g = gyi * gw + gxi
+                    for m in range(start[g], start[g + 1]):
+                        j = members[m]
+                        if seen[j] == a or rank[j] <= a or not alive[j]:
+                            continue
+                        seen[j] = a
+                        iw = min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]) + offset
+                        if iw <= 0:
+                            continue
+                        ih = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]) + offset
+                        if ih <= 0:
+                            continue
+                        inter = iw * ih
+                        ov = inter / (area[i] + area[j] - inter)
+                        if ov > iou_threshold:
+                            alive[j] = 0
+                            if vote:
+                                w = scores[j]
+                                sw += w
+                                s0 += w * b[j, 0]
+                                s1 += w * b[j, 1]
+                                s2 += w * b[j, 2]
+                                s3 += w * b[j, 3]
             keep[n_keep] = i
-            if sw > 0:
+            if vote and sw > 0:
                 voted[n_keep, 0] = <float>(s0 / sw)
                 voted[n_keep, 1] = <float>(s1 / sw)
                 voted[n_keep, 2] = <float>(s2 / sw)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -181,9 +180,9 @@ def test_postprocess_command_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_postprocess_610_images_is_fast(tmp_path):
-    """The acceptance budget is postprocess + evaluate < 3 s on the 610-image subset; postprocess alone, with
-    200 candidates per image, must leave most of it to the evaluator."""
+def test_postprocess_command_writes_every_image(tmp_path):
+    """610 images of random candidates through the command: one file per image (its speed is measured by
+    benchmarks/bench_test_stage.py, not here)."""
     b = CandidatesBuilder()
     rng = np.random.default_rng(1)
     for i in range(610):
@@ -191,8 +190,6 @@ def test_postprocess_610_images_is_fast(tmp_path):
         boxes = np.concatenate([xy, xy + rng.uniform(4, 120, size=(200, 2))], 1)
         b.add(f"{i // 10}--E/{i}.jpg", (1024, 768), boxes, rng.beta(0.3, 3, 200), np.zeros((200, 5, 2)))
     save_candidates(tmp_path / "c.npz", b.build())
-    start = time.perf_counter()
     res = _cli("postprocess", str(tmp_path / "c.npz"), "--out", str(tmp_path / "tree"), "--score-threshold", "0.01")
-    elapsed = time.perf_counter() - start
     assert res.returncode == 0, res.stderr
-    assert elapsed < 3.0, f"postprocess of 610 images took {elapsed:.2f} s"  # ~0.7 s on an idle machine
+    assert len(list((tmp_path / "tree").rglob("*.txt"))) == 610
