@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 
-__all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "kernel_threads", "mindspore"]
+__all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "kernel_threads", "mindspore",
+           "use_threads"]
 
 #: Threads of the native kernels' worker pool (read by ``kernels/cf_threads.h``); default: the CPUs this process
 #: may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the process environment when it is imported,
@@ -66,6 +67,37 @@ def apply_fast_path_env(environ: dict | None = None) -> dict:
     return applied
 
 
+def use_threads(threads: int) -> int:
+    """Give this process (a workflow job) ``threads`` CPU threads: the native kernels' pool and, once MindSpore is
+    imported through :func:`mindspore`, its CPU kernel and dispatch threads. Also applies the fast-path defaults.
+
+    Call it first thing in a job, with ``snakemake.threads``, before anything imports MindSpore or calls a kernel:
+    both read their thread counts once. Overrides ``CENTERFACE_NUM_THREADS`` inherited from the caller (a job's
+    share is what the scheduler gave it); child processes (the training subprocess) inherit the value.
+    """
+    threads = max(1, int(threads))
+    os.environ[THREADS_ENV] = str(threads)
+    apply_fast_path_env()
+    return threads
+
+
+#: MindSpore's runtime (dispatch) threads default to 5; a job never gets more than its share.
+_MS_DISPATCH_DEFAULT = 5
+
+
+def _set_mindspore_threads(ms, threads: int) -> None:
+    """MindSpore's CPU kernel threads (default 25, whatever the CPU count) and dispatch threads, at most
+    ``threads``. MindSpore accepts each setting once per process, so later calls keep the first values."""
+    from mindspore.device_context.cpu import op_tuning
+
+    conf = op_tuning.RuntimeConf.get_instance()
+    if not conf.is_op_threads_num_configured():
+        op_tuning.threads_num(threads)
+        logging.getLogger(__name__).info("CPU threads: %d (MindSpore kernels and native kernels)", threads)
+    if not conf.is_dispatch_threads_num_configured():
+        ms.runtime.dispatch_threads_num(min(threads, _MS_DISPATCH_DEFAULT))
+
+
 def device_target() -> str:
     """The MindSpore device to run on: ``CENTERFACE_DEVICE`` if set, else Ascend when available, else CPU."""
     forced = os.environ.get("CENTERFACE_DEVICE")
@@ -84,11 +116,13 @@ def device_target() -> str:
 def mindspore(mode: str = "graph"):
     """Import MindSpore with the fast-path environment applied, set its context, and return the module.
 
-    ``mode`` is ``"graph"`` or ``"pynative"``.
+    ``mode`` is ``"graph"`` or ``"pynative"``. MindSpore's CPU threads follow :func:`kernel_threads` (a job's
+    share after :func:`use_threads`).
     """
     apply_fast_path_env()
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     ms.set_device(device_target())
+    _set_mindspore_threads(ms, kernel_threads())
     return ms

@@ -1,5 +1,4 @@
 # Parse-time set-up: validate config.yaml, resolve the data set (real or embedded demo), list the models to test.
-from centerface_flow import runtime
 from centerface_flow.config import select_epochs, validate_config
 from centerface_flow.errors import UserError
 from centerface_flow.workflow import (
@@ -17,9 +16,8 @@ try:
 except UserError as exc:
     raise WorkflowError(str(exc)) from None
 
-# The oneDNN fast path (see centerface_flow/runtime.py) must be in the environment before any job imports
-# MindSpore; jobs inherit Snakemake's environment.
-runtime.apply_fast_path_env()
+# Nothing here sets thread counts or the MindSpore environment: each job's script does (runtime.use_threads) from
+# its own `threads`, which is its share of the CPUs locally (--cores) and on a cluster (--cpus-per-task).
 
 GT_FILES = expand(
     "{gt}/wider_{s}_val.mat",
@@ -34,6 +32,17 @@ ON_ASCEND = on_ascend()
 RELEASED_ONNX = config["weights"]["released_onnx"] or released_onnx_or_empty()
 TRAIN_DEVICES = config["train"]["devices"]
 USE_RANK_TABLE = TRAIN_DEVICES > 1 and ON_ASCEND
+# On Ascend, jobs that run the network ask Slurm for NPUs as generic resources (profiles/ascend): training one per
+# rank, the others one. A login node has no NPU: CENTERFACE_DEVICE=Ascend tells the workflow where jobs will run.
+# Empty elsewhere (no --gres). Training stays on one node (8 NPUs); README "On an Ascend cluster" shows more nodes.
+NPUS_PER_NODE = 8
+if ON_ASCEND and TRAIN_DEVICES > NPUS_PER_NODE:
+    raise WorkflowError(
+        f"train.devices: {TRAIN_DEVICES} > {NPUS_PER_NODE} NPUs of one node; the workflow trains on one node "
+        "(see README, 'On an Ascend cluster', for a multi-node msrun)"
+    )
+TRAIN_GRES = f"npu:{TRAIN_DEVICES}" if ON_ASCEND else ""
+NPU_GRES = "npu:1" if ON_ASCEND else ""
 
 
 wildcard_constraints:

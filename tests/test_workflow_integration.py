@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -144,3 +145,47 @@ def test_killed_training_resumes_under_snakemake(workflow):
     assert jobs == ["train_model"]
     train_log = (workdir / "results/logs/train_model.log").read_text()
     assert "resumed from epoch 1" in train_log
+
+
+def _kernel_pools(script: str) -> dict[int, int]:
+    """pid -> worker threads of the native kernels' pool (named cf_kernels), for the running jobs of ``script``."""
+    pools = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if script not in Path(f"/proc/{pid}/cmdline").read_text():
+                continue
+            names = [Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                     for tid in os.listdir(f"/proc/{pid}/task")]
+        except OSError:  # the process or one of its threads has just exited
+            continue
+        pools[int(pid)] = names.count("cf_kernels")
+    return pools
+
+
+def test_two_inference_jobs_side_by_side_use_two_threads_each(workflow):
+    """--cores 4 and two inference jobs of 2 threads: both run at once, each with a pool of 2 kernel threads (the
+    calling thread + 1 worker, counted as tests/test_thread_pool.py does), and MindSpore set to 2 threads."""
+    workdir = workflow[0]
+    targets = ["results/candidates/released.npz", "results/candidates/epoch_1.npz"]
+    env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
+    env.pop("CENTERFACE_NUM_THREADS", None)
+    cmd = [SNAKEMAKE, "--cores", "4", "--set-threads", "infer_candidates=2", "--forcerun", "infer_candidates",
+           *targets]
+    seen: dict[int, int] = {}
+    together = False
+    with subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        while proc.poll() is None:
+            pools = {pid: n for pid, n in _kernel_pools("infer_candidates.py").items() if n}
+            together |= len(pools) == 2
+            for pid, n in pools.items():
+                seen[pid] = max(seen.get(pid, 0), n)
+            time.sleep(0.05)
+        log = proc.stdout.read()
+    assert proc.returncode == 0, log[-4000:]
+    assert JOB_LINE.findall(log).count("infer_candidates") == 2
+    assert len(seen) == 2 and set(seen.values()) == {1}, seen
+    assert together, "the two inference jobs never ran at the same time"
+    for model in ("released", "epoch_1"):
+        job_log = (workdir / f"results/logs/infer_candidates/{model}.log").read_text()
+        assert "CPU threads: 2 (MindSpore kernels and native kernels)" in job_log

@@ -1,4 +1,8 @@
 """Rule build_demo: the embedded demo data set (centerface_flow.demo)."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from pathlib import Path
 
 from centerface_flow.demo import build_demo

@@ -1,5 +1,8 @@
 """Rule convert_backbone: torchvision mobilenet_v2 .pth (or the released model's backbone) -> MindSpore ckpt."""
 from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from centerface_flow.convert.backbone import convert_backbone
 from centerface_flow.workflow import script_logging
 

@@ -1,5 +1,8 @@
 """Rule convert_released: the authors' centerface.onnx -> results/released/centerface.ckpt."""
 from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from centerface_flow.convert.released import convert_released
 from centerface_flow.workflow import script_logging
 

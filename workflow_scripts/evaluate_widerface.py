@@ -1,4 +1,8 @@
 """Rule evaluate_widerface: a WIDER prediction tree -> AP table and PR curve points."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from pathlib import Path
 
 from centerface_flow.evaluation import evaluate_tree, write_ap_table, write_pr_curves

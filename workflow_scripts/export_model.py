@@ -1,4 +1,8 @@
 """Rules export_model / export_air: results/best.ckpt -> results/best.{mindir,onnx,air} + a verification report."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from centerface_flow.export import export_checkpoint, first_image
 from centerface_flow.workflow import script_logging
 

@@ -1,4 +1,8 @@
 """Rule postprocess_predictions: candidates -> score threshold + NMS -> WIDER prediction tree (+ landmarks.tsv)."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from centerface_flow.candidates import load_candidates
 from centerface_flow.postprocess import PostprocessConfig, write_tree
 from centerface_flow.workflow import script_logging

@@ -1,4 +1,8 @@
 """Rule prepare_annotations: WIDER FACE training labels -> COCO-keypoints train.json."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from centerface_flow.data.annotations import read_labels, to_coco, write_coco
 from centerface_flow.workflow import script_logging
 

@@ -1,4 +1,8 @@
 """Rule rank_table: the HCCL rank table for train.devices Ascend devices (`centerface rank-table`)."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 import sys
 
 from centerface_flow.cli import main

@@ -1,4 +1,8 @@
 """Rule summarize_ap: every AP table -> results/summary/ap_by_epoch.{csv,md,png} and pr_curves.png."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 from pathlib import Path
 
 from centerface_flow.evaluation import summarize

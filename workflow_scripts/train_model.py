@@ -1,5 +1,9 @@
 """Rule train_model: `centerface train` in its own process (it may launch several ranks), resumable state in
 params.state_dir, every epoch's checkpoint published to results/train/."""
+from centerface_flow import runtime
+
+runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
+
 import hashlib
 import json
 import os
