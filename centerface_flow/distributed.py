@@ -24,8 +24,9 @@ from pathlib import Path
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text
 
-__all__ = ["WORKER_ENV", "free_port", "in_launched_worker", "init_data_parallel", "msrun_command", "msrun_env", "quote", "rank_table",
-           "read_hccn_conf", "write_rank_table"]
+__all__ = ["SLURM_MASTER_PORT", "WORKER_ENV", "first_host", "free_port", "in_launched_worker", "init_data_parallel",
+           "merge_rank_tables", "msrun_command", "msrun_env", "quote", "rank_table", "read_hccn_conf",
+           "slurm_layout", "write_rank_table"]
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +88,79 @@ def free_port() -> int:
 
 
 def msrun_command(n: int, argv: list[str], log_dir: str | os.PathLike, master_port: int | None = None,
-                  rank_table_file: str | None = None) -> list[str]:
-    """``msrun`` running ``centerface <argv>`` as ``n`` workers on this host (joined; logs in ``log_dir``).
+                  rank_table_file: str | None = None, nodes: int = 1, node_rank: int = 0,
+                  master_addr: str | None = None) -> list[str]:
+    """``msrun`` running ``centerface <argv>`` as ``n`` workers in all, ``n / nodes`` on this host (joined; logs in
+    ``log_dir``). On several nodes the same command runs once per node, each with its ``node_rank``; every node
+    reaches the scheduler on ``master_addr`` (node 0), so ``master_port`` must then be given (the same everywhere).
 
-    ``master_port`` defaults to a free port."""
+    ``master_port`` defaults to a free port on one node."""
+    if nodes < 1 or n % nodes:
+        raise UserError(f"{n} workers cannot be split evenly over {nodes} nodes")
+    if nodes > 1 and not (master_addr and master_port):
+        raise UserError("msrun on several nodes needs the address and port of node 0 (master_addr, master_port)")
+    if not 0 <= node_rank < nodes:
+        raise UserError(f"node rank {node_rank} outside 0..{nodes - 1}")
     master_port = master_port or free_port()
     msrun = Path(sys.executable).with_name("msrun")
-    cmd = [str(msrun) if msrun.exists() else "msrun", f"--worker_num={n}", f"--local_worker_num={n}",
+    cmd = [str(msrun) if msrun.exists() else "msrun", f"--worker_num={n}", f"--local_worker_num={n // nodes}",
            f"--master_port={master_port}", f"--log_dir={log_dir}", "--join=True"]
+    if nodes > 1:
+        cmd += [f"--master_addr={master_addr}", f"--node_rank={node_rank}"]
     if rank_table_file:
         cmd.append(f"--rank_table_file={rank_table_file}")
     return [*cmd, _cli_script(), *argv]
 
 
-def msrun_env(environ: dict | None = None) -> dict:
+#: msrun's scheduler port on node 0 when a Slurm job spans several nodes (each node must use the same one).
+SLURM_MASTER_PORT = 8118
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list: ``"ascend[07-08,11]"`` -> ``"ascend07"``, ``"a1,b2"`` -> ``"a1"``."""
+    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[:nodelist.index("]") + 1]
+    prefix, bracket, rest = head.partition("[")
+    if not bracket:
+        return head.strip()
+    return prefix + rest.split(",")[0].split("-")[0].rstrip("]")
+
+
+def slurm_layout(environ: dict | None = None) -> tuple[int, int, str | None]:
+    """``(nodes, node_rank, master_addr)`` of this process inside a Slurm job step (one task per node), from
+    ``SLURM_NNODES``, ``SLURM_NODEID`` and ``SLURM_JOB_NODELIST``; ``(1, 0, None)`` outside Slurm."""
+    env = os.environ if environ is None else environ
+    nodes = int(env.get("SLURM_NNODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
+    if nodes <= 1:
+        return 1, 0, None
+    return nodes, int(env.get("SLURM_NODEID", 0)), first_host(env["SLURM_JOB_NODELIST"])
+
+
+def merge_rank_tables(tables: list[dict]) -> dict:
+    """One rank table for several servers from each server's own (as ``rank_table`` writes them on each node):
+    ranks are renumbered across servers in the given order (server ``k``'s devices follow server ``k-1``'s)."""
+    servers, rank = [], 0
+    for table in tables:
+        for server in table["server_list"]:
+            devices = []
+            for device in server["device"]:
+                devices.append({**device, "rank_id": str(rank)})
+                rank += 1
+            servers.append({**server, "device": devices})
+    ids = [s["server_id"] for s in servers]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"rank tables: server {sorted({i for i in ids if ids.count(i) > 1})} appears twice")
+    return {"version": "1.0", "server_count": str(len(servers)), "server_list": servers, "status": "completed"}
+
+
+def msrun_env(environ: dict | None = None, workers: int = 1) -> dict:
     """Environment for msrun: it starts workers as ``python <script>``, the first ``python`` on ``PATH``, so put
-    this interpreter's directory (the virtualenv's ``bin``) first."""
+    this interpreter's directory (the virtualenv's ``bin``) first; and the ``workers`` processes on this host share
+    the caller's CPU threads (``CENTERFACE_NUM_THREADS``, at least one each) instead of each taking them all."""
+    from centerface_flow.runtime import THREADS_ENV, kernel_threads
+
     env = dict(os.environ if environ is None else environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env[THREADS_ENV] = str(max(1, kernel_threads(env) // max(1, workers)))
     return env
 
 

@@ -13,6 +13,9 @@ if IS_DEMO:
             "results/logs/build_demo.log",
         conda:
             "../envs/centerface.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
         script:
             "../workflow_scripts/build_demo.py"
 
@@ -27,5 +30,8 @@ rule prepare_annotations:
         "results/logs/prepare_annotations.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../workflow_scripts/prepare_annotations.py"

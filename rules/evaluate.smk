@@ -12,6 +12,9 @@ rule evaluate_widerface:
         "results/logs/evaluate_widerface/{model}.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         evaluate=config["evaluate"],
         subset=config["dataset"]["val_subset"],
@@ -44,6 +47,9 @@ rule summarize_ap:
         "results/logs/summarize_ap.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../workflow_scripts/summarize_ap.py"
 
@@ -57,6 +63,9 @@ checkpoint select_best:
         "results/logs/select_best.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         best=config["best"],
     script:

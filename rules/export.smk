@@ -12,6 +12,9 @@ rule copy_best:
         "results/logs/copy_best.log",
     conda:
         "../envs/coreutils.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         model=best_model_name,
     shell:
@@ -31,6 +34,10 @@ rule export_model:
         fmt="mindir|onnx",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        gres=NPU_GRES,
+        mem_mb=4000,
+        runtime=20,
     params:
         export=config["export"],
     script:
@@ -47,6 +54,10 @@ rule export_air:
         "results/logs/export_model_air.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        gres=NPU_GRES,
+        mem_mb=4000,
+        runtime=20,
     params:
         export=config["export"],
     script:

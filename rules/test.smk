@@ -16,6 +16,10 @@ rule infer_candidates:
     conda:
         "../envs/centerface.yaml"
     threads: 8  # capped at --cores by Snakemake
+    resources:
+        gres=NPU_GRES,
+        mem_mb=8000,
+        runtime=120,
     params:
         infer=config["infer"],
     script:
@@ -31,6 +35,9 @@ rule postprocess_predictions:
         "results/logs/postprocess_predictions/{model}.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         postprocess=config["postprocess"],
     script:

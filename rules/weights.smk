@@ -9,6 +9,9 @@ rule convert_released:
         "results/logs/convert_released.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         onnx=RELEASED_ONNX,
     script:
@@ -29,6 +32,9 @@ rule convert_backbone:
         "results/logs/convert_backbone.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../workflow_scripts/convert_backbone.py"
 
@@ -40,6 +46,9 @@ rule rank_table:
         "results/logs/rank_table_{n}p.log",
     conda:
         "../envs/centerface.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         device_ids=config["train"]["device_ids"],
     script:
