@@ -58,6 +58,10 @@ ACTIVATIONS = ("relu", "relu6")
 _OPT_PREFIX = "opt."
 
 
+#: Largest training crop side: a 4096 x 4096 batch already needs tens of GB; larger is a typo, not a setting.
+MAX_RESOLUTION = 4096
+
+
 @dataclass
 class TrainConfig:
     """Training options (defaults: the model zoo's recipe, ``default_config.yaml``)."""
@@ -120,10 +124,12 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "devices", "head_width", "max_objs", "resolution"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 bad(key, "must be a positive integer")
-        if self.resolution % 32:
-            bad("resolution", "must be a multiple of 32")
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            bad("lr", "must be a positive number")
+        if self.resolution % 32 or self.resolution > MAX_RESOLUTION:
+            bad("resolution", f"must be a multiple of 32 up to {MAX_RESOLUTION}")
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            bad("lr", "must be a positive finite number")
+        if not isinstance(self.gamma, (int, float)) or not 0 < self.gamma < math.inf:
+            bad("gamma", "must be a positive finite number")
         if not all(isinstance(m, int) and m >= 1 for m in self.milestones):
             bad("milestones", "must be a list of epoch numbers")
         if not isinstance(self.min_face, (int, float)) or not 0 <= self.min_face < math.inf:

@@ -595,3 +595,17 @@ def test_image_pixel_cap(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="CENTERFACE_MAX_IMAGE_PIXELS='lots': expected a number of pixels"):
         read_image(small)
 
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", float("nan"), "lr: must be a positive finite number"),
+    ("lr", float("inf"), "lr: must be a positive finite number"),
+    ("gamma", float("nan"), "gamma: must be a positive finite number"),
+    ("resolution", 65536, "resolution: must be a multiple of 32 up to 4096"),
+    ("resolution", 0, "resolution: must be a positive integer"),
+])
+def test_training_numbers(key, value, message):
+    from centerface_flow.train import TrainConfig
+
+    with pytest.raises(UserError, match=f"train: {message}"):
+        TrainConfig.from_dict({"init": "scratch", key: value}, where="train")
