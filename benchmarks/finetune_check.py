@@ -25,7 +25,7 @@ those faces at that size (the authors' own recipe, 800 px crops, evidently treat
 targets make every such face a focal-loss positive and weight its size/offset loss x5-x15, so fine-tuning spends its
 gradient on re-learning tiny faces and loses the larger ones. Ignoring them (as CenterNet ignores hard regions) and
 dropping the extra weights keeps the loss consistent with what the model does. Ablations, 2 epochs each, lr 1e-5,
-256 px: model-zoo recipe -4.4 points (-4.6 to -5.3 with weight decay, lr 1e-4 or 384 px in the previous session's
+256 px: model-zoo recipe -4.4 points (-4.6 to -5.3 with weight decay, lr 1e-4 or 384 px in further
 runs); zoo targets with native-scale crops (``--min-face 0 --small-face-weights --set anchor_sampling=false --set
 "crop_scales=[0.25, 0.35]"``, faces as large as at test time) -2.37; the same crops with these targets -0.48 (-0.84
 after 3 epochs); zoo augmentation with these targets (this recipe) -0.45. The targets, not the scale of the crops,
