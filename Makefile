@@ -35,7 +35,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check centerface_flow tests workflow_scripts benchmarks
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/snakemake --lint
+	@# Accepted: "Specify a conda environment or container" -- the rules run in the project's venv, there is no
+	@# env file (docs/cluster.md, "Software on the cluster"). Any other lint, or a failure that is not a lint, fails.
+	@out=$$($(BIN)/snakemake --lint 2>&1) && exit 0; \
+	  others=$$(echo "$$out" | grep '^    \* ' | grep -v 'Specify a conda environment or container for each rule'); \
+	  if [ -n "$$others" ] || ! echo "$$out" | grep -q '^Lints for'; then echo "$$out"; exit 1; fi; \
+	  echo "snakemake --lint: only the accepted lint (no conda/container per rule)"
 
 clean-results:
 	rm -rf results .snakemake/metadata .snakemake/incomplete

@@ -28,7 +28,7 @@ MODELS = [f"epoch_{e}" for e in TEST_EPOCHS] + (
     ["released"] if config["test"]["include_released"] else []
 )
 ON_ASCEND = on_ascend()
-# Resolved here, in Snakemake's own environment, so that jobs in other environments (--sdm conda) get a path.
+# Resolved here, in Snakemake's own environment, so that every job gets the same path.
 RELEASED_ONNX = config["weights"]["released_onnx"] or released_onnx_or_empty()
 TRAIN_DEVICES = config["train"]["devices"]
 USE_RANK_TABLE = TRAIN_DEVICES > 1 and ON_ASCEND

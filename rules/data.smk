@@ -11,8 +11,6 @@ if IS_DEMO:
             gt=GT_FILES,
         log:
             "results/logs/build_demo.log",
-        conda:
-            "../envs/centerface.yaml"
         resources:
             mem_mb=1000,
             runtime=10,
@@ -28,8 +26,6 @@ rule prepare_annotations:
         "results/data/train.json",
     log:
         "results/logs/prepare_annotations.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=1000,
         runtime=10,

@@ -10,8 +10,6 @@ rule evaluate_widerface:
         pr="results/ap/{model}_pr.tsv",
     log:
         "results/logs/evaluate_widerface/{model}.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
@@ -45,8 +43,6 @@ rule summarize_ap:
         ),
     log:
         "results/logs/summarize_ap.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
@@ -61,8 +57,6 @@ checkpoint select_best:
         "results/best.txt",
     log:
         "results/logs/select_best.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

@@ -10,8 +10,6 @@ rule copy_best:
         "results/best.ckpt",
     log:
         "results/logs/copy_best.log",
-    conda:
-        "../envs/coreutils.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -32,8 +30,6 @@ rule export_model:
         "results/logs/export_model_{fmt}.log",
     wildcard_constraints:
         fmt="mindir|onnx",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         gres=NPU_GRES,
         mem_mb=4000,
@@ -52,8 +48,6 @@ rule export_air:
         check="results/best.air.check.json",
     log:
         "results/logs/export_model_air.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         gres=NPU_GRES,
         mem_mb=4000,

@@ -13,8 +13,6 @@ rule infer_candidates:
         "results/logs/infer_candidates/{model}.log",
     benchmark:
         "results/benchmarks/infer_candidates/{model}.tsv"
-    conda:
-        "../envs/centerface.yaml"
     threads: 8  # capped at --cores by Snakemake
     resources:
         gres=NPU_GRES,
@@ -33,8 +31,6 @@ rule postprocess_predictions:
         directory("results/predictions/{model}"),
     log:
         "results/logs/postprocess_predictions/{model}.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -30,8 +30,6 @@ rule train_model:
         "results/logs/train_model.log",
     benchmark:
         "results/benchmarks/train_model.tsv"
-    conda:
-        "../envs/centerface.yaml"
     threads: 8  # capped at --cores by Snakemake
     resources:
         gres=TRAIN_GRES,

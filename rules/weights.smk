@@ -7,8 +7,6 @@ rule convert_released:
         "results/released/centerface.ckpt",
     log:
         "results/logs/convert_released.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -30,8 +28,6 @@ rule convert_backbone:
         "results/backbone/mobilenet_v2.ckpt",
     log:
         "results/logs/convert_backbone.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -44,8 +40,6 @@ rule rank_table:
         "results/rank_table/hccl_{n}p.json",
     log:
         "results/logs/rank_table_{n}p.log",
-    conda:
-        "../envs/centerface.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

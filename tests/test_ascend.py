@@ -98,13 +98,13 @@ FAKE_SLURM = {
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
-                    reason="needs snakemake-executor-plugin-slurm: pip install -e '.[slurm]'")
+                    reason="needs snakemake-executor-plugin-slurm (the test extra)")
 def test_ascend_profile_sbatch_options(tmp_path):
     """With profiles/ascend and CENTERFACE_DEVICE=Ascend, train_model is submitted with --gres=npu:8 (train.devices),
     8 CPUs, 8 x 12 GB and the profile's partition and runtime; inference asks for one NPU."""
     workdir = tmp_path / "wf"
     workdir.mkdir()
-    for name in ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report", "envs"):
+    for name in ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / name)
     bin_dir = tmp_path / "bin"

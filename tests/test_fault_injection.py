@@ -40,7 +40,7 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report", "envs")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
 #: The demo with training small enough for 2 cores (as tests/test_workflow_integration.py runs it).
 TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
         "export": {"height": 128, "width": 160}}

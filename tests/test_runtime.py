@@ -54,3 +54,11 @@ def test_fresh_process_sees_the_environment_before_mindspore():
     assert isa == b"AVX2"
     assert int(threads) == len(os.sched_getaffinity(0))
     assert omp == b"1"
+
+
+def test_use_threads_gives_the_job_its_share(monkeypatch):
+    """A workflow job's threads replace whatever count it inherited (e.g. from a shell that exported one)."""
+    monkeypatch.setattr(os, "environ", {**os.environ, runtime.THREADS_ENV: "16"})
+    assert runtime.use_threads(2) == 2 and os.environ[runtime.THREADS_ENV] == "2"
+    assert runtime.kernel_threads() == 2
+    assert runtime.use_threads(0) == 1  # never zero threads

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report", "envs")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
 #: Small enough to train in seconds on 2 cores; otherwise the shipped config.yaml.
 TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
         "export": {"height": 128, "width": 160}}
