@@ -32,11 +32,13 @@ __all__ = ["InferenceConfig", "collect_images", "detect_image", "draw_detections
 log = logging.getLogger(__name__)
 
 
-#: The recommended test-time augmentation (``--tta``): passes and the cap on the longer side of the largest pass.
-#: See docs/evaluation.md for the scale sets measured and why this one.
-TTA_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+#: The recommended test-time augmentation (``--tta``): passes, the cap on the longer side of the largest pass, and
+#: the candidate floor (eight passes of cells at 0.01 would make files ~6x larger for 0.0002 AP). docs/evaluation.md
+#: has the scale sets measured and why this one.
+TTA_SCALES: tuple[float, ...] = (0.75, 1.0, 1.5, 2.0)
 TTA_FLIP = True
 TTA_MAX_SIDE = 2048
+TTA_MIN_SCORE = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class InferenceConfig:
     ``decode``: ``cells`` keeps every heatmap cell scoring at least ``min_score`` (the authors' decoding);
     ``peaks`` keeps the ``top_k`` 3x3 local maxima per pass (see :mod:`centerface_flow.decode`).
     ``tta``: the recommended test-time augmentation (:data:`TTA_SCALES`, flip); it sets ``scales`` and ``flip``
-    itself, and ``max_side`` to :data:`TTA_MAX_SIDE` unless one is given.
+    itself, ``max_side`` to :data:`TTA_MAX_SIDE` unless one is given, and raises ``min_score`` to at least
+    :data:`TTA_MIN_SCORE`.
     ``max_side`` (released policy only; 0 = no cap): the largest pass of an image never has a longer side than this;
     every pass of an image is shrunk by the same factor when needed, which bounds time and memory on large photos.
     """
@@ -75,6 +78,7 @@ class InferenceConfig:
             scales = TTA_SCALES
             object.__setattr__(self, "flip", TTA_FLIP)
             object.__setattr__(self, "max_side", self.max_side or TTA_MAX_SIDE)
+            object.__setattr__(self, "min_score", max(self.min_score, TTA_MIN_SCORE))
         if not scales or not all(0 < s <= 16 for s in scales):
             raise UserError(f"scales: need one or more numbers in (0, 16], got {list(self.scales)}")
         if self.decode not in DECODE_MODES:

@@ -92,12 +92,13 @@ def test_max_side_caps_the_input_and_keeps_original_coordinates():
 def test_tta_preset_and_its_command_line():
     from centerface_flow.cli import build_parser
     from centerface_flow.commands.infer import inference_config_from_args
-    from centerface_flow.detect import TTA_MAX_SIDE, TTA_SCALES
+    from centerface_flow.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES
     from centerface_flow.errors import UserError
 
     base = ["infer", "--weights", "w.ckpt", "--images", "i", "--out", "o.npz"]
     cfg = inference_config_from_args(build_parser().parse_args(base + ["--tta"]))
     assert cfg == InferenceConfig(tta=True) and cfg.scales == TTA_SCALES and cfg.flip and cfg.max_side == TTA_MAX_SIDE
+    assert cfg.min_score == TTA_MIN_SCORE and len(cfg.passes) == 2 * len(TTA_SCALES)
     assert inference_config_from_args(build_parser().parse_args(base + ["--tta", "--max-side", "999"])).max_side == 999
     with pytest.raises(UserError, match="tta"):
         inference_config_from_args(build_parser().parse_args(base + ["--tta", "--scales", "1", "2"]))

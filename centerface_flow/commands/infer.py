@@ -29,7 +29,7 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                              "image (native kernels). 0 = off (default: 128, 0 for letterbox at one scale)")
     if tta:
         from centerface_flow.decode import DECODE_MODES
-        from centerface_flow.detect import TTA_MAX_SIDE, TTA_SCALES, InferenceConfig
+        from centerface_flow.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES, InferenceConfig
 
         d = InferenceConfig()
         parser.add_argument("--decode", choices=DECODE_MODES, default=d.decode,
@@ -50,7 +50,8 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                                  f"cap, {TTA_MAX_SIDE} with --tta)")
         parser.add_argument("--tta", action="store_true",
                             help=f"the recommended test-time augmentation: scales {' '.join(map(str, TTA_SCALES))}, "
-                                 f"with flip, largest pass capped at {TTA_MAX_SIDE} px (not with --scales/--flip)")
+                                 f"with flip, largest pass capped at {TTA_MAX_SIDE} px, candidate floor at least "
+                                 f"{TTA_MIN_SCORE} (not with --scales/--flip)")
 
 
 def inference_config_from_args(args: argparse.Namespace):
