@@ -42,6 +42,7 @@ __all__ = [
     "TREE_MARKER",
     "PostprocessConfig",
     "format_landmark_rows",
+    "format_rows_python",
     "format_wider",
     "select",
     "tree_manifest",
@@ -103,7 +104,11 @@ def select(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, size: t
     boxes (n, 4) xyxy, scores (n,), landmarks (n, 5, 2) → the same, sorted by descending final score.
     """
     mask = scores >= cfg.score_threshold
-    boxes, scores, landmarks = boxes[mask], scores[mask], landmarks[mask]
+    passing = int(np.count_nonzero(mask))
+    if mask[:passing].all():  # candidates come sorted by score: the passing rows are a prefix, no copies needed
+        boxes, scores, landmarks = boxes[:passing], scores[:passing], landmarks[:passing]
+    else:
+        boxes, scores, landmarks = boxes[mask], scores[mask], landmarks[mask]
     if cfg.clip and len(boxes):
         boxes = boxes.copy()
         np.clip(boxes[:, 0::2], 0, size[0], out=boxes[:, 0::2])
@@ -120,6 +125,27 @@ def select(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray, size: t
     return kept_boxes, final, landmarks[keep]
 
 
+try:
+    from centerface_flow._kernels.table_format import format_rows as _format_rows_kernel
+except ImportError:  # pragma: no cover - only when the package was installed without building the kernels
+    _format_rows_kernel = None
+
+_WIDER_DECIMALS = np.array([2, 2, 2, 2, 6], np.int32)
+_LANDMARK_DECIMALS = np.array([0, 6] + [2] * 10, np.int32)
+
+
+def format_rows_python(values: np.ndarray, decimals: np.ndarray, sep: str) -> str:
+    """Rows of ``values`` (R, C) as ``"%.{decimals[c]}f"`` fields joined by ``sep``, one line each."""
+    line = sep.join(f"%.{int(d)}f" for d in decimals) + "\n"
+    return (line * len(values)) % tuple(np.asarray(values, np.float64).ravel().tolist())
+
+
+def _format_rows(values: np.ndarray, decimals: np.ndarray, sep: str) -> str:
+    if _format_rows_kernel is None:
+        return format_rows_python(values, decimals, sep)
+    return _format_rows_kernel(np.ascontiguousarray(values, np.float64), decimals, sep.encode()).decode()
+
+
 def format_wider(name: str, boxes: np.ndarray, scores: np.ndarray) -> str:
     """The WIDER prediction file text for one image: name, count, ``x y w h score`` rows."""
     n = len(scores)
@@ -127,18 +153,20 @@ def format_wider(name: str, boxes: np.ndarray, scores: np.ndarray) -> str:
     rows[:, :2] = boxes[:, :2]
     rows[:, 2:4] = boxes[:, 2:4] - boxes[:, :2]
     rows[:, 4] = scores
-    return f"{name}\n{n}\n" + ("%.2f %.2f %.2f %.2f %.6f\n" * n) % tuple(rows.ravel().tolist())
+    return f"{name}\n{n}\n" + _format_rows(rows, _WIDER_DECIMALS, " ")
 
 
 def format_landmark_rows(image: str, scores: np.ndarray, landmarks: np.ndarray) -> str:
     """Rows of ``landmarks.tsv`` for one image (no header)."""
     n = len(scores)
+    if not n:
+        return ""
     rows = np.empty((n, 12), np.float64)
     rows[:, 0] = np.arange(1, n + 1)
     rows[:, 1] = scores
     rows[:, 2:] = landmarks.reshape(n, 10)
-    template = image.replace("%", "%%") + "\t%d\t%.6f" + "\t%.2f" * 10 + "\n"
-    return (template * n) % tuple(rows.ravel().tolist())
+    prefix = image + "\t"
+    return prefix + _format_rows(rows, _LANDMARK_DECIMALS, "\t")[:-1].replace("\n", "\n" + prefix) + "\n"
 
 
 def _relative_txt(path: str) -> str:

@@ -193,3 +193,21 @@ def test_postprocess_command_writes_every_image(tmp_path):
     res = _cli("postprocess", str(tmp_path / "c.npz"), "--out", str(tmp_path / "tree"), "--score-threshold", "0.01")
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "tree").rglob("*.txt"))) == 610
+
+
+def test_table_formatter_kernel_writes_what_python_writes():
+    from centerface_flow.postprocess import _format_rows_kernel, format_rows_python
+
+    if _format_rows_kernel is None:
+        pytest.skip("Cython kernels not built")
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.normal(0, 500, (200, 6)), rng.uniform(0, 1, (200, 6))], 0)
+    values[:4, 0] = [0.125, 2.675, -0.0, 1e15]  # halfway cases, negative zero, a long value
+    decimals = np.array([2, 2, 6, 0, 2, 9], np.int32)
+    assert _format_rows_kernel(values, decimals, b"\t").decode() == format_rows_python(values, decimals, "\t")
+    for scale in (1e-3, 1.0, 1e3, 1e9):  # near-ties (x.xx5) at every magnitude take the exact path
+        values = np.concatenate([rng.normal(0, scale, (500, 6)), np.round(rng.normal(0, scale, (500, 6)), 3) + 0.005])
+        assert _format_rows_kernel(values, decimals, b" ").decode() == format_rows_python(values, decimals, " ")
+    assert _format_rows_kernel(values[:0], decimals, b" ") == b""
+    with pytest.raises(OverflowError):
+        _format_rows_kernel(np.array([[1e40]]), np.array([2], np.int32), b" ")
