@@ -87,7 +87,7 @@ def test_nothing_to_do_when_up_to_date(workflow):
 def test_nms_change_reruns_only_postprocessing_onward(workflow):
     workdir = workflow[0]
     before = (workdir / "results/best.txt").read_text().splitlines()[0]
-    set_config(workdir, "postprocess", "nms_iou", 0.3)
+    set_config(workdir, "postprocess", "nms_iou", 0.4)  # the default is 0.3
     jobs, _ = run_snakemake(workdir)
     ran = set(jobs)
     assert {"postprocess_predictions", "evaluate_widerface", "summarize_ap", "select_best"} <= ran
