@@ -22,34 +22,15 @@ import numpy as np
 
 NMS_IOU = 0.3
 
+__all__ = ["NMS_IOU", "detect", "greedy_nms", "released_session", "write_tree"]
+
 
 def released_session(onnx_path: str | Path):
-    """ONNX Runtime session on the released file with input (N, 3, H, W) of any size."""
-    import onnx
-    import onnxruntime
+    """ONNX Runtime session on the released file, input (N, 3, H, W) of any size (the file as the authors ship it;
+    only its fixed input size is lifted, by the package's loader)."""
+    from centerface_flow.convert.released import released_session as session
 
-    model = onnx.load(str(onnx_path))
-    initializers = {t.name for t in model.graph.initializer}
-    graph_inputs = [v for v in model.graph.input if v.name not in initializers]
-    del model.graph.input[:]
-    model.graph.input.extend(graph_inputs)
-    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim, ("N", None, "H", "W")):
-        if name:
-            dim.ClearField("dim_value")
-            dim.dim_param = name
-    for k, out in enumerate(model.graph.output):
-        for d, dim in enumerate(out.type.tensor_type.shape.dim):
-            if d != 1:
-                dim.ClearField("dim_value")
-                dim.dim_param = f"o{k}_{d}"
-    del model.graph.value_info[:]
-    for node in model.graph.node:  # fixed output_shape attributes would pin the transposed convs to one size
-        for attr in list(node.attribute):
-            if node.op_type == "ConvTranspose" and attr.name == "output_shape":
-                node.attribute.remove(attr)
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session(onnx_path)
 
 
 def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:

@@ -44,7 +44,20 @@ import numpy as np
 from centerface_flow.errors import UserError
 from centerface_flow.io import atomic_write_text, remove_stale_staging, staging_prefix
 
-__all__ = ["ACTIVATIONS", "CRASH_ENV", "INITS", "METRIC_FIELDS", "TrainConfig", "find_last_epoch", "lr_schedule", "train"]
+__all__ = [
+    "ACTIVATIONS",
+    "CRASH_ENV",
+    "INITS",
+    "METRIC_FIELDS",
+    "TrainConfig",
+    "find_last_epoch",
+    "lr_schedule",
+    "run_training",
+    "run_workflow_job",
+    "state_identity",
+    "state_key",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +160,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def state_identity(settings: TrainConfig | dict) -> dict:
+    """The settings that decide what the epochs already trained contain: all but ``num_workers`` (data order and
+    augmentation depend on seed, epoch and image only) and, unless the schedule is cosine (whose every step depends
+    on the total), ``epochs``. Two runs with the same identity share their state folder and their epochs."""
+    values = settings.to_dict() if isinstance(settings, TrainConfig) else dict(settings)
+    ignored = {"num_workers"} | (set() if values.get("cosine") else {"epochs"})
+    return {k: v for k, v in values.items() if k not in ignored}
+
+
+def state_key(cfg: TrainConfig) -> str:
+    """Name of the state folder of ``cfg``: a hash of :func:`state_identity`."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(state_identity(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
@@ -379,15 +408,14 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     start, last = find_last_epoch(state_dir)
     if start:
         extra = _restore(net, optimizer, last)
-        saved = json.loads(extra.get("config", "{}"))
-        changed = sorted(k for k, v in cfg.to_dict().items() if k in saved and saved[k] != v
-                         and k not in ("epochs", "num_workers"))
+        saved = state_identity(json.loads(extra.get("config", "{}")))
+        changed = sorted(k for k, v in state_identity(cfg).items() if k in saved and saved[k] != v)
         if changed:
             log.warning("resuming with changed settings %s (was %s)", changed, {k: saved[k] for k in changed})
         log.info("resumed from epoch %d (%s)", start, last)
     rows = _read_metrics(state_dir / "metrics.csv", start)
     if rank == 0:
-        for e in range(1, start + 1):
+        for e in range(1, min(start, cfg.epochs) + 1):
             if (state_dir / f"epoch_{e}.ckpt").is_file():
                 _publish(state_dir / f"epoch_{e}.ckpt", out_dir / f"epoch_{e}.ckpt")
     step_fn = _step_function(net, CenterFaceLoss(tuple(cfg.loss_weights)), optimizer, cfg.loss_scale, world)
@@ -440,3 +468,55 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     if rank == 0 and not (out_dir / "metrics.csv").exists() and (state_dir / "metrics.csv").exists():
         _publish(state_dir / "metrics.csv", out_dir / "metrics.csv")
     return out_dir / f"epoch_{cfg.epochs}.ckpt"
+
+
+def run_training(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.PathLike,
+                 out_dir: str | os.PathLike, state_dir: str | os.PathLike | None = None,
+                 rank_table: str | os.PathLike | None = None, progress: bool = False) -> int:
+    """Train ``cfg`` here, or, for ``cfg.devices > 1``, launch the ranks with MindSpore's ``msrun`` (on Ascend with
+    the HCCL ``rank_table``; inside a multi-node Slurm step each node launches its share). Returns the exit status.
+    """
+    import subprocess
+    import sys
+
+    from centerface_flow import distributed
+
+    if cfg.devices > 1 and not distributed.in_launched_worker():
+        import yaml
+
+        out_dir = Path(out_dir)
+        state_dir = Path(state_dir) if state_dir else out_dir / ".state"
+        config_file = state_dir / "train_config.yaml"  # what every rank reads
+        atomic_write_text(config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        argv = ["train", "--config", str(config_file), "--annotations", str(annotations), "--images", str(image_dir),
+                "--out-dir", str(out_dir), "--state-dir", str(state_dir)] + ([] if progress else ["--no-progress"])
+        rank_table = rank_table or os.environ.get("RANK_TABLE_FILE") or None
+        nodes, node_rank, master_addr = distributed.slurm_layout()
+        cmd = distributed.msrun_command(cfg.devices, argv, out_dir / "msrun_logs",
+                                        master_port=distributed.SLURM_MASTER_PORT if nodes > 1 else None,
+                                        rank_table_file=str(Path(rank_table).resolve()) if rank_table else None,
+                                        nodes=nodes, node_rank=node_rank, master_addr=master_addr)
+        log.info("launching %d of %d workers: %s", cfg.devices // nodes, cfg.devices, distributed.quote(cmd))
+        return subprocess.call(cmd, env=distributed.msrun_env(workers=cfg.devices // nodes), stdout=sys.stderr)
+    from centerface_flow import runtime
+
+    runtime.mindspore("graph")
+    train(cfg, annotations, image_dir, out_dir, state_dir, progress=progress)
+    return 0
+
+
+def run_workflow_job(settings: dict, annotations: str | os.PathLike, image_dir: str | os.PathLike,
+                     out_dir: str | os.PathLike, state_root: str | os.PathLike,
+                     rank_table: str | os.PathLike | None = None) -> int:
+    """The ``train_model`` rule: ``settings`` (the ``train:`` section, ``init_path`` resolved) trained in the state
+    folder ``state_root/<state_key>``, so that a rerun after a crash, or with more epochs of a schedule that does
+    not depend on the total, continues from the last finished epoch."""
+    cfg = TrainConfig.from_dict(settings, where="config.yaml train")
+    state_dir = Path(state_root) / state_key(cfg)
+    if cfg.cosine:
+        log.info("cosine schedule: every step depends on train.epochs, so the state folder %s is for exactly %d "
+                 "epochs (changing train.epochs trains from epoch 1)", state_dir, cfg.epochs)
+    else:
+        log.info("state folder %s (train.epochs is not part of its key: more epochs continue from the last one)",
+                 state_dir)
+    return run_training(cfg, annotations, image_dir, out_dir, state_dir, rank_table)

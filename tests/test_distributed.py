@@ -129,12 +129,25 @@ def test_msrun_two_cpu_workers_match_one_process(tmp_path):
     assert (diff > 1e-4).mean() < 1e-4 and np.quantile(diff, 0.999) < 1e-5, (diff.max(), np.quantile(diff, 0.999))
 
 
-def test_train_command_line_for_workers_roundtrips():
-    from centerface_flow.cli import build_parser
-    from centerface_flow.commands.train import _argv
+def test_workers_get_the_launchers_settings_through_a_config_file(tmp_path, monkeypatch):
+    """msrun's workers read the settings the launcher resolved (command-line overrides included) from one file."""
+    import subprocess
 
-    args = build_parser().parse_args(["train", "--annotations", "a.json", "--images", "im", "--out-dir", "o",
-                                      "--devices", "2", "--set", "lr=0.1", "--state-dir", "s", "--no-progress"])
-    argv = _argv(args)
-    assert argv[0] == "train" and _argv(build_parser().parse_args(argv)) == argv
-    assert {"--devices", "2", "--state-dir", "s", "lr=0.1"} <= set(argv)
+    import yaml
+
+    from centerface_flow.cli import main
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    for var in ("RANK_ID", "RANK_SIZE", "MS_WORKER_NUM", "MS_ROLE", "SLURM_NNODES", "SLURM_JOB_NUM_NODES"):
+        monkeypatch.delenv(var, raising=False)
+    state = tmp_path / "s"
+    assert main(["train", "--annotations", "a.json", "--images", "im", "--out-dir", str(tmp_path / "o"),
+                 "--init", "scratch", "--devices", "2", "--set", "lr=0.1", "--state-dir", str(state),
+                 "--no-progress"]) == 0
+    (cmd,) = calls
+    worker = cmd[cmd.index("train"):]
+    assert worker[worker.index("--config") + 1] == str(state / "train_config.yaml")
+    assert {"--state-dir", str(state), "--no-progress", "--annotations", "a.json"} <= set(worker)
+    written = yaml.safe_load((state / "train_config.yaml").read_text())
+    assert written["lr"] == 0.1 and written["devices"] == 2 and written["init"] == "scratch"

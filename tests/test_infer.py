@@ -87,6 +87,9 @@ def test_max_side_caps_the_input_and_keeps_original_coordinates():
     seen.clear()
     detect_image(Recording(), square_photo(480, 320), InferenceConfig(max_side=1000))
     assert seen == [(320, 480)], "images below the cap are untouched"
+    seen.clear()
+    detect_image(Recording(), square_photo(480, 320), InferenceConfig(scales=(1.0, 2.0), max_side=480))
+    assert seen == [(160, 256), (320, 480)], "the largest pass is capped: x2 would be 960 wide, so all shrink by half"
 
 
 def test_tta_preset_and_its_command_line():
@@ -104,18 +107,6 @@ def test_tta_preset_and_its_command_line():
         inference_config_from_args(build_parser().parse_args(base + ["--tta", "--scales", "1", "2"]))
     plain = inference_config_from_args(build_parser().parse_args(base))
     assert plain == InferenceConfig() and plain.decode == "cells" and plain.max_side == 0
-
-
-def test_max_side_caps_the_largest_pass():
-    seen = []
-
-    class Recording(SquareFinder):
-        def __call__(self, batch):
-            seen.append(batch.shape[2:])
-            return super().__call__(batch)
-
-    detect_image(Recording(), square_photo(480, 320), InferenceConfig(scales=(1.0, 2.0), max_side=480))
-    assert seen == [(160, 256), (320, 480)], "x2 would be 960 wide: every pass shrinks by half"
 
 
 def test_inference_config_checks():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -225,3 +226,14 @@ def test_init_from_backbone_and_checkpoint(tmp_path):
     assert meta.landmark_origin == "center" and meta.input_format == "rgb255"
     with pytest.raises(UserError, match="not found"):
         _build_network(TrainConfig.from_dict({"init": "backbone", "init_path": str(tmp_path / "none.ckpt")}))
+
+
+def test_state_key_leaves_out_what_cannot_change_trained_epochs():
+    from centerface_flow.train import TrainConfig, state_key
+
+    base = TrainConfig(init="scratch", epochs=3, milestones=[2])
+    assert state_key(base) == state_key(dataclasses.replace(base, epochs=4))  # multistep: epochs 1-3 unchanged
+    assert state_key(base) == state_key(dataclasses.replace(base, num_workers=7))
+    assert state_key(base) != state_key(dataclasses.replace(base, lr=0.01))
+    cosine = dataclasses.replace(base, cosine=True)
+    assert state_key(cosine) != state_key(dataclasses.replace(cosine, epochs=4))  # every cosine step depends on it

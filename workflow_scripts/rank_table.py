@@ -3,13 +3,10 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-import sys
-
-from centerface_flow.cli import main
+from centerface_flow import distributed
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 n = int(snakemake.wildcards.n)  # noqa: F821
 ids = snakemake.params.device_ids or list(range(n))  # noqa: F821
-sys.exit(main(["rank-table", "--devices", str(n), "--device-ids", ",".join(map(str, ids)),
-               "--out", snakemake.output[0]]))  # noqa: F821
+distributed.write_rank_table(snakemake.output[0], distributed.rank_table(ids, distributed.read_hccn_conf()))  # noqa: F821

@@ -56,27 +56,7 @@ def load_config(path: str | None, overrides: dict) -> dict:
     return values
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    """The ``train`` command line equivalent to ``args`` (for the msrun workers)."""
-    argv = ["train", "--annotations", args.annotations, "--images", args.images, "--out-dir", args.out_dir]
-    if args.config:
-        argv += ["--config", args.config]
-    if args.state_dir:
-        argv += ["--state-dir", args.state_dir]
-    for item in args.set:
-        argv += ["--set", item]
-    for key in _OVERRIDES:
-        if getattr(args, key) is not None:
-            argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
-    if args.no_progress:
-        argv.append("--no-progress")
-    return argv
-
-
 def run(args: argparse.Namespace) -> int:
-    import subprocess
-    import sys
-
     import yaml
 
     from centerface_flow.errors import UserError
@@ -90,27 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from centerface_flow.train import TrainConfig
 
     cfg = TrainConfig.from_dict(load_config(args.config, overrides), where=args.config or "command line")
-    from centerface_flow import distributed
+    from centerface_flow.train import run_training
 
-    if cfg.devices > 1 and not distributed.in_launched_worker():
-        from pathlib import Path
-
-        argv = _argv(args)
-        import os
-
-        # Inside a Slurm step with one task per node (srun --ntasks-per-node=1), each node starts its share.
-        nodes, node_rank, master_addr = distributed.slurm_layout()
-        cmd = distributed.msrun_command(cfg.devices, argv, Path(args.out_dir) / "msrun_logs",
-                                        master_port=distributed.SLURM_MASTER_PORT if nodes > 1 else None,
-                                        rank_table_file=os.environ.get("RANK_TABLE_FILE") or None, nodes=nodes,
-                                        node_rank=node_rank, master_addr=master_addr)
-        print(f"centerface train: launching {cfg.devices // nodes} of {cfg.devices} workers: "
-              f"{distributed.quote(cmd)}", file=sys.stderr)
-        return subprocess.call(cmd, env=distributed.msrun_env(workers=cfg.devices // nodes))
-    from centerface_flow import runtime
-
-    runtime.mindspore("graph")
-    from centerface_flow.train import train
-
-    train(cfg, args.annotations, args.images, args.out_dir, args.state_dir, progress=not args.no_progress)
-    return 0
+    return run_training(cfg, args.annotations, args.images, args.out_dir, args.state_dir,
+                        progress=not args.no_progress)
