@@ -169,8 +169,7 @@ def test_two_inference_jobs_side_by_side_use_two_threads_each(workflow):
     targets = ["results/candidates/released.npz", "results/candidates/epoch_1.npz"]
     env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
     env.pop("CENTERFACE_NUM_THREADS", None)
-    cmd = [SNAKEMAKE, "--cores", "4", "--set-threads", "infer_candidates=2", "--forcerun", "infer_candidates",
-           *targets]
+    cmd = [SNAKEMAKE, *targets, "--cores", "4", "--set-threads", "infer_candidates=2", "--forcerun", "infer_candidates"]
     seen: dict[int, int] = {}
     together = False
     with subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -184,7 +183,8 @@ def test_two_inference_jobs_side_by_side_use_two_threads_each(workflow):
         log = proc.stdout.read()
     assert proc.returncode == 0, log[-4000:]
     assert JOB_LINE.findall(log).count("infer_candidates") == 2
-    assert len(seen) == 2 and set(seen.values()) == {1}, seen
+    # every process of the two jobs with a kernel pool had 1 worker (a job may start more than one such process)
+    assert len(seen) >= 2 and set(seen.values()) == {1}, seen
     assert together, "the two inference jobs never ran at the same time"
     for model in ("released", "epoch_1"):
         job_log = (workdir / f"results/logs/infer_candidates/{model}.log").read_text()
