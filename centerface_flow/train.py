@@ -209,6 +209,8 @@ def _publish(src: Path, dst: Path) -> None:
     """Make ``dst`` the same content as ``src`` atomically (hard link, or copy across file systems)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(dst)
+    if dst.is_file() and os.path.samefile(src, dst):  # already published (a rename onto a hard link does nothing)
+        return
     tmp = dst.with_name(f"{staging_prefix(dst)}link")
     if tmp.exists():
         tmp.unlink()
@@ -506,11 +508,12 @@ def run_training(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: st
 
 
 def run_workflow_job(settings: dict, annotations: str | os.PathLike, image_dir: str | os.PathLike,
-                     out_dir: str | os.PathLike, state_root: str | os.PathLike,
-                     rank_table: str | os.PathLike | None = None) -> int:
+                     out_dir: str | os.PathLike, state_root: str | os.PathLike, done: str | os.PathLike,
+                     rank_table: str | os.PathLike | None = None) -> None:
     """The ``train_model`` rule: ``settings`` (the ``train:`` section, ``init_path`` resolved) trained in the state
     folder ``state_root/<state_key>``, so that a rerun after a crash, or with more epochs of a schedule that does
-    not depend on the total, continues from the last finished epoch."""
+    not depend on the total, continues from the last finished epoch. ``done`` (JSON: epochs, state folder) is
+    written last; a failed launch raises :class:`UserError`."""
     cfg = TrainConfig.from_dict(settings, where="config.yaml train")
     state_dir = Path(state_root) / state_key(cfg)
     if cfg.cosine:
@@ -519,4 +522,7 @@ def run_workflow_job(settings: dict, annotations: str | os.PathLike, image_dir: 
     else:
         log.info("state folder %s (train.epochs is not part of its key: more epochs continue from the last one)",
                  state_dir)
-    return run_training(cfg, annotations, image_dir, out_dir, state_dir, rank_table)
+    status = run_training(cfg, annotations, image_dir, out_dir, state_dir, rank_table)
+    if status:
+        raise UserError(f"training failed (exit status {status}); see the log above")
+    atomic_write_text(done, json.dumps({"epochs": cfg.epochs, "state_dir": str(state_dir)}) + "\n")

@@ -140,3 +140,22 @@ def read_best(path: str | os.PathLike) -> str:
     if not model:
         raise UserError(f"{path}: line 1 should name the best model, the file is empty")
     return model
+
+
+def train_state_dir(train_settings: dict, init_path: str, state_root: str | os.PathLike) -> Path:
+    """The state folder the ``train_model`` job uses for these settings (see :func:`centerface_flow.train.state_key`)."""
+    from centerface_flow.train import TrainConfig, state_key
+
+    cfg = TrainConfig.from_dict({**train_settings, "init_path": init_path}, where="config.yaml train")
+    return Path(state_root) / state_key(cfg)
+
+
+def epoch_is_final(published: str | os.PathLike, state_dir: str | os.PathLike) -> bool:
+    """True when the published epoch checkpoint is the one in the current settings' state folder: finished epochs
+    there never change, so the jobs testing it need not wait for (or rerun after) the training job."""
+    published = Path(published)
+    kept = Path(state_dir) / published.name
+    try:
+        return published.is_file() and kept.is_file() and os.path.samefile(published, kept)
+    except OSError:
+        return False

@@ -4,9 +4,11 @@ from centerface_flow.errors import UserError
 from centerface_flow.workflow import (
     air_unavailable_message,
     dataset_paths,
+    epoch_is_final,
     on_ascend,
     read_best,
     released_onnx_or_empty,
+    train_state_dir,
 )
 
 try:
@@ -55,7 +57,12 @@ def weights_of(model):
     """The checkpoint a model name (released, epoch_E) stands for."""
     if model == "released":
         return "results/released/centerface.ckpt"
-    return f"results/train/{model}.ckpt"
+    path = f"results/train/{model}.ckpt"
+    # An epoch already in the current settings' state folder is final; any other waits for the train_model
+    # checkpoint (so raising train.epochs tests only the new epochs, and changed settings retest all).
+    if not epoch_is_final(path, TRAIN_STATE_DIR):
+        checkpoints.train_model.get()
+    return path
 
 
 def model_weights(wildcards):

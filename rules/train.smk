@@ -1,7 +1,10 @@
 # Training: one job writes every epoch's checkpoint. Its resumable state lives in
-# results/train/state/<hash of the train settings>/, which is not a declared output, so a failed or killed job
-# (whose outputs Snakemake deletes) keeps its finished epochs and `--rerun-incomplete` resumes from the last one;
-# changed settings get a fresh state folder and train from the start.
+# results/train/state/<state key>/, which is not a declared output, so a failed or killed job (whose outputs
+# Snakemake deletes) keeps its finished epochs and `--rerun-incomplete` resumes from the last one. The key
+# (centerface_flow.train.state_key) leaves out what cannot change the epochs already trained: raising train.epochs
+# (with a schedule that does not depend on the total) continues from the last epoch, and since this is a checkpoint
+# rule whose epoch files keep their modification times, only the new epochs are tested. Other changed settings get
+# a fresh state folder and train from the start. Ask for results/train/done_{N}_epochs.json to train only.
 
 INIT_WEIGHTS = {
     "released": "results/released/centerface.ckpt",
@@ -12,8 +15,16 @@ INIT_WEIGHTS = {
     ],  # a .ckpt of this project to continue from
 }
 
+TRAIN_STATE_ROOT = "results/train/state"
+try:
+    TRAIN_STATE_DIR = train_state_dir(
+        config["train"], INIT_WEIGHTS[config["train"]["init"]] or "", TRAIN_STATE_ROOT
+    )
+except UserError as exc:
+    raise WorkflowError(str(exc)) from None
 
-rule train_model:
+
+checkpoint train_model:
     input:
         annotations="results/data/train.json",
         images=DATA["train_images"],
@@ -22,9 +33,11 @@ rule train_model:
             f"results/rank_table/hccl_{TRAIN_DEVICES}p.json" if USE_RANK_TABLE else []
         ),
     output:
-        expand(
-            "results/train/epoch_{e}.ckpt", e=range(1, config["train"]["epochs"] + 1)
-        ),
+        # A record named by the epoch count: until this job has run for the configured epochs, the jobs that ask
+        # this checkpoint for an epoch depend on a file that does not exist, so it is scheduled. The epoch files
+        # results/train/epoch_{E}.ckpt are published by the job but not declared: Snakemake would touch declared
+        # outputs, and an epoch continued from the state folder must keep its time so that it is not tested again.
+        done=f"results/train/done_{config['train']['epochs']}_epochs.json",
         metrics="results/train/metrics.csv",
     log:
         "results/logs/train_model.log",
@@ -41,6 +54,6 @@ rule train_model:
         runtime=60 + 60 * config["train"]["epochs"],
     params:
         train=config["train"],
-        state_dir="results/train/state",
+        state_dir=TRAIN_STATE_ROOT,
     script:
         "../workflow_scripts/train_model.py"

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -132,16 +133,42 @@ def test_unknown_config_key_stops_at_parse_time(workflow):
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def test_more_epochs_train_and_test_only_the_new_one(workflow, tmp_path):
+    """Raising train.epochs (multistep schedule) continues from the last epoch, tests only the new epoch, and the
+    new epoch equals that of a run trained from scratch for the same number of epochs."""
+    workdir = workflow[0]
+    set_config(workdir, "train", "epochs", 3)
+    jobs, log = run_snakemake(workdir)
+    assert jobs.count("train_model") == 1, log[-3000:]
+    for rule in ("infer_candidates", "postprocess_predictions", "evaluate_widerface"):
+        assert jobs.count(rule) == 1, (rule, jobs)
+    assert "results/candidates/epoch_3.npz" in log and "results/candidates/epoch_1.npz" not in log
+    assert "resumed from epoch 2" in (workdir / "results/logs/train_model.log").read_text()
+
+    fresh = tmp_path / "fresh"  # the same workflow and inputs, trained from scratch for 3 epochs
+    for name in (*WORKFLOW_FILES, "results/demo", "results/released", "results/data"):
+        src = workdir / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, fresh / name)
+    run_snakemake(fresh, "results/train/done_3_epochs.json")
+    from test_train import _params
+
+    continued, scratch = _params(workdir / "results/train/epoch_3.ckpt"), _params(fresh / "results/train/epoch_3.ckpt")
+    assert continued.keys() == scratch.keys()
+    for key in continued:
+        np.testing.assert_array_equal(continued[key], scratch[key], err_msg=key)
+    set_config(workdir, "train", "epochs", 2)
+
+
 def test_killed_training_resumes_under_snakemake(workflow):
     """A training job killed mid-epoch 2 loses no finished epoch: the rerun resumes from epoch 1."""
     workdir = workflow[0]
     set_config(workdir, "train", "seed", 2)  # new settings: trains afresh, in a new state folder
     crash = {"CENTERFACE_CRASH_AFTER_STEPS": "8"}  # 6 steps per epoch: killed in epoch 2
-    jobs, log = run_snakemake(workdir, "results/train/epoch_2.ckpt", check=False, env=crash)
-    assert "train_model" in jobs and not (workdir / "results/train/epoch_2.ckpt").exists(), log[-3000:]
+    jobs, log = run_snakemake(workdir, "results/train/done_2_epochs.json", check=False, env=crash)
+    assert "train_model" in jobs and not (workdir / "results/train/done_2_epochs.json").exists(), log[-3000:]
     states = list((workdir / "results/train/state").glob("*/epoch_1.ckpt"))
     assert len(states) == 2  # the first run's folder and this one's
-    jobs, _ = run_snakemake(workdir, "results/train/epoch_2.ckpt")
+    jobs, _ = run_snakemake(workdir, "results/train/done_2_epochs.json")
     assert jobs == ["train_model"]
     train_log = (workdir / "results/logs/train_model.log").read_text()
     assert "resumed from epoch 1" in train_log

@@ -4,7 +4,6 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-import sys
 from pathlib import Path
 
 from centerface_flow.train import run_workflow_job
@@ -12,6 +11,6 @@ from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 inp, out = snakemake.input, snakemake.output  # noqa: F821
-sys.exit(run_workflow_job({**snakemake.params.train, "init_path": str(inp.init or "")},  # noqa: F821
-                          inp.annotations, inp.images, Path(out.metrics).parent, snakemake.params.state_dir,  # noqa: F821
-                          rank_table=inp.rank_table or None))
+run_workflow_job({**snakemake.params.train, "init_path": str(inp.init or "")}, inp.annotations,  # noqa: F821
+                 inp.images, Path(out.metrics).parent, snakemake.params.state_dir, out.done,  # noqa: F821
+                 rank_table=inp.rank_table or None)
