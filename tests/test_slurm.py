@@ -174,7 +174,7 @@ def test_scancel_mid_training_then_rerun_resumes(cluster_workflow):
     set_config(workdir, "train", "epochs", 4)
     env = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
     cmd = [SNAKEMAKE, "--profile", "profiles/slurm", "--max-threads", str(MAX_THREADS), "--latency-wait", "5",
-           "--slurm-init-seconds-before-status-checks", "5", "results/train/epoch_4.ckpt"]
+           "--slurm-init-seconds-before-status-checks", "5", "results/train/done_4_epochs.json"]
     with subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:
         deadline = time.monotonic() + 600
@@ -198,7 +198,7 @@ def test_scancel_mid_training_then_rerun_resumes(cluster_workflow):
     assert proc.returncode != 0, log[-3000:]
     assert finished < 4 and not (workdir / "results/train/epoch_4.ckpt").exists()
 
-    jobs, log = run_slurm(workdir, "results/train/epoch_4.ckpt")
+    jobs, log = run_slurm(workdir, "results/train/done_4_epochs.json")
     assert jobs == ["train_model"]
     train_log = (workdir / "results/logs/train_model.log").read_text()
     resumed = int(re.search(r"resumed from epoch (\d+)", train_log).group(1))
