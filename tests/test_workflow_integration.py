@@ -148,6 +148,7 @@ def test_more_epochs_train_and_test_only_the_new_one(workflow, tmp_path):
     fresh = tmp_path / "fresh"  # the same workflow and inputs, trained from scratch for 3 epochs
     for name in (*WORKFLOW_FILES, "results/demo", "results/released", "results/data"):
         src = workdir / name
+        (fresh / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, fresh / name)
     run_snakemake(fresh, "results/train/done_3_epochs.json")
     from test_train import _params
