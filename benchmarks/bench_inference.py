@@ -64,12 +64,12 @@ def worker(args) -> int:
 
         ms = runtime.mindspore("graph")
         if args.worker == "mindspore":
-            from centerface_flow.backends import make_runner
+            from centerface_flow.inference.backends import make_runner
 
             fn = make_runner(args.weights, "mindspore")
         else:
-            from centerface_flow import native
             from centerface_flow.checkpoint import load_network
+            from centerface_flow.ops import native
 
             with native.use_native(False):
                 net, _ = load_network(args.weights)
@@ -78,7 +78,7 @@ def worker(args) -> int:
             def fn(batch):
                 return [o.asnumpy() for o in net(ms.Tensor(batch))]
     else:
-        from centerface_flow.backends import make_runner
+        from centerface_flow.inference.backends import make_runner
 
         fn = make_runner(args.onnx, "onnxruntime")
     if args.serve:

@@ -26,8 +26,8 @@ from centerface_flow import runtime
 
 
 def latency(runner, image, cfg, post, repeats: int) -> list[float]:
-    from centerface_flow.detect import detect_image
-    from centerface_flow.postprocess import select
+    from centerface_flow.inference.detect import detect_image
+    from centerface_flow.postprocess.predictions import select
 
     times = []
     for i in range(repeats + 2):  # two warm-up runs (graph compile, ORT allocations)
@@ -56,11 +56,11 @@ def main() -> int:
     runtime.mindspore("graph")
     import cv2
 
-    from centerface_flow.backends import make_runner
     from centerface_flow.convert.released import convert_released, find_released_onnx
-    from centerface_flow.detect import InferenceConfig
-    from centerface_flow.postprocess import PostprocessConfig
-    from centerface_flow.preprocess import read_image
+    from centerface_flow.inference.backends import make_runner
+    from centerface_flow.inference.detect import InferenceConfig
+    from centerface_flow.inference.preprocess import read_image
+    from centerface_flow.postprocess.predictions import PostprocessConfig
 
     if args.image:
         image = read_image(args.image)

@@ -46,7 +46,7 @@ def main() -> int:
     from centerface_flow import runtime
 
     runtime.mindspore("graph")
-    from centerface_flow.train import TrainConfig, train
+    from centerface_flow.training.train import TrainConfig, train
 
     wf = shared_widerface()
     n = args.steps * args.batch_size

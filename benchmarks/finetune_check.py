@@ -69,7 +69,7 @@ def main() -> int:
     runtime.mindspore("graph")
     from centerface_flow.convert.released import convert_released
     from centerface_flow.data.annotations import read_labels
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.training.train import TrainConfig
 
     wf = shared_widerface()
     on_disk = wf / "WIDER_val" / "images"

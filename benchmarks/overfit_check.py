@@ -48,9 +48,9 @@ def targets_ap(annotations: Path, image_dir: Path, resolution: int, gts: dict) -
     from centerface_flow.data.augment import AugmentConfig
     from centerface_flow.data.pipeline import InputSpec, TrainSource
     from centerface_flow.data.targets import TARGET_KEYS
-    from centerface_flow.decode import peaks_and_decode
-    from centerface_flow.nms import nms
-    from centerface_flow.preprocess import prepare, read_image
+    from centerface_flow.inference.decode import peaks_and_decode
+    from centerface_flow.inference.preprocess import prepare, read_image
+    from centerface_flow.postprocess.nms import nms
 
     meta = ModelMeta.model_zoo(24, "relu")
     augment = AugmentConfig(resolution, anchor_sampling=False, rand_crop=False, flip=0.0, color=False)
@@ -85,7 +85,7 @@ def main() -> int:
 
     runtime.mindspore("graph")
     from centerface_flow.data.annotations import read_labels
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.training.train import TrainConfig
 
     wf = shared_widerface()
     images = {im.file_name: im for im in read_labels(wf / "wider_face_split" / "wider_face_val_bbx_gt.txt")}

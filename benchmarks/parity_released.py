@@ -32,9 +32,9 @@ def main() -> int:
 
     runtime.mindspore("pynative")
     import cv2
+    from parity import compare_on_image
 
     from centerface_flow.checkpoint import load_network
-    from centerface_flow.convert.parity import compare_on_image
     from centerface_flow.convert.released import convert_released, find_released_onnx, released_session
 
     onnx_path = find_released_onnx()

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     import authors_decoder
 
     from centerface_flow.convert.released import convert_released, find_released_onnx
-    from centerface_flow.detect import InferenceConfig, collect_images, infer_folder
-    from centerface_flow.postprocess import PostprocessConfig, write_tree
+    from centerface_flow.inference.detect import InferenceConfig, collect_images, infer_folder
+    from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", required=True, help="WIDER_val/images (or a part of it)")

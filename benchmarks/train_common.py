@@ -55,10 +55,10 @@ def detect_all(ckpt: Path, image_dir: Path, names: list[str], policy: str = "rel
     from centerface_flow import runtime
 
     runtime.mindspore("graph")
-    from centerface_flow.backends import make_runner
-    from centerface_flow.decode import peaks_and_decode
-    from centerface_flow.nms import nms
-    from centerface_flow.preprocess import prepare, read_image
+    from centerface_flow.inference.backends import make_runner
+    from centerface_flow.inference.decode import peaks_and_decode
+    from centerface_flow.inference.preprocess import prepare, read_image
+    from centerface_flow.postprocess.nms import nms
 
     weights = Path(ckpt)
     if onnx:

@@ -32,7 +32,7 @@ DEFAULT_SETS = ["1", "0.75,1", "1,1.5", "1,2", "0.5,1,1.5", "0.5,1,2", "1,1.5,2"
 
 def subset_passes(cands, keep_pass: np.ndarray):
     """The rows of ``cands`` whose pass index is selected by ``keep_pass`` ((P,) bool)."""
-    from centerface_flow.candidates import Candidates
+    from centerface_flow.inference.candidates import Candidates
 
     rows = keep_pass[cands.passes]
     kept_before = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])  # kept rows before each row
@@ -42,9 +42,9 @@ def subset_passes(cands, keep_pass: np.ndarray):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from centerface_flow.candidates import load_candidates
     from centerface_flow.evaluation import evaluate_tree
-    from centerface_flow.postprocess import PostprocessConfig, write_tree
+    from centerface_flow.inference.candidates import load_candidates
+    from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidates")

@@ -1,7 +1,7 @@
 """Export a checkpoint to MINDIR, ONNX or AIR, and verify the export where it was made.
 
 The exported network is the checkpoint's in inference form: BatchNorm folded into the convolutions
-(:func:`centerface_flow.fold.fold_bn`), MindSpore's own operators only (no native kernel library).
+(:func:`centerface_flow.fused.fold.fold_bn`), MindSpore's own operators only (no native kernel library).
 
 Verification loads the exported file back with the runtime that will serve it (MindSpore for MINDIR, ONNX Runtime
 for ONNX; AIR files cannot be loaded back by MindSpore, so on Ascend the check re-runs the checkpoint only),
@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from centerface_flow.io import (
     remove_stale_staging,
 )
 
-__all__ = ["FORMATS", "TOLERANCE", "export_checkpoint", "first_image", "relative_error", "relative_errors"]
+__all__ = ["FORMATS", "TOLERANCE", "ExportSettings", "export_checkpoint", "first_image", "relative_error", "relative_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,21 @@ FORMATS = {"mindir": "MINDIR", "onnx": "ONNX", "air": "AIR"}
 OUTPUT_NAMES = ("heatmap", "size", "offset", "landmarks")
 TOLERANCE = 1e-4
 META_KEY = "centerface_meta"
+
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Input size of the exported graph and of its verification run."""
+
+    height: int = 480
+    width: int = 640
+
+    def __post_init__(self) -> None:
+        for key in ("height", "width"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 32 or value % 32 or value > 8192:
+                raise UserError(f"{key}: must be a multiple of 32 between 32 and 8192, got {value!r}")
 
 
 def relative_error(out, ref) -> float:
@@ -71,7 +87,7 @@ def _check_input(image_path: Path, meta, width: int, height: int) -> np.ndarray:
     """A real image resized to the export shape, in the checkpoint's pixel format: (1, 3, height, width)."""
     import cv2
 
-    from centerface_flow.preprocess import prepare, read_image
+    from centerface_flow.inference.preprocess import prepare, read_image
 
     image = cv2.resize(read_image(image_path), (width, height), interpolation=cv2.INTER_AREA)
     chw, _ = prepare(image, "released", meta.input_format, meta.mean, meta.std)
@@ -129,10 +145,10 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fmt: str,
                       width: int = 640, height: int = 480, report: str | os.PathLike | None = None) -> dict:
     """Export ``ckpt`` to ``out`` in ``fmt`` (mindir/onnx/air) with a fixed (1, 3, height, width) input, verify
     it on ``check_image``, write the JSON ``report`` (default ``<out>.check.json``) and return it."""
-    from centerface_flow import native, runtime
+    from centerface_flow import runtime
     from centerface_flow.checkpoint import load_network
-    from centerface_flow.fold import fold_bn
-    from centerface_flow.settings import ExportSettings
+    from centerface_flow.fused.fold import fold_bn
+    from centerface_flow.ops import native
 
     fmt = fmt.lower()
     if fmt not in FORMATS:

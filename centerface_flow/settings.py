@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from centerface_flow.errors import UserError
 
-__all__ = ["BEST_METRICS", "BestSettings", "EvaluateSettings", "ExportSettings", "enums", "section_defaults", "sections"]
+__all__ = ["BEST_METRICS", "BestSettings", "EvaluateSettings", "enums", "section_defaults", "sections"]
 
 #: ``best.metric`` choices: one AP setting, or their sum.
 BEST_METRICS = ("easy", "medium", "hard", "sum")
@@ -52,26 +52,13 @@ class BestSettings:
             raise UserError(f"metric: must be one of {', '.join(BEST_METRICS)}, got {self.metric!r}")
 
 
-@dataclass(frozen=True)
-class ExportSettings:
-    """Input size of the exported graph and of its verification run."""
-
-    height: int = 480
-    width: int = 640
-
-    def __post_init__(self) -> None:
-        for key in ("height", "width"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 32 or value % 32 or value > 8192:
-                raise UserError(f"{key}: must be a multiple of 32 between 32 and 8192, got {value!r}")
-
-
 @lru_cache(maxsize=1)
 def sections() -> dict[str, type]:
     """config.yaml section -> the dataclass that defines its keys (imported on first use: they need numpy)."""
-    from centerface_flow.detect import InferenceConfig
-    from centerface_flow.postprocess import PostprocessConfig
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.export import ExportSettings
+    from centerface_flow.inference.detect import InferenceConfig
+    from centerface_flow.postprocess.predictions import PostprocessConfig
+    from centerface_flow.training.train import TrainConfig
 
     return {"train": TrainConfig, "infer": InferenceConfig, "postprocess": PostprocessConfig,
             "evaluate": EvaluateSettings, "best": BestSettings, "export": ExportSettings}
@@ -80,11 +67,11 @@ def sections() -> dict[str, type]:
 @lru_cache(maxsize=1)
 def enums() -> dict[tuple[str, str], tuple]:
     """(section, key) -> the allowed values, each defined next to the code that acts on it."""
-    from centerface_flow.decode import DECODE_MODES
     from centerface_flow.evaluation.core import PROTOCOLS
-    from centerface_flow.nms import NMS_METHODS
-    from centerface_flow.preprocess import SIZE_POLICIES
-    from centerface_flow.train import ACTIVATIONS, INITS
+    from centerface_flow.inference.decode import DECODE_MODES
+    from centerface_flow.inference.preprocess import SIZE_POLICIES
+    from centerface_flow.postprocess.nms import NMS_METHODS
+    from centerface_flow.training.train import ACTIVATIONS, INITS
 
     return {("train", "init"): INITS, ("train", "activation"): ACTIVATIONS, ("infer", "size"): SIZE_POLICIES,
             ("infer", "decode"): DECODE_MODES, ("postprocess", "nms"): tuple(NMS_METHODS),

@@ -24,7 +24,7 @@ __all__ = [
 
 DATASET_KEYS = ("train_images", "train_labels", "val_images", "val_ground_truth")
 DEMO_DIR = "results/demo"
-#: Where the embedded demo puts each dataset path (see centerface_flow.demo.build_demo).
+#: Where the embedded demo puts each dataset path (see centerface_flow.data.demo.build_demo).
 DEMO_PATHS = {
     "train_images": f"{DEMO_DIR}/WIDER_train/images",
     "train_labels": f"{DEMO_DIR}/train/label.txt",
@@ -143,8 +143,8 @@ def read_best(path: str | os.PathLike) -> str:
 
 
 def train_state_dir(train_settings: dict, init_path: str, state_root: str | os.PathLike) -> Path:
-    """The state folder the ``train_model`` job uses for these settings (see :func:`centerface_flow.train.state_key`)."""
-    from centerface_flow.train import TrainConfig, state_key
+    """The state folder the ``train_model`` job uses for these settings (see :func:`centerface_flow.training.train.state_key`)."""
+    from centerface_flow.training.train import TrainConfig, state_key
 
     cfg = TrainConfig.from_dict({**train_settings, "init_path": init_path}, where="config.yaml train")
     return Path(state_root) / state_key(cfg)

@@ -1,7 +1,7 @@
 # Training: one job writes every epoch's checkpoint. Its resumable state lives in
 # results/train/state/<state key>/, which is not a declared output, so a failed or killed job (whose outputs
 # Snakemake deletes) keeps its finished epochs and `--rerun-incomplete` resumes from the last one. The key
-# (centerface_flow.train.state_key) leaves out what cannot change the epochs already trained: raising train.epochs
+# (centerface_flow.training.train.state_key) leaves out what cannot change the epochs already trained: raising train.epochs
 # (with a schedule that does not depend on the total) continues from the last epoch, and since this is a checkpoint
 # rule whose epoch files keep their modification times, only the new epochs are tested. Other changed settings get
 # a fresh state folder and train from the start. Ask for results/train/done_{N}_epochs.json to train only.

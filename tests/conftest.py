@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# Test-only helpers that are also benchmarks (the authors' reference decoder, the released-model parity checks)
+# live in benchmarks/, never in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 SHARED_ENV = "CENTERFACE_SHARED_DATA"
 

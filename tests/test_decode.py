@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from centerface_flow.decode import Detections, decode_cells, find_cells, find_peaks, peaks_and_decode
+from centerface_flow.inference.decode import Detections, decode_cells, find_cells, find_peaks, peaks_and_decode
 
 STRIDE = 4
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from centerface_flow.demo import DemoSpec, build_demo
+from centerface_flow.data.demo import DemoSpec, build_demo
 
 
 @pytest.fixture(scope="module")

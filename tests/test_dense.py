@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centerface_flow import dense, native, runtime
+from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import dense, native
 
 TOL = 1e-5
 
@@ -155,7 +156,7 @@ def test_custom_ops_match_mindspore(mode):
 
 def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
     runtime.mindspore("pynative")
-    from centerface_flow.fold import fold_bn
+    from centerface_flow.fused.fold import fold_bn
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
     from centerface_flow.nets.pointwise import FusedStemBlock

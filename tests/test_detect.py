@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from centerface_flow.backends import default_backend, make_runner
 from centerface_flow.errors import UserError
-from centerface_flow.postprocess import LANDMARKS_FILE
+from centerface_flow.inference.backends import default_backend, make_runner
+from centerface_flow.postprocess.predictions import LANDMARKS_FILE
 
 
 def astronaut(path: Path, size: tuple[int, int] | None = None) -> Path:
@@ -99,9 +99,9 @@ def test_checkpoint_and_exported_onnx_agree_with_released_onnx(tmp_path, release
 
     runtime.mindspore("graph")
     from centerface_flow.convert.released import convert_released
-    from centerface_flow.detect import InferenceConfig, detect_image
     from centerface_flow.export import export_checkpoint
-    from centerface_flow.preprocess import read_image
+    from centerface_flow.inference.detect import InferenceConfig, detect_image
+    from centerface_flow.inference.preprocess import read_image
 
     ckpt = convert_released(released_onnx, tmp_path / "released.ckpt")
     check = astronaut(tmp_path / "check.png", (320, 256))

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from centerface_flow import distributed
 from centerface_flow.errors import UserError
+from centerface_flow.training import distributed
 
 HCCN = """\
 address_0=192.168.100.101

@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    from centerface_flow.demo import DemoSpec, build_demo
+    from centerface_flow.data.demo import DemoSpec, build_demo
 
     paths = build_demo(tmp_path_factory.mktemp("demo"), DemoSpec(train_images=1, val_images=1))
     return next(paths["val_images"].rglob("*.jpg"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centerface_flow import native, runtime
+from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
-from centerface_flow.fold import REGION_NAME, fold_pair
+from centerface_flow.fused.fold import REGION_NAME, fold_pair
+from centerface_flow.ops import native
 
 TOL = 1e-4
 
@@ -67,11 +68,11 @@ def test_folded_network_equals_original(use_native, head_width, activation):
     ms = runtime.mindspore("graph")
     from mindspore import nn
 
-    from centerface_flow import dense
-    from centerface_flow.fold import fold_bn, folded_parameters
+    from centerface_flow.fused.fold import fold_bn, folded_parameters
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
     from centerface_flow.nets.pointwise import FusedBlock, FusedStemBlock
+    from centerface_flow.ops import dense
 
     try:
         with native.use_native(use_native):
@@ -109,9 +110,9 @@ def test_padded_runner_equals_unpadded(tmp_path):
     if native.library_path() is None:
         pytest.skip("native kernel library not built")
     runtime.mindspore("graph")
-    from centerface_flow.backends import make_runner
     from centerface_flow.checkpoint import ModelMeta, save_checkpoint
     from centerface_flow.errors import UserError
+    from centerface_flow.inference.backends import make_runner
     from centerface_flow.nets.centerface import CenterFace
 
     try:

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from centerface_flow.candidates import load_candidates
-from centerface_flow.detect import InferenceConfig, detect_image, infer_images
+from centerface_flow.inference.candidates import load_candidates
+from centerface_flow.inference.detect import InferenceConfig, detect_image, infer_images
 
 # landmark positions relative to the box (x, y): image-left eye, image-right eye, nose, left / right mouth corner
 REL_LMS = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]])
@@ -95,8 +95,8 @@ def test_max_side_caps_the_input_and_keeps_original_coordinates():
 def test_tta_preset_and_its_command_line():
     from centerface_flow.cli import build_parser
     from centerface_flow.commands.infer import inference_config_from_args
-    from centerface_flow.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES
     from centerface_flow.errors import UserError
+    from centerface_flow.inference.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES
 
     base = ["infer", "--weights", "w.ckpt", "--images", "i", "--out", "o.npz"]
     cfg = inference_config_from_args(build_parser().parse_args(base + ["--tta"]))
@@ -135,7 +135,7 @@ def wider_folder(root: Path, corrupt: bool = False) -> Path:
 
 
 def test_infer_images_records_failures(tmp_path):
-    from centerface_flow.detect import collect_images
+    from centerface_flow.inference.detect import collect_images
 
     root = wider_folder(tmp_path / "imgs", corrupt=True)
     images = collect_images(root)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centerface_flow import irblock, native, runtime
+from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import irblock, native
 
 TOL = 1e-5
 
@@ -134,7 +135,7 @@ def test_stem_block_kernel_matches_numpy_twin(act):
         out = native.call_kernel(f"CfStemIrDw{act.capitalize()}", [x, *params, np.zeros(4, np.float32)], ref.shape)
         assert _rel(out, ref) <= TOL, case
     if act == "relu6":  # the stem's pre-activations must reach past the clipping point
-        from centerface_flow import dense
+        from centerface_flow.ops import dense
 
         assert (dense.conv3x3_forward(x, params[0], 2, params[1]) > 6.0).any()
 

@@ -58,7 +58,7 @@ def _mindspore(mode):
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_loss_matches_numpy_reference(mode):
     ms = _mindspore(mode)
-    from centerface_flow.losses import CenterFaceLoss
+    from centerface_flow.training.losses import CenterFaceLoss
 
     rng = np.random.default_rng(0)
     hm, ind, size, weight, offset, hps, lm = batch(rng)
@@ -79,7 +79,7 @@ def test_loss_matches_numpy_reference(mode):
 
 def test_perfect_prediction_has_zero_regression_loss():
     ms = _mindspore("pynative")
-    from centerface_flow.losses import CenterFaceLoss
+    from centerface_flow.training.losses import CenterFaceLoss
 
     hm, ind, size, weight, offset, hps, lm = batch(np.random.default_rng(1))
     _, parts = CenterFaceLoss()(*[ms.Tensor(a) for a in (hm, size, offset, lm, hm, ind, size, weight, offset,
@@ -92,7 +92,7 @@ def test_perfect_prediction_has_zero_regression_loss():
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_focal_loss_skips_ignored_cells(mode):
     ms = _mindspore(mode)
-    from centerface_flow.losses import FocalLoss
+    from centerface_flow.training.losses import FocalLoss
 
     rng = np.random.default_rng(2)
     hm = batch(rng)[0]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centerface_flow import native, runtime
+from centerface_flow import runtime
 from centerface_flow.errors import UserError
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import native
 
 TOL = 1e-5
 

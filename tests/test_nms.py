@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from centerface_flow import nms as nms_mod
-from centerface_flow.nms import NMS_METHODS, nms, soft_nms_numpy
+from centerface_flow.postprocess import nms as nms_mod
+from centerface_flow.postprocess.nms import NMS_METHODS, nms, soft_nms_numpy
 
 pytestmark = pytest.mark.skipif(not nms_mod.have_kernel(), reason="Cython kernel not built")
 
@@ -159,7 +159,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("offset", [0.0, 1.0])
 def test_box_voting_kernel_matches_its_twin_and_keeps_what_hard_nms_keeps(offset):
-    from centerface_flow.nms import hard_nms_vote, hard_nms_vote_numpy, have_kernel
+    from centerface_flow.postprocess.nms import hard_nms_vote, hard_nms_vote_numpy, have_kernel
 
     if not have_kernel():
         pytest.skip("Cython kernels not built")

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from centerface_flow import native, pointwise, runtime
+from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import native, pointwise
 
 TOL = 1e-5
 
@@ -170,7 +171,7 @@ def test_kernels_report_a_missing_openblas(tmp_path):
     """Without a loadable OpenBLAS the GEMM kernels return status 2 instead of crashing (fresh process: the
     library is looked up once per process)."""
     code = ("import numpy as np\n"
-            "from centerface_flow import native\n"
+            "from centerface_flow.ops import native\n"
             "x, w = np.ones((1, 2, 3, 3), np.float32), np.ones((4, 2, 1, 1), np.float32)\n"
             "try:\n"
             "    native.call_kernel('CfPw', [x, w], (1, 4, 3, 3))\n"

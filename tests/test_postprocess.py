@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centerface_flow.candidates import CandidatesBuilder, load_candidates, save_candidates
 from centerface_flow.errors import UserError
-from centerface_flow.postprocess import LANDMARKS_FILE, PostprocessConfig, select, write_tree
+from centerface_flow.inference.candidates import CandidatesBuilder, load_candidates, save_candidates
+from centerface_flow.postprocess.predictions import LANDMARKS_FILE, PostprocessConfig, select, write_tree
 
 
 def make_candidates(n_images: int = 3, per_image: int = 20, seed: int = 0):
@@ -196,7 +196,7 @@ def test_postprocess_command_writes_every_image(tmp_path):
 
 
 def test_table_formatter_kernel_writes_what_python_writes():
-    from centerface_flow.postprocess import _format_rows_kernel, format_rows_python
+    from centerface_flow.postprocess.predictions import _format_rows_kernel, format_rows_python
 
     if _format_rows_kernel is None:
         pytest.skip("Cython kernels not built")

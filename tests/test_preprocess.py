@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from centerface_flow.preprocess import ImageReadError, InputTransform, input_size, prepare, read_image
+from centerface_flow.inference.preprocess import ImageReadError, InputTransform, input_size, prepare, read_image
 
 MEAN = (0.408, 0.447, 0.470)
 STD = (0.289, 0.274, 0.278)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centerface_flow.candidates import CandidatesBuilder, load_candidates, save_candidates
 from centerface_flow.errors import UserError
+from centerface_flow.inference.candidates import CandidatesBuilder, load_candidates, save_candidates
 from centerface_flow.io import atomic_write_text, remove_stale_staging, staging_prefix
-from centerface_flow.postprocess import PostprocessConfig, write_tree
+from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -572,7 +572,7 @@ def test_image_pixel_cap(tmp_path, monkeypatch):
     import struct
     import zlib
 
-    from centerface_flow.preprocess import ImageReadError, read_image
+    from centerface_flow.inference.preprocess import ImageReadError, read_image
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -605,7 +605,7 @@ def test_image_pixel_cap(tmp_path, monkeypatch):
     ("resolution", 0, "resolution: must be a positive integer"),
 ])
 def test_training_numbers(key, value, message):
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.training.train import TrainConfig
 
     with pytest.raises(UserError, match=f"train: {message}"):
         TrainConfig.from_dict({"init": "scratch", key: value}, where="train")

@@ -87,9 +87,9 @@ def test_enumerations_come_from_the_code():
 
 
 def test_library_errors_name_the_key():
-    from centerface_flow.detect import InferenceConfig
     from centerface_flow.errors import UserError
-    from centerface_flow.postprocess import PostprocessConfig
+    from centerface_flow.inference.detect import InferenceConfig
+    from centerface_flow.postprocess.predictions import PostprocessConfig
 
     with pytest.raises(UserError, match="min_score"):
         InferenceConfig(min_score=2.0)

@@ -94,7 +94,7 @@ def test_clipped_and_outside_boxes():
 def test_encode_matches_real_decode(origin):
     """Targets fed to the project's decode as if they were network outputs recover boxes and landmarks within 1 px
     (random faces, both landmark origins the checkpoints use)."""
-    from centerface_flow import decode
+    from centerface_flow.inference import decode
 
     rng = np.random.default_rng(7)
     for _ in range(10):

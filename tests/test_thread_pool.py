@@ -10,8 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from centerface_flow import native
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.ops import native
 
 pytestmark = pytest.mark.skipif(native.library_path() is None, reason="native kernel library not built")
 
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(native.library_path() is None, reason="native ke
 _SCRIPT = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from centerface_flow import native, pointwise
+    from centerface_flow.ops import native
+    from centerface_flow.ops import pointwise
     pointwise.available()  # sets CENTERFACE_OPENBLAS_LIB
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 33, 17)).astype(np.float32)

@@ -16,7 +16,7 @@ import pytest
 from centerface_flow.data.augment import AugmentConfig
 from centerface_flow.data.pipeline import InputSpec, TrainSource, epoch_order, iterate_batches
 from centerface_flow.errors import UserError
-from centerface_flow.train import CRASH_ENV, TrainConfig, find_last_epoch, lr_schedule
+from centerface_flow.training.train import CRASH_ENV, TrainConfig, find_last_epoch, lr_schedule
 
 
 def make_dataset(root: Path, n: int = 2, size: int = 96) -> Path:
@@ -67,7 +67,7 @@ def test_heatmap_bias_initialises_the_heatmap_head():
     from centerface_flow import runtime
 
     runtime.mindspore()
-    from centerface_flow.train import _build_network
+    from centerface_flow.training.train import _build_network
 
     net, _ = _build_network(TrainConfig.from_dict({"init": "scratch", "head_width": 8, "heatmap_bias": -2.19}))
     np.testing.assert_allclose(net.hm_head[0].bias.asnumpy(), [-2.19])
@@ -203,7 +203,7 @@ def test_init_from_backbone_and_checkpoint(tmp_path):
     from centerface_flow.checkpoint import ModelMeta, save_checkpoint
     from centerface_flow.convert.backbone import convert_backbone
     from centerface_flow.nets.centerface import CenterFace
-    from centerface_flow.train import _build_network
+    from centerface_flow.training.train import _build_network
 
     source = CenterFace(8, "relu", init_seed=5)
     raw_rgb = ModelMeta(8, "relu", "rgb255", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "center", source="test")
@@ -229,7 +229,7 @@ def test_init_from_backbone_and_checkpoint(tmp_path):
 
 
 def test_state_key_leaves_out_what_cannot_change_trained_epochs():
-    from centerface_flow.train import TrainConfig, state_key
+    from centerface_flow.training.train import TrainConfig, state_key
 
     base = TrainConfig(init="scratch", epochs=3, milestones=[2])
     assert state_key(base) == state_key(dataclasses.replace(base, epochs=4))  # multistep: epochs 1-3 unchanged

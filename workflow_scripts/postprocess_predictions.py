@@ -3,8 +3,8 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-from centerface_flow.candidates import load_candidates
-from centerface_flow.postprocess import PostprocessConfig, write_tree
+from centerface_flow.inference.candidates import load_candidates
+from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake

@@ -3,7 +3,7 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-from centerface_flow import distributed
+from centerface_flow.training import distributed
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake

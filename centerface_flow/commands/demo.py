@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centerface_flow.demo import DemoSpec, build_demo
+    from centerface_flow.data.demo import DemoSpec, build_demo
 
     paths = build_demo(args.out, DemoSpec(train_images=args.train_images, val_images=args.val_images,
                                           seed=args.seed))

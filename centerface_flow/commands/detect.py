@@ -38,7 +38,7 @@ def _expand(inputs: list[str], log) -> tuple[list, list[str], bool]:
     """INPUT arguments -> ([(path, stem)], [problems], any folder given)."""
     from pathlib import Path
 
-    from centerface_flow.detect import collect_images
+    from centerface_flow.inference.detect import collect_images
 
     items, problems, folder = [], [], False
     for text in inputs:
@@ -61,7 +61,7 @@ def _check_outputs(out, items: list, draw: bool) -> None:
     input photo ``a_faces.jpg`` next to ``a.jpg`` would otherwise be replaced by the drawing of ``a.jpg``)."""
     from centerface_flow.errors import UserError
     from centerface_flow.io import refuse_overwriting_inputs
-    from centerface_flow.postprocess import LANDMARKS_FILE
+    from centerface_flow.postprocess.predictions import LANDMARKS_FILE
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
@@ -81,14 +81,19 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from centerface_flow.backends import default_pad_multiple, make_runner
     from centerface_flow.commands.infer import inference_config_from_args
     from centerface_flow.commands.postprocess import config_from_args
-    from centerface_flow.detect import detect_image, draw_detections
     from centerface_flow.errors import UserError
+    from centerface_flow.inference.backends import default_pad_multiple, make_runner
+    from centerface_flow.inference.detect import detect_image, draw_detections
+    from centerface_flow.inference.preprocess import ImageReadError, read_image
     from centerface_flow.io import atomic_write_bytes
-    from centerface_flow.postprocess import format_landmark_rows, select, update_landmarks_table, write_image_result
-    from centerface_flow.preprocess import ImageReadError, read_image
+    from centerface_flow.postprocess.predictions import (
+        format_landmark_rows,
+        select,
+        update_landmarks_table,
+        write_image_result,
+    )
 
     log = logging.getLogger(__name__)
     items, problems, folder = _expand(args.inputs, log)

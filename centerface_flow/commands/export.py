@@ -7,7 +7,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from centerface_flow.settings import ExportSettings
+    from centerface_flow.export import ExportSettings
 
     d = ExportSettings()
     parser = subparsers.add_parser("export", help="export a checkpoint to MINDIR, ONNX or AIR (Ascend only)",

@@ -28,8 +28,8 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                              "image sizes share a few compiled graphs; outputs are exactly those of the unpadded "
                              "image (native kernels). 0 = off (default: 128, 0 for letterbox at one scale)")
     if tta:
-        from centerface_flow.decode import DECODE_MODES
-        from centerface_flow.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES, InferenceConfig
+        from centerface_flow.inference.decode import DECODE_MODES
+        from centerface_flow.inference.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES, InferenceConfig
 
         d = InferenceConfig()
         parser.add_argument("--decode", choices=DECODE_MODES, default=d.decode,
@@ -56,7 +56,7 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
 
 def inference_config_from_args(args: argparse.Namespace):
     """The :class:`InferenceConfig` the inference options ask for (``--tta`` sets scales, flip and the cap)."""
-    from centerface_flow.detect import InferenceConfig
+    from centerface_flow.inference.detect import InferenceConfig
 
     return InferenceConfig(size=args.size, decode=args.decode, min_score=args.min_score, top_k=args.top_k,
                            tta=args.tta, flip=args.flip, scales=tuple(args.scales), max_side=args.max_side)
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centerface_flow.detect import infer_folder
+    from centerface_flow.inference.detect import infer_folder
 
     cands = infer_folder(args.weights, args.images, args.out, inference_config_from_args(args), backend=args.backend,
                          mode=args.mode, pad_multiple=args.pad_multiple, limit=args.limit,

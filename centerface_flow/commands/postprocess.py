@@ -11,8 +11,8 @@ __all__ = ["add_postprocess_options", "config_from_args", "register", "run"]
 
 def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
     """The score/NMS options shared by ``postprocess`` and ``detect`` (defaults: ``PostprocessConfig``)."""
-    from centerface_flow.nms import NMS_METHODS
-    from centerface_flow.postprocess import PostprocessConfig
+    from centerface_flow.postprocess.nms import NMS_METHODS
+    from centerface_flow.postprocess.predictions import PostprocessConfig
 
     d = PostprocessConfig()
     group = parser.add_argument_group("score threshold and NMS")
@@ -40,7 +40,7 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from centerface_flow.postprocess import PostprocessConfig
+    from centerface_flow.postprocess.predictions import PostprocessConfig
 
     return PostprocessConfig(score_threshold=args.score_threshold, nms=args.nms, nms_iou=args.nms_iou,
                              nms_plus_one=args.nms_plus_one, box_voting=args.box_voting, sigma=args.sigma,
@@ -63,8 +63,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from centerface_flow.candidates import load_candidates
-    from centerface_flow.postprocess import write_tree
+    from centerface_flow.inference.candidates import load_candidates
+    from centerface_flow.postprocess.predictions import write_tree
 
     cfg = config_from_args(args)
     cands = load_candidates(args.candidates)

@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from centerface_flow import distributed
     from centerface_flow.errors import UserError
+    from centerface_flow.training import distributed
 
     if args.merge:
         tables = []

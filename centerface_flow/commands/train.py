@@ -15,7 +15,7 @@ _OVERRIDES = {
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train CenterFace; resumes from the last finished epoch",
                                    description=__doc__)
-    parser.add_argument("--config", help="YAML file of training options (keys of centerface_flow.train.TrainConfig)")
+    parser.add_argument("--config", help="YAML file of training options (keys of centerface_flow.training.train.TrainConfig)")
     parser.add_argument("--annotations", required=True, help="COCO-keypoints train.json (centerface annotations)")
     parser.add_argument("--images", required=True, help="folder the JSON's file names are relative to")
     parser.add_argument("--out-dir", required=True, help="epoch_{E}.ckpt and metrics.csv go here")
@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = yaml.safe_load(value)
-    from centerface_flow.train import TrainConfig
+    from centerface_flow.training.train import TrainConfig
 
     cfg = TrainConfig.from_dict(load_config(args.config, overrides), where=args.config or "command line")
-    from centerface_flow.train import run_training
+    from centerface_flow.training.train import run_training
 
     return run_training(cfg, args.annotations, args.images, args.out_dir, args.state_dir,
                         progress=not args.no_progress)

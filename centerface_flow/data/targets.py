@@ -1,6 +1,6 @@
 """Dense stride-4 training targets for CenterFace (numpy), following the model zoo's ``multi_pose.preprocess_train``.
 
-Units and channel orders (the model zoo's; :mod:`centerface_flow.decode` reads network outputs the same way):
+Units and channel orders (the model zoo's; :mod:`centerface_flow.inference.decode` reads network outputs the same way):
 
 * ``heatmap`` (1, H, W): CenterNet "umich" gaussian per face, peak 1 at the integer centre ``ct_int``. With
   ``min_side`` > 0, faces whose clipped box has a side below it are *ignored*: no centre and no regression targets,

@@ -80,7 +80,7 @@ def _describe(keys: list[str], total: int) -> str:
 def _check_manifest(pred_dir: Path) -> None:
     """A tree written by ``centerface postprocess`` lists its files in its marker: a listed file that is gone
     (deleted by hand, a partial copy) would silently shrink the evaluated image set under ``subset``."""
-    from centerface_flow.postprocess import TREE_MARKER, tree_manifest
+    from centerface_flow.postprocess.predictions import TREE_MARKER, tree_manifest
 
     listed = tree_manifest(pred_dir)
     if not listed:

@@ -1,4 +1,4 @@
-"""BatchNorm with its activation fused in, running the native training kernel (:mod:`centerface_flow.batchnorm`)
+"""BatchNorm with its activation fused in, running the native training kernel (:mod:`centerface_flow.ops.batchnorm`)
 when enabled.
 
 :class:`BatchNormAct` *is* an ``nn.BatchNorm2d`` (same parameters ``gamma``, ``beta``, ``moving_mean``,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from centerface_flow import batchnorm, native
+from centerface_flow.ops import batchnorm, native
 
 __all__ = ["BatchNormAct", "make_activation"]
 
@@ -29,7 +29,7 @@ class BatchNormAct(nn.BatchNorm2d):
     """``activation(BatchNorm2d(x))`` with activation "", "relu" or "relu6".
 
     In training mode with batch statistics and native kernels (``use_native=None``: decided by
-    :func:`centerface_flow.native.enabled` at construction), one native kernel computes it (and its gradient) and
+    :func:`centerface_flow.ops.native.enabled` at construction), one native kernel computes it (and its gradient) and
     the running statistics are updated exactly as MindSpore's BatchNorm does (``momentum`` = weight of the old
     value; the variance folded in is the unbiased batch variance). Otherwise MindSpore's BatchNorm then the
     activation.

@@ -7,7 +7,7 @@ Parameter names equal the MindSpore model zoo's (``research/cv/centerface/src/ce
 neck eps 1e-3 / momentum 0.9, ``conv_last`` eps 1e-5 / momentum 0.99 (MindSpore momentum: weight of the old
 running value).
 
-Output channel conventions are the model zoo's (see ``centerface_flow.decode``): size = (log(w/16), log(h/16))
+Output channel conventions are the model zoo's (see ``centerface_flow.inference.decode``): size = (log(w/16), log(h/16))
 in input pixels, offset = (dx, dy), landmarks = (x0, y0, ..., x4, y4).
 """
 from __future__ import annotations
@@ -29,14 +29,14 @@ HEAD_CHANNELS = (1, 2, 2, 10)
 
 def _conv1x1(in_ch: int, out_ch: int, has_bias: bool = False) -> nn.Conv2d:
     if not has_bias:
-        return PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.pointwise)
+        return PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.ops.pointwise)
     return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=1, pad_mode="pad", padding=0, has_bias=True)
 
 
 class IDAUp(nn.Cell):
     """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w).
 
-    :func:`centerface_flow.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds the
+    :func:`centerface_flow.fused.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds the
     upsampled branch inside its kernel (``fused_sum``).
     """
 
@@ -80,7 +80,7 @@ class MobileNetUp(nn.Cell):
         self.up1 = IDAUp(out_dim, channels[1])
         self.up2 = IDAUp(out_dim, channels[2])
         self.up3 = IDAUp(out_dim, channels[3])
-        # Set by centerface_flow.fold.fold_bn (native kernels): zeroes the padded region before the 3x3 conv_last.
+        # Set by centerface_flow.fused.fold.fold_bn (native kernels): zeroes the padded region before the 3x3 conv_last.
         self.valid_mask = None
 
     def construct(self, x1, x2, x3, x4):
@@ -116,7 +116,7 @@ class CenterFace(nn.Cell):
         self.wh_head = _conv1x1(self.head_width, 2, has_bias=True)
         self.off_head = _conv1x1(self.head_width, 2, has_bias=True)
         self.kps_head = _conv1x1(self.head_width, 10, has_bias=True)
-        # Set by centerface_flow.fold.fold_bn (native kernels): the four heads as one cell.
+        # Set by centerface_flow.fused.fold.fold_bn (native kernels): the four heads as one cell.
         self.fused_heads = False
         self.heads = None
         if init_seed is not None:

@@ -1,5 +1,5 @@
-"""Inference cells running the native dense kernels (:mod:`centerface_flow.dense`), made by
-:func:`centerface_flow.fold.fold_bn`: a dense 3×3 convolution and a 2×2 stride-2 transposed convolution, each with
+"""Inference cells running the native dense kernels (:mod:`centerface_flow.ops.dense`), made by
+:func:`centerface_flow.fused.fold.fold_bn`: a dense 3×3 convolution and a 2×2 stride-2 transposed convolution, each with
 its folded-BatchNorm bias and activation in the same kernel call. Weights and biases are given (BatchNorm already
 folded in) and keep the given parameter names; nothing here is trainable.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from mindspore import Parameter, Tensor
 
-from centerface_flow import dense
 from centerface_flow.nets.depthwise import FoldedConv
+from centerface_flow.ops import dense
 
 __all__ = ["FusedConv3x3", "FusedConvTranspose2x2"]
 
@@ -18,7 +18,7 @@ class FusedConv3x3(FoldedConv):
     ``(N, Cin, H, W) -> (N, Cout, (H-1)//stride+1, (W-1)//stride+1)``.
 
     ``weight`` (Cout, Cin, 3, 3), ``bias`` (Cout,); ``region`` is the network's shared (4,) valid-region parameter
-    (:func:`centerface_flow.fold.set_valid_region`): only the valid part of a padded input is read and the outputs
+    (:func:`centerface_flow.fused.fold.set_valid_region`): only the valid part of a padded input is read and the outputs
     outside it are zero.
     """
 

@@ -1,15 +1,15 @@
-"""3×3 depthwise convolution cells that run the native kernels (:mod:`centerface_flow.native`) when enabled.
+"""3×3 depthwise convolution cells that run the native kernels (:mod:`centerface_flow.ops.native`) when enabled.
 
 :class:`DepthwiseConv3x3` *is* an ``nn.Conv2d`` (same ``weight`` parameter (C, 1, 3, 3), same name, same
 initialisation and checkpoints); only ``construct`` differs when the native kernels are on.
-:class:`FusedDepthwiseConv3x3` is the inference form made by :func:`centerface_flow.fold.fold_bn` with native kernels:
+:class:`FusedDepthwiseConv3x3` is the inference form made by :func:`centerface_flow.fused.fold.fold_bn` with native kernels:
 convolution + folded-BatchNorm bias + activation in one kernel call.
 """
 from __future__ import annotations
 
 from mindspore import Parameter, Tensor, nn
 
-from centerface_flow import native
+from centerface_flow.ops import native
 
 __all__ = ["DepthwiseConv3x3", "FoldedConv", "FusedDepthwiseConv3x3", "ValidMask"]
 
@@ -17,7 +17,7 @@ __all__ = ["DepthwiseConv3x3", "FoldedConv", "FusedDepthwiseConv3x3", "ValidMask
 class DepthwiseConv3x3(nn.Conv2d):
     """Depthwise 3×3 convolution, padding 1, no bias: ``(N, C, H, W) -> (N, C, (H-1)//stride+1, (W-1)//stride+1)``.
 
-    ``use_native=None`` decides with :func:`centerface_flow.native.enabled` at construction time.
+    ``use_native=None`` decides with :func:`centerface_flow.ops.native.enabled` at construction time.
     """
 
     def __init__(self, channels: int, stride: int = 1, use_native: bool | None = None) -> None:
@@ -32,7 +32,7 @@ class DepthwiseConv3x3(nn.Conv2d):
 
 
 class FoldedConv(nn.Cell):
-    """Base of the inference-only native cells made by :func:`centerface_flow.fold.fold_bn`: a frozen ``weight``
+    """Base of the inference-only native cells made by :func:`centerface_flow.fused.fold.fold_bn`: a frozen ``weight``
     and ``bias`` (BatchNorm already folded in) under the given parameter names."""
 
     def __init__(self, weight: Tensor, bias: Tensor, weight_name: str, bias_name: str) -> None:
@@ -46,8 +46,8 @@ class FusedDepthwiseConv3x3(FoldedConv):
 
     ``weight`` (C, 1, 3, 3) and ``bias`` (C,) are given (BatchNorm already folded in) and keep the given parameter
     names. ``region`` is the network's shared (4,) valid-region parameter (see
-    :func:`centerface_flow.native.depthwise_op`): only the valid part of a padded input is computed. Made by
-    :func:`centerface_flow.fold.fold_bn` when the native kernels are enabled.
+    :func:`centerface_flow.ops.native.depthwise_op`): only the valid part of a padded input is computed. Made by
+    :func:`centerface_flow.fused.fold.fold_bn` when the native kernels are enabled.
     """
 
     def __init__(self, weight: Tensor, bias: Tensor, stride: int, activation: str, weight_name: str,

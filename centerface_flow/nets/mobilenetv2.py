@@ -36,9 +36,9 @@ class ConvBNAct(nn.Cell):
         super().__init__()
         padding = (kernel_size - 1) // 2
         if groups > 1 and groups == in_ch == out_ch and kernel_size == 3:
-            conv = DepthwiseConv3x3(out_ch, stride)  # native kernel on CPU (centerface_flow.native)
+            conv = DepthwiseConv3x3(out_ch, stride)  # native kernel on CPU (centerface_flow.ops.native)
         elif kernel_size == 1 and stride == 1 and groups == 1:
-            conv = PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.pointwise)
+            conv = PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.ops.pointwise)
         else:
             conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
                              group=groups)
@@ -57,7 +57,7 @@ class ConvBNAct(nn.Cell):
 class InvertedResidual(nn.Cell):
     """Expand (1x1, skipped when t == 1) -> depthwise 3x3 -> linear 1x1 + BN, residual when shapes allow.
 
-    :func:`centerface_flow.fold.fold_bn` (native kernels) may replace the whole block by one cell ``whole``
+    :func:`centerface_flow.fused.fold.fold_bn` (native kernels) may replace the whole block by one cell ``whole``
     (``fused_whole``).
     """
 

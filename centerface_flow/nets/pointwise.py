@@ -1,16 +1,16 @@
-"""1×1 convolution cells that run the native GEMM kernels (:mod:`centerface_flow.pointwise`) when enabled.
+"""1×1 convolution cells that run the native GEMM kernels (:mod:`centerface_flow.ops.pointwise`) when enabled.
 
 :class:`PointwiseConv` *is* an ``nn.Conv2d`` (same ``weight`` parameter (Cout, Cin, 1, 1), same name, same
 initialisation and checkpoints; no bias); only ``construct`` differs when the native kernels are on.
-:class:`FusedPointwise` is the inference form made by :func:`centerface_flow.fold.fold_bn`: convolution +
+:class:`FusedPointwise` is the inference form made by :func:`centerface_flow.fused.fold.fold_bn`: convolution +
 folded-BatchNorm bias + activation (+ the residual of an inverted-residual block) in one kernel call.
 """
 from __future__ import annotations
 
 from mindspore import Parameter, Tensor, nn
 
-from centerface_flow import irblock, pointwise
 from centerface_flow.nets.depthwise import FoldedConv
+from centerface_flow.ops import irblock, pointwise
 
 __all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "FusedStemBlock", "PointwiseConv"]
 
@@ -18,7 +18,7 @@ __all__ = ["FusedBlock", "FusedHeads", "FusedPointwise", "FusedStemBlock", "Poin
 class PointwiseConv(nn.Conv2d):
     """1×1 convolution, stride 1, no bias: ``(N, Cin, H, W) -> (N, Cout, H, W)``.
 
-    ``use_native=None`` decides with :func:`centerface_flow.pointwise.use_pointwise` at construction time.
+    ``use_native=None`` decides with :func:`centerface_flow.ops.pointwise.use_pointwise` at construction time.
     """
 
     def __init__(self, in_channels: int, out_channels: int, use_native: bool | None = None) -> None:
@@ -63,7 +63,7 @@ def _frozen(params: list) -> list:
 
 class FusedBlock(nn.Cell):
     """Inference-only inverted-residual block (expand, depthwise, project; BatchNorm folded) in one native kernel
-    call (:mod:`centerface_flow.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
+    call (:mod:`centerface_flow.ops.irblock`). ``params`` are the (name, Tensor) pairs we, be, wd, bd, wp, bp, or
     wd, bd, wp, bp for a block without expansion; ``region`` is the network's shared valid-region parameter."""
 
     def __init__(self, params: list, stride: int, activation: str, residual: bool, region: Parameter) -> None:
@@ -85,7 +85,7 @@ class FusedBlock(nn.Cell):
 
 class FusedStemBlock(nn.Cell):
     """Inference-only stem (dense 3×3 stride-2 conv) and first block (no expansion: depthwise, project; BatchNorm
-    folded) in one native kernel call (:func:`centerface_flow.irblock.stem_block_op`). ``params`` are the (name,
+    folded) in one native kernel call (:func:`centerface_flow.ops.irblock.stem_block_op`). ``params`` are the (name,
     Tensor) pairs ws, bs, wd, bd, wp, bp; ``region`` is the network's shared valid-region parameter."""
 
     def __init__(self, params: list, activation: str, region: Parameter) -> None:

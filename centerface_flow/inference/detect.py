@@ -1,10 +1,10 @@
 """Inference: images → decoded candidates in original-image pixels (everything before NMS), and the drawings.
 
-One image goes through one *pass* per (scale, flip) combination: pre-process (:mod:`centerface_flow.preprocess`),
-run the network (:mod:`centerface_flow.backends`), choose and decode candidate cells (:mod:`centerface_flow.decode`:
+One image goes through one *pass* per (scale, flip) combination: pre-process (:mod:`centerface_flow.inference.preprocess`),
+run the network (:mod:`centerface_flow.inference.backends`), choose and decode candidate cells (:mod:`centerface_flow.inference.decode`:
 every cell at or above ``min_score``, or the ``top_k`` 3×3 peaks), then map them back to the original image. The candidates of all
 passes are concatenated (test-time augmentation merged before NMS); NMS happens later
-(:mod:`centerface_flow.postprocess`). The flipped pass of a scale runs in the same batch as the unflipped one.
+(:mod:`centerface_flow.postprocess.predictions`). The flipped pass of a scale runs in the same batch as the unflipped one.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from centerface_flow.candidates import Candidates, CandidatesBuilder
 from centerface_flow.errors import UserError
-from centerface_flow.preprocess import (
+from centerface_flow.inference.candidates import Candidates, CandidatesBuilder
+from centerface_flow.inference.preprocess import (
     IMAGE_SUFFIXES,
     LETTERBOX_SIZE,
     SIZE_POLICIES,
@@ -46,7 +46,7 @@ class InferenceConfig:
     """How candidates are computed: size policy, test scales, flip, candidate selection.
 
     ``decode``: ``cells`` keeps every heatmap cell scoring at least ``min_score`` (the authors' decoding);
-    ``peaks`` keeps the ``top_k`` 3x3 local maxima per pass (see :mod:`centerface_flow.decode`).
+    ``peaks`` keeps the ``top_k`` 3x3 local maxima per pass (see :mod:`centerface_flow.inference.decode`).
     ``tta``: the recommended test-time augmentation (:data:`TTA_SCALES`, flip); it sets ``scales`` and ``flip``
     itself, ``max_side`` to :data:`TTA_MAX_SIDE` unless one is given, and raises ``min_score`` to at least
     :data:`TTA_MIN_SCORE`.
@@ -66,7 +66,7 @@ class InferenceConfig:
     passes: tuple[tuple[float, bool], ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        from centerface_flow.decode import DECODE_MODES
+        from centerface_flow.inference.decode import DECODE_MODES
 
         if self.size not in SIZE_POLICIES:
             raise UserError(f"size: unknown policy {self.size!r}; choose one of {', '.join(SIZE_POLICIES)}")
@@ -102,7 +102,7 @@ class InferenceConfig:
 
 
 def _decode_pass(cfg: InferenceConfig, outputs, b: int, input_hw: tuple[int, int], landmark_origin: str):
-    from centerface_flow.decode import decode_cells, find_cells, peaks_and_decode
+    from centerface_flow.inference.decode import decode_cells, find_cells, peaks_and_decode
 
     heatmap, size, offset, landmarks = (o[b] for o in outputs)
     if cfg.decode == "peaks":
@@ -184,12 +184,12 @@ def infer_folder(weights: str | os.PathLike, images_dir: str | os.PathLike, out:
     """``centerface infer``: every image under ``images_dir`` through ``weights`` -> candidates file ``out``.
 
     Returns the candidates written (``failed`` lists the unreadable images). ``pad_multiple`` None = the default
-    for ``cfg`` (:func:`centerface_flow.backends.default_pad_multiple`).
+    for ``cfg`` (:func:`centerface_flow.inference.backends.default_pad_multiple`).
     """
     import time
 
-    from centerface_flow.backends import default_pad_multiple, make_runner
-    from centerface_flow.candidates import save_candidates
+    from centerface_flow.inference.backends import default_pad_multiple, make_runner
+    from centerface_flow.inference.candidates import save_candidates
 
     images = collect_images(images_dir)[:limit]
     if not images:

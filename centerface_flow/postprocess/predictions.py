@@ -1,7 +1,7 @@
 """Candidates → final detections → WIDER FACE prediction files and the landmarks table.
 
 Per image: drop candidates scoring below ``score_threshold``, clip boxes to the image, run NMS
-(:mod:`centerface_flow.nms`), keep at most ``max_dets`` (highest final scores first).
+(:mod:`centerface_flow.postprocess.nms`), keep at most ``max_dets`` (highest final scores first).
 
 **WIDER prediction file** ``<event>/<image stem>.txt`` (``<image stem>.txt`` for images outside a WIDER layout)::
 
@@ -31,10 +31,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from centerface_flow.candidates import Candidates
 from centerface_flow.errors import UserError
+from centerface_flow.inference.candidates import Candidates
 from centerface_flow.io import WRITE_ERRNOS, atomic_write_text, make_staging_dir, remove_stale_staging, write_error
-from centerface_flow.nms import NMS_METHODS, hard_nms_vote, nms
+from centerface_flow.postprocess.nms import NMS_METHODS, hard_nms_vote, nms
 
 __all__ = [
     "LANDMARKS_FILE",

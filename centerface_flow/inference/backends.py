@@ -4,8 +4,8 @@
 
 * a MindSpore checkpoint ``*.ckpt`` (``backend="mindspore"``, the default for .ckpt): our network, built and
   loaded by :func:`centerface_flow.checkpoint.load_network` with the checkpoint's :class:`ModelMeta`, then put in
-  inference form by :func:`centerface_flow.fold.fold_bn` (BatchNorm folded; on CPU the native depthwise kernels,
-  see :mod:`centerface_flow.native`). MindSpore compiles the graph once per input shape and keeps it;
+  inference form by :func:`centerface_flow.fused.fold.fold_bn` (BatchNorm folded; on CPU the native depthwise kernels,
+  see :mod:`centerface_flow.ops.native`). MindSpore compiles the graph once per input shape and keeps it;
 * an ONNX file (``backend="onnxruntime"``, the default for .onnx):
 
   - one exported by ``centerface export``, recognised by its ``centerface_meta`` metadata entry;
@@ -18,8 +18,8 @@
   removed), so every size policy works with them.
 
 A runner is called with a float32 (N, 3, H, W) batch already in ``runner.meta.input_format`` (see
-:mod:`centerface_flow.preprocess`) and returns ``(heatmap (N,1,h,w), size (N,2,h,w), offset (N,2,h,w),
-landmarks (N,10,h,w))`` as float32 numpy arrays in the model zoo's channel conventions (:mod:`centerface_flow.decode`).
+:mod:`centerface_flow.inference.preprocess`) and returns ``(heatmap (N,1,h,w), size (N,2,h,w), offset (N,2,h,w),
+landmarks (N,10,h,w))`` as float32 numpy arrays in the model zoo's channel conventions (:mod:`centerface_flow.inference.decode`).
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def make_runner(weights: str | os.PathLike, backend: str | None = None, mode: st
     ``pad_multiple`` (MindSpore with native kernels only; 0 = off): zero-pad each batch at the bottom / right up to
     a multiple of this many pixels and crop the outputs back to the image (H/4, W/4), so that many image sizes
     share a few compiled graphs (each compiled shape costs seconds and keeps its activation memory). The outputs
-    are exactly those of the unpadded image (:func:`centerface_flow.fold.set_valid_region`). Without the native
+    are exactly those of the unpadded image (:func:`centerface_flow.fused.fold.set_valid_region`). Without the native
     kernels padding would change the outputs near the bottom / right edge, so it is not done (a warning says so).
     """
     if pad_multiple < 0 or pad_multiple % 32:
@@ -127,10 +127,10 @@ def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner
     from centerface_flow import runtime
 
     ms = runtime.mindspore(mode)
-    from centerface_flow import native
     from centerface_flow.checkpoint import load_network
-    from centerface_flow.fold import fold_bn, set_valid_region
+    from centerface_flow.fused.fold import fold_bn, set_valid_region
     from centerface_flow.nets.centerface import STRIDE
+    from centerface_flow.ops import native
 
     net, meta = load_network(weights)
     fold_bn(net)  # inference form: BatchNorms folded into the convs, fused native depthwise kernels on CPU

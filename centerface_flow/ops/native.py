@@ -8,7 +8,7 @@ all kernels); :func:`library_path` finds it at run time and ``ops.Custom(func_ty
 entry points (``kernels/depthwise.cc``): forward ``CfDw3x3S{1,2}`` (with a ``bprop``
 made of ``CfDw3x3BackInputS*`` and ``CfDw3x3BackWeightS*``, so training uses the kernels too) and the inference-only
 fused forward + bias (+ ReLU / ReLU6) ``CfDw3x3S{1,2}Bias{,Relu,Relu6}`` used by BatchNorm-folded networks
-(:mod:`centerface_flow.fold`).
+(:mod:`centerface_flow.fused.fold`).
 
 Which implementation the network uses (:func:`enabled`), decided when a network is built:
 
@@ -67,7 +67,7 @@ _override: bool | None = None
 @cache
 def library_path() -> Path | None:
     """The built kernel library (all ``kernels/*.cc``) inside the installed package, or None when it was not built."""
-    folder = Path(__file__).resolve().parent / "_kernels"
+    folder = Path(__file__).resolve().parents[1] / "_kernels"
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = folder / f"{_LIB_STEM}{suffix}"
         if candidate.is_file():

@@ -4,8 +4,8 @@
 computed band by band so that the 6×-expanded tensor never leaves the cache (see the C++ file); and the network's
 stem (dense 3×3 stride-2 conv + bias + act) fused with its first block (no expansion), whose full-resolution
 32-channel tensor then never leaves the cache either. Used by
-:func:`centerface_flow.fold.fold_bn` when the native kernels are enabled and OpenBLAS is available
-(:func:`centerface_flow.pointwise.available`).
+:func:`centerface_flow.fused.fold.fold_bn` when the native kernels are enabled and OpenBLAS is available
+(:func:`centerface_flow.ops.pointwise.available`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from functools import cache
 
 import numpy as np
 
-from centerface_flow import native, pointwise
+from centerface_flow.ops import native, pointwise
 
 __all__ = ["available", "block_forward", "block_op", "stem_block_forward", "stem_block_op"]
 
@@ -26,7 +26,7 @@ def available() -> bool:
 @cache
 def block_op(stride: int, activation: str, residual: bool, expand: bool = True):
     """``op(x, we (E, Cin, 1, 1), be (E,), wd (E, 1, 3, 3), bd (E,), wp (Cout, E, 1, 1), bp (Cout,), region (4,))
-    -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.native.depthwise_op`. Inference only.
+    -> (N, Cout, Ho, Wo)``; ``region`` as in :func:`centerface_flow.ops.native.depthwise_op`. Inference only.
     ``expand=False`` (a block without expansion): ``op(x, wd, bd, wp, bp, region)``, the depthwise conv on x."""
     from mindspore import ops
 
@@ -57,7 +57,7 @@ def stem_block_op(activation: str):
     """``op(x (N, Cin, H, W), ws (C, Cin, 3, 3), bs (C,), wd (C, 1, 3, 3), bd (C,), wp (Cout, C, 1, 1), bp (Cout,),
     region (4,)) -> (N, Cout, (H-1)//2+1, (W-1)//2+1)``: the stem conv (stride 2, padding 1) + bias + activation,
     then a block without expansion (depthwise stride 1 + bias + activation, projection + bias). Inference only;
-    ``region`` as in :func:`centerface_flow.native.depthwise_op` (the stem reads only the valid part of the input)."""
+    ``region`` as in :func:`centerface_flow.ops.native.depthwise_op` (the stem reads only the valid part of the input)."""
     from mindspore import ops
 
     if activation not in ("relu", "relu6"):
@@ -74,9 +74,9 @@ def stem_block_op(activation: str):
 
 def stem_block_forward(x: np.ndarray, ws: np.ndarray, bs: np.ndarray, wd: np.ndarray, bd: np.ndarray, wp: np.ndarray,
                        bp: np.ndarray, activation: str, region: np.ndarray | None = None) -> np.ndarray:
-    """Numpy twin of :func:`stem_block_op`: the stem conv (:func:`centerface_flow.dense.conv3x3_forward`, zero
+    """Numpy twin of :func:`stem_block_op`: the stem conv (:func:`centerface_flow.ops.dense.conv3x3_forward`, zero
     outside the valid region) then :func:`block_forward` (outputs outside the valid region are not compared)."""
-    from centerface_flow import dense
+    from centerface_flow.ops import dense
 
     stem = dense.conv3x3_forward(x, ws, 2, bs, activation, region)
     return block_forward(stem, None, None, wd, bd, wp, bp, 1, activation, False)

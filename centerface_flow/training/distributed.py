@@ -166,7 +166,7 @@ def msrun_env(environ: dict | None = None, workers: int = 1) -> dict:
 
 def _cli_script() -> str:
     """Path of a script msrun can start (msrun wants a file, not ``-m``)."""
-    return str(Path(__file__).with_name("cli.py"))
+    return str(Path(__file__).resolve().parents[1] / "cli.py")
 
 
 def in_launched_worker() -> bool:

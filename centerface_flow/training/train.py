@@ -1,6 +1,6 @@
 """CenterFace training: the model zoo's recipe, one checkpoint per epoch, crash-safe resume, data parallel.
 
-Step: ``value_and_grad`` of (network + :class:`~centerface_flow.losses.CenterFaceLoss`) × a static loss scale, grads
+Step: ``value_and_grad`` of (network + :class:`~centerface_flow.training.losses.CenterFaceLoss`) × a static loss scale, grads
 unscaled, (all-reduced across devices), checked with ``ms.amp.all_finite``; the Adam update is *skipped* when they
 are not finite (the model zoo applied it anyway) and the step is counted in the metrics. Too many non-finite steps
 in a row stop training with a clear error. (MindSpore's ``TrainOneStepWithLossScaleCell`` overflow check uses
@@ -372,7 +372,7 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     """Train ``cfg.epochs`` epochs (resuming from ``state_dir`` if it holds finished epochs); return the last
     epoch's checkpoint in ``out_dir``. See the module docstring for the files written."""
     from centerface_flow import runtime
-    from centerface_flow.distributed import init_data_parallel
+    from centerface_flow.training.distributed import init_data_parallel
 
     ms = runtime.mindspore("graph")
     from mindspore import nn
@@ -382,7 +382,7 @@ def train(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: str | os.
     from centerface_flow.data.annotations import load_coco
     from centerface_flow.data.augment import AugmentConfig
     from centerface_flow.data.pipeline import InputSpec, TrainSource, iterate_batches
-    from centerface_flow.losses import CenterFaceLoss
+    from centerface_flow.training.losses import CenterFaceLoss
 
     out_dir = Path(out_dir)
     state_dir = Path(state_dir) if state_dir else out_dir / ".state"
@@ -481,7 +481,7 @@ def run_training(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: st
     import subprocess
     import sys
 
-    from centerface_flow import distributed
+    from centerface_flow.training import distributed
 
     if cfg.devices > 1 and not distributed.in_launched_worker():
         import yaml

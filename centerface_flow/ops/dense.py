@@ -5,17 +5,17 @@ Besides the depthwise and 1×1 convolutions, three kinds of layers of the folded
 MindSpore's own operators, each followed by a separate BiasAdd and ReLU pass: the first convolution (3 → 32
 channels, 3×3, stride 2, on the full-size input), the neck's ``conv_last`` (3×3, stride 1) with the valid-region
 mask before it, and the neck's three 2×2 stride-2 transposed convolutions. ``kernels/dense.cc`` runs each as GEMMs in
-OpenBLAS (found like :mod:`centerface_flow.pointwise`'s) with bias and activation fused in:
+OpenBLAS (found like :mod:`centerface_flow.ops.pointwise`'s) with bias and activation fused in:
 
 * ``CfConv3x3S{1,2}Bias{,Relu,Relu6}Valid(x (N, Cin, H, W), w (Cout, Cin, 3, 3), b (Cout,), region (4,))``:
   im2col of a band of output rows per thread + sgemm into the output; padding 1; with the valid-region semantics
-  of the depthwise kernels (see :func:`centerface_flow.native.depthwise_op`): input past the image inside a
+  of the depthwise kernels (see :func:`centerface_flow.ops.native.depthwise_op`): input past the image inside a
   bottom/right zero-padded tensor counts as the convolution's zero padding, outputs outside the valid region are
   zero, so no mask is needed before it;
 * ``CfConvT2x2S2Bias{,Relu}(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: one GEMM per
   band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
 
-They are inference-only (no gradient) and used by :func:`centerface_flow.fold.fold_bn` where
+They are inference-only (no gradient) and used by :func:`centerface_flow.fused.fold.fold_bn` where
 :func:`available` says they can run; exports never use them.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import cache
 
 import numpy as np
 
-from centerface_flow import native, pointwise
+from centerface_flow.ops import native, pointwise
 
 __all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op"]
 

@@ -24,7 +24,7 @@ neck (with MindSpore's conv there instead, the padded region is zeroed before it
 with zeros anyway, and 1×1 convs, 2×2 stride-2 transposed convs, sums and activations never move values across
 positions.
 This lets the test stage bucket image sizes so a few compiled graphs serve all images
-(:mod:`centerface_flow.backends`).
+(:mod:`centerface_flow.inference.backends`).
 
 The folded network computes the same function as the original in inference mode (``set_train(False)``), up to
 float32 rounding (``tests/test_fold.py`` checks ≤ 1e-4 relative on the four outputs); it cannot be trained.
@@ -103,7 +103,7 @@ def set_valid_region(net, padded_hw: tuple[int, int], image_hw: tuple[int, int])
     """
     import mindspore as ms
 
-    from centerface_flow import native
+    from centerface_flow.ops import native
 
     region = getattr(net, "valid_region", None)
     if region is None:
@@ -198,10 +198,10 @@ def _fuse_blocks(net, region) -> int:
     :class:`~centerface_flow.nets.pointwise.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
     from mindspore import nn
 
-    from centerface_flow import irblock
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
     from centerface_flow.nets.mobilenetv2 import InvertedResidual
     from centerface_flow.nets.pointwise import FusedBlock, FusedPointwise
+    from centerface_flow.ops import irblock
 
     if not irblock.available():
         return 0
@@ -306,14 +306,14 @@ def _fuse_heads(net) -> int:
 def fold_bn(net, use_native: bool | None = None):
     """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
 
-    ``use_native`` chooses the fused depthwise implementation (None: :func:`centerface_flow.native.enabled`).
+    ``use_native`` chooses the fused depthwise implementation (None: :func:`centerface_flow.ops.native.enabled`).
     """
     from mindspore import Parameter, Tensor, nn
 
-    from centerface_flow import dense, native, pointwise
     from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
     from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3, ValidMask
     from centerface_flow.nets.pointwise import FusedPointwise
+    from centerface_flow.ops import dense, native, pointwise
 
     use_native = native.enabled() if use_native is None else use_native
     use_pw = use_native and pointwise.available()

@@ -7,9 +7,9 @@ GEMM in OpenBLAS (the ``scipy-openblas32`` wheel, a package dependency, loaded b
 the path this module puts in ``CENTERFACE_OPENBLAS_LIB``) and applies the inference epilogue (bias, ReLU / ReLU6,
 residual add) in the same pass. Training gets a forward op with a ``bprop`` made of the two backward GEMMs.
 
-The operators are used where :func:`centerface_flow.native.enabled` says native kernels are on *and*
+The operators are used where :func:`centerface_flow.ops.native.enabled` says native kernels are on *and*
 :func:`available` (the kernel library was built and OpenBLAS is importable); otherwise the network keeps
-``nn.Conv2d``. Exports never use them (see :mod:`centerface_flow.native`).
+``nn.Conv2d``. Exports never use them (see :mod:`centerface_flow.ops.native`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centerface_flow import native
+from centerface_flow.ops import native
 
 __all__ = [
     "BLAS_ENV",

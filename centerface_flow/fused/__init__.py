@@ -1,0 +1,1 @@
+"""Inference form of a trained network: BatchNorm folding and the fused native cells."""

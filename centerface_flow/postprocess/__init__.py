@@ -1,0 +1,1 @@
+"""Candidates -> final detections: score threshold, NMS, WIDER prediction trees and landmarks."""
