@@ -3,7 +3,7 @@
 * every ``kernels/*.pyx`` -> Cython extension module ``centerface_flow._kernels.<stem>``;
 * all ``kernels/*.cc`` -> one plain shared library ``centerface_flow/_kernels/native.<ext suffix>`` (C++17, -O3)
   holding the MindSpore AOT custom-operator entry points; it is never imported by Python, MindSpore loads it
-  through ``ops.Custom(func_type="aot")`` (see ``centerface_flow/native.py``, which finds it at run time). One
+  through ``ops.Custom(func_type="aot")`` (see ``centerface_flow/ops/native.py``, which finds it at run time). One
   library, so that all kernels share one worker-thread pool (``kernels/cf_threads.h``) and one OpenBLAS handle.
 
 Everything else about the package lives in pyproject.toml; setuptools needs this file only for ext_modules.

@@ -2,7 +2,7 @@
 // float32 tensors, inference only (bias + activation fused), as MindSpore AOT custom-operator entry points.
 //
 // Both run as GEMMs in OpenBLAS's single-precision GEMM, loaded at run time with dlopen from the path in the
-// environment variable CENTERFACE_OPENBLAS_LIB (see kernels/pointwise.cc, set by centerface_flow/pointwise.py).
+// environment variable CENTERFACE_OPENBLAS_LIB (see kernels/pointwise.cc, set by centerface_flow/ops/pointwise.py).
 // MindSpore's CPU backend instead runs them through oneDNN on plain NCHW tensors with separate BiasAdd and ReLU
 // passes, which for the first layer of the network (3 -> 32 channels on the full-size input) costs as much as
 // several of the depthwise layers together.

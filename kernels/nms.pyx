@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Greedy non-maximum suppression kernels (hard, soft-linear, soft-gaussian) for one image.
 
-The numpy twin is ``centerface_flow.nms.soft_nms_numpy``; ``tests/test_nms.py`` checks that both agree.
-Semantics (shared with the twin, documented in ``centerface_flow.nms``):
+The numpy twin is ``centerface_flow.postprocess.nms.soft_nms_numpy``; ``tests/test_nms.py`` checks that both agree.
+Semantics (shared with the twin, documented in ``centerface_flow.postprocess.nms``):
 
 * repeatedly select the highest-scoring remaining box (ties: lowest input index), then update every other
   remaining box ``j`` by its IoU ``ov`` with the selected box (areas and intersections use ``+ offset``, 1 for the

@@ -6,7 +6,7 @@
 // reorders them into a blocked layout and back on every call (about 2.5x slower than a good GEMM here). The matrix
 // products run in OpenBLAS's single-precision GEMM (the `scipy-openblas32` wheel, a dependency of the package),
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (set by
-// centerface_flow/native.py before the first operator is built), so this library has no link-time dependency.
+// centerface_flow/ops/native.py before the first operator is built), so this library has no link-time dependency.
 // OpenBLAS runs single-threaded inside our worker threads: the columns (pixels) of each image are split between
 // threads, and each thread applies the epilogue to its own block while it is still in cache.
 //

@@ -3,7 +3,7 @@
 
 ``format_rows(values, decimals, sep)`` gives the same text as Python's ``"%.{d}f"`` for every value (C ``snprintf``
 rounds correctly, as Python does), fields joined by ``sep`` and every row ending in a newline. The pure-Python twin
-is ``centerface_flow.postprocess.format_rows_python``; ``tests/test_postprocess.py`` checks that both agree.
+is ``centerface_flow.postprocess.predictions.format_rows_python``; ``tests/test_postprocess.py`` checks that both agree.
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.math cimport fabs, floor, signbit
