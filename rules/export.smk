@@ -32,7 +32,7 @@ rule export_model:
         fmt="mindir|onnx",
     resources:
         gres=NPU_GRES,
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=20,
     params:
         export=config["export"],
@@ -50,7 +50,7 @@ rule export_air:
         "results/logs/export_model_air.log",
     resources:
         gres=NPU_GRES,
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=20,
     params:
         export=config["export"],

@@ -16,7 +16,7 @@ rule infer_candidates:
     threads: 8  # capped at --cores by Snakemake
     resources:
         gres=NPU_GRES,
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=120,
     params:
         infer=config["infer"],

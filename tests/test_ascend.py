@@ -56,7 +56,7 @@ def test_msrun_command_on_each_of_two_nodes(node_rank, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "ascend[07-08]")
     monkeypatch.setenv("CENTERFACE_NUM_THREADS", "32")
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env, **kw: calls.append((cmd, env)) or 0)
     assert main(["train", "--annotations", "a.json", "--images", "im", "--out-dir", str(tmp_path), "--devices", "16",
                  "--init", "scratch", "--no-progress"]) == 0
     (cmd, env), = calls
@@ -66,7 +66,7 @@ def test_msrun_command_on_each_of_two_nodes(node_rank, tmp_path, monkeypatch):
                     f"--log_dir={tmp_path / 'msrun_logs'}", "--join=True", "--master_addr=ascend07",
                     f"--node_rank={node_rank}"]
     script = next(i for i, c in enumerate(cmd) if c.endswith("cli.py"))
-    assert cmd[script + 1:script + 2] == ["train"] and "--devices" in cmd[script:]
+    assert cmd[script + 1] == "train"
     assert env["CENTERFACE_NUM_THREADS"] == "4"
 
 
@@ -149,3 +149,4 @@ def test_ascend_profile_sbatch_options(tmp_path):
     assert train[train.index("-t") + 1] == str(ascend["set-resources"]["train_model"]["runtime"])
     assert train[train.index("-p") + 1] == ascend["default-resources"]["slurm_partition"]
     assert "--gres=npu:1" in infer and "--cpus-per-task=8" in infer
+    assert infer[infer.index("--mem") + 1] == "4000"
