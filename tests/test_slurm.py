@@ -181,8 +181,10 @@ def test_scancel_mid_training_then_rerun_resumes(cluster_workflow):
         while not _train_state_epochs(workdir, known):
             assert proc.poll() is None and time.monotonic() < deadline, "training never finished an epoch"
             time.sleep(0.2)
-        queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True).stdout
-        ids = [line.split()[0] for line in queue.splitlines() if "rule_train_model" in line]
+        # this workflow's training job (by its working directory: other runs may share the cluster)
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %k %Z"], capture_output=True, text=True, check=True).stdout
+        ids = [line.split()[0] for line in queue.splitlines()
+               if line.split()[1:] == ["rule_train_model", str(workdir)]]
         assert len(ids) == 1, queue
         subprocess.run(["scancel", ids[0]], check=True)
         finished = _train_state_epochs(workdir, known)[-1]
