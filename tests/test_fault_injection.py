@@ -205,7 +205,7 @@ def test_random_kill9_then_rerun_gives_the_uninterrupted_artefacts(tmp_path):
     ref_log: list[str] = []
     ref = _workflow_copy(tmp_path / "uninterrupted")
     durations = _run_to_end(ref, ref_log)
-    rules = set(durations)
+    rules = set(durations) - {"all"}  # the target rule has no job to kill
     assert {"train_model", "infer_candidates", "evaluate_widerface", "export_model"} <= rules, durations
 
     work = _workflow_copy(tmp_path / "killed")
