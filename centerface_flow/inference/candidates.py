@@ -130,17 +130,46 @@ def save_candidates(path: str | os.PathLike, cands: Candidates) -> None:
     log.info("wrote %d candidates of %d images to %s", len(arrays["scores"]), len(cands.paths), path)
 
 
+def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an ``.npz``; large uncompressed members are memory-mapped read-only instead of read
+    (a test-stage file holds millions of rows, of which post-processing reads the passing prefix of each image)."""
+    with zipfile.ZipFile(path) as archive:
+        infos = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        missing = [k for k in keys if k not in infos]
+        if missing:
+            raise UserError(f"{path}: not a candidates file (missing arrays: {', '.join(missing)})")
+        arrays = {}
+        with open(path, "rb") as handle:
+            for key in keys:
+                info = infos[key]
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size < (1 << 20):
+                    with archive.open(info) as member:
+                        arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+                    continue
+                handle.seek(info.header_offset)
+                local = handle.read(30)
+                if local[:4] != b"PK\x03\x04":
+                    raise ValueError(f"array {key!r}: bad zip entry")
+                handle.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                            + int.from_bytes(local[28:30], "little"))
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise ValueError(f"array {key!r} holds Python objects")
+                arrays[key] = np.memmap(path, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                                        order="F" if fortran else "C")
+    return arrays
+
+
 def load_candidates(path: str | os.PathLike) -> Candidates:
     """Read a candidates file; raise :class:`UserError` naming the file and the problem if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such candidates file (make one with `centerface infer`)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in _KEYS if k not in data.files]
-            if missing:
-                raise UserError(f"{path}: not a candidates file (missing arrays: {', '.join(missing)})")
-            arrays = {k: data[k] for k in _KEYS}
+        arrays = _read_arrays(path, _KEYS)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a readable .npz candidates file ({exc})") from exc
     if str(arrays["format"]) != FORMAT:
