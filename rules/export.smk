@@ -16,7 +16,8 @@ rule copy_best:
     params:
         model=best_model_name,
     shell:
-        "cp {input:q} {output:q} 2> {log:q}"
+        # staged next to the output and renamed, so best.ckpt is never half-written
+        "(cp {input:q} {output:q}.part && chmod u+w {output:q}.part && mv {output:q}.part {output:q}) 2> {log:q}"
 
 
 rule export_model:

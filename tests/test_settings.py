@@ -95,3 +95,5 @@ def test_library_errors_name_the_key():
         InferenceConfig(min_score=2.0)
     with pytest.raises(UserError, match="nms_iou"):
         PostprocessConfig(nms_iou=1.5)
+    with pytest.raises(UserError, match="soft_threshold"):
+        PostprocessConfig(soft_threshold=float("nan"))

@@ -91,6 +91,8 @@ class PostprocessConfig:
             raise UserError(f"nms_iou: must be in [0, 1], got {self.nms_iou}")
         if not self.sigma > 0:
             raise UserError(f"sigma: must be positive, got {self.sigma}")
+        if not 0.0 <= self.soft_threshold < 1.0:
+            raise UserError(f"soft_threshold: must be in [0, 1), got {self.soft_threshold}")
         if self.box_voting and self.nms != "hard":
             raise UserError(f"box_voting: needs nms 'hard' (soft-NMS keeps overlapping boxes), got {self.nms!r}")
         if self.max_dets < 0:
