@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from test_workflow_integration import JOB_LINE, REPO, SNAKEMAKE, TINY, WORKFLOW_FILES, _merge, set_config
+from test_workflow_integration import JOB_LINE, SNAKEMAKE, copy_workflow, set_config
 
 
 def _cluster_problem() -> str | None:
@@ -112,12 +111,7 @@ def peak_rss_mb(job_ids) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def cluster_workflow(tmp_path_factory):
     """A copy of the workflow with the tiny training settings, run to the end through Slurm."""
-    workdir = tmp_path_factory.mktemp("slurm_workflow")
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / name)
-    config = _merge(yaml.safe_load((workdir / "config.yaml").read_text()), TINY)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm_workflow"))
     start = time.monotonic()
     jobs, log = run_slurm(workdir)
     return workdir, jobs, log, time.monotonic() - start

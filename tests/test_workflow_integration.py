@@ -53,15 +53,20 @@ def set_config(workdir: Path, section: str, key: str, value) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
-    """A copy of the workflow (not the package: that is installed) with the tiny settings, run once to the end."""
-    workdir = tmp_path_factory.mktemp("workflow")
+def copy_workflow(workdir: Path) -> Path:
+    """The workflow files (not the package: that is installed) copied into ``workdir``, with the tiny settings."""
     for name in WORKFLOW_FILES:
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / name)
     config = _merge(yaml.safe_load((workdir / "config.yaml").read_text()), TINY)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """A copy of the workflow (not the package: that is installed) with the tiny settings, run once to the end."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     jobs, log = run_snakemake(workdir)
     return workdir, jobs, log
 
