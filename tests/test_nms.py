@@ -176,3 +176,14 @@ def test_box_voting_kernel_matches_its_twin_and_keeps_what_hard_nms_keeps(offset
         np.testing.assert_array_equal(keep, nms(boxes, scores, "hard", 0.3, offset=offset)[0])
         np.testing.assert_allclose(voted, voted_np, atol=1e-4)
         assert voted.shape == (len(keep), 4)
+
+
+def test_box_voting_kernel_refuses_bad_arrays():
+    from centerface_flow.postprocess.nms import hard_nms_vote, have_kernel
+
+    if not have_kernel():
+        pytest.skip("Cython kernels not built")
+    with pytest.raises(ValueError, match="rows"):
+        hard_nms_vote(np.zeros((3, 4), np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        hard_nms_vote(np.array([[0, 0, np.inf, 5]], np.float32), np.ones(1, np.float32))

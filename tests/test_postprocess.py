@@ -64,6 +64,22 @@ def test_bad_candidates_files(tmp_path):
         load_candidates(tmp_path / "other.npz")
 
 
+def test_a_damaged_memory_mapped_array_is_a_clear_error(tmp_path):
+    """Large arrays are memory-mapped from the file: a damaged .npy header inside the zip still names the file."""
+    b = CandidatesBuilder()
+    n = 30000  # landmarks 2.4 MB: above the size that is mapped instead of read
+    b.add("0--E/a.jpg", (100, 100), np.tile([1, 1, 5, 5], (n, 1)), np.linspace(1, 0.1, n), np.ones((n, 5, 2)))
+    good = tmp_path / "c.npz"
+    save_candidates(good, b.build())
+    assert len(load_candidates(good).scores) == n
+    data = bytearray(good.read_bytes())
+    magic = data.find(b"\x93NUMPY", data.find(b"landmarks.npy"))
+    data[magic:magic + 6] = b"BROKEN"
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="bad.npz: not a readable"):
+        load_candidates(tmp_path / "bad.npz")
+
+
 def test_select_threshold_nms_and_cap():
     boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [-5, -5, 5, 5]], np.float32)
     scores = np.array([0.9, 0.8, 0.3, 0.7], np.float32)
@@ -211,3 +227,9 @@ def test_table_formatter_kernel_writes_what_python_writes():
     assert _format_rows_kernel(values[:0], decimals, b" ") == b""
     with pytest.raises(OverflowError):
         _format_rows_kernel(np.array([[1e40]]), np.array([2], np.int32), b" ")
+    with pytest.raises(ValueError, match="decimals"):
+        _format_rows_kernel(values, np.array([2, 2], np.int32), b" ")
+    with pytest.raises(ValueError, match="decimals"):
+        _format_rows_kernel(np.ascontiguousarray(values[:, :1]), np.array([10], np.int32), b" ")
+    with pytest.raises(ValueError, match="sep"):
+        _format_rows_kernel(values, decimals, b", ")

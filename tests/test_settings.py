@@ -97,3 +97,13 @@ def test_library_errors_name_the_key():
         PostprocessConfig(nms_iou=1.5)
     with pytest.raises(UserError, match="soft_threshold"):
         PostprocessConfig(soft_threshold=float("nan"))
+
+
+def test_cli_parses_one_command_alone_and_refuses_an_unknown_one(capsys):
+    from centerface_flow.cli import _command_of, main
+
+    assert _command_of(["-v", "rank-table", "--out", "x"]) == "rank_table"
+    assert _command_of(["postprocss"]) is None
+    with pytest.raises(SystemExit) as exit_info:
+        main(["postprocss", "c.npz"])
+    assert exit_info.value.code == 2 and "invalid choice: 'postprocss'" in capsys.readouterr().err

@@ -237,3 +237,17 @@ def test_state_key_leaves_out_what_cannot_change_trained_epochs():
     assert state_key(base) != state_key(dataclasses.replace(base, lr=0.01))
     cosine = dataclasses.replace(base, cosine=True)
     assert state_key(cosine) != state_key(dataclasses.replace(cosine, epochs=4))  # every cosine step depends on it
+
+
+def test_workflow_job_names_bad_settings_and_a_failed_training(tmp_path, monkeypatch):
+    from centerface_flow import workflow
+    from centerface_flow.errors import UserError
+    from centerface_flow.training import train
+
+    with pytest.raises(UserError, match="crop_scales"):
+        workflow.train_state_dir({"init": "scratch", "crop_scales": [1.0, 0.5]}, "", tmp_path)
+    monkeypatch.setattr(train, "run_training", lambda *a, **k: 3)
+    done = tmp_path / "done_1_epochs.json"
+    with pytest.raises(UserError, match="exit status 3"):
+        train.run_workflow_job({"init": "scratch", "epochs": 1}, "a.json", "im", tmp_path / "o", tmp_path / "s", done)
+    assert not done.exists()
