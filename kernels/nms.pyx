@@ -1,7 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Greedy non-maximum suppression kernels (hard, soft-linear, soft-gaussian) for one image.
+"""Greedy non-maximum suppression kernels for one image: ``soft_nms`` (soft-linear, soft-gaussian) and
+``hard_nms_vote`` (hard, optionally with box voting).
 
-The numpy twin is ``centerface_flow.postprocess.nms.soft_nms_numpy``; ``tests/test_nms.py`` checks that both agree.
+The numpy twins are ``soft_nms_numpy`` and ``hard_nms_vote_numpy`` in ``centerface_flow.postprocess.nms``;
+``tests/test_nms.py`` checks that each kernel agrees with its twin.
 Semantics (shared with the twin, documented in ``centerface_flow.postprocess.nms``):
 
 * repeatedly select the highest-scoring remaining box (ties: lowest input index), then update every other
@@ -33,13 +35,13 @@ def soft_nms(
     double final_threshold,
     double offset,
 ):
-    """Greedy (soft-)NMS.
+    """Greedy soft-NMS (hard NMS is :func:`hard_nms_vote`).
 
     Parameters
     ----------
     boxes : (N, 4) float32 C-contiguous, xyxy
     scores : (N,) float32
-    method : 0 hard, 1 linear, 2 gaussian
+    method : 1 linear, 2 gaussian
     iou_threshold, sigma, final_threshold, offset : see the module docstring
 
     Returns
@@ -50,6 +52,8 @@ def soft_nms(
     cdef Py_ssize_t n = boxes.shape[0]
     if scores.shape[0] != n:
         raise ValueError(f"boxes has {n} rows but scores has {scores.shape[0]}")
+    if method == HARD:
+        raise ValueError("hard NMS is hard_nms_vote(); soft_nms() decays scores (linear, gaussian)")
     if method < HARD or method > GAUSSIAN:
         raise ValueError(f"unknown NMS method code {method}")
     cdef double[::1] x1 = np.empty(n, dtype=np.float64)
@@ -104,14 +108,12 @@ def soft_nms(
                     if ih > 0:
                         inter = iw * ih
                         ov = inter / (barea + area[j] - inter)
-                        if method == HARD:
-                            weight = 0.0 if ov > iou_threshold else 1.0
-                        elif method == LINEAR:
+                        if method == LINEAR:
                             weight = 1.0 - ov if ov > iou_threshold else 1.0
                         else:
                             weight = exp(-(ov * ov) / sigma)
                         s[j] = s[j] * weight
-                        if (method == HARD and weight == 0.0) or (method != HARD and s[j] < final_threshold):
+                        if s[j] < final_threshold:
                             n_active -= 1
                             active[k] = active[n_active]
                             continue
@@ -128,7 +130,7 @@ def hard_nms_vote(
 ):
     """Hard NMS, optionally with box voting: each kept box becomes the score-weighted mean of itself and of the
     boxes it suppressed (``ov > iou_threshold``, areas with ``+ offset``). Kept indices and their order are those of
-    ``soft_nms(..., method=HARD)``.
+    ``soft_nms_numpy(..., method="hard")``: the highest score first, ties to the lowest index.
 
     Boxes are bucketed on a uniform grid so that a kept box is compared only with boxes sharing a grid cell with it
     (two boxes can overlap only then): a crowd image with tens of thousands of heatmap-cell candidates costs about

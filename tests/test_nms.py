@@ -187,3 +187,10 @@ def test_box_voting_kernel_refuses_bad_arrays():
         hard_nms_vote(np.zeros((3, 4), np.float32), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="finite"):
         hard_nms_vote(np.array([[0, 0, np.inf, 5]], np.float32), np.ones(1, np.float32))
+
+
+def test_soft_kernel_leaves_hard_nms_to_the_grid_kernel():
+    if not nms_mod.have_kernel():
+        pytest.skip("Cython kernels not built")
+    with pytest.raises(ValueError, match="hard_nms_vote"):
+        nms_mod._soft_nms_kernel(np.zeros((1, 4), np.float32), np.ones(1, np.float32), 0, 0.3, 0.5, 0.001, 1.0)

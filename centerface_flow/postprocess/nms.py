@@ -1,8 +1,9 @@
 """Non-maximum suppression for one image: hard, soft-linear and soft-gaussian.
 
-The compiled kernel lives in ``kernels/nms.pyx`` (module ``centerface_flow._kernels.nms``); :func:`soft_nms_numpy`
-is its numpy twin with the same semantics, which the tests compare against. :func:`nms` picks the kernel and falls
-back to the twin when the extension is not built.
+The compiled kernels live in ``kernels/nms.pyx`` (module ``centerface_flow._kernels.nms``): a grid-bucketed one
+for hard NMS (:func:`hard_nms_vote`) and one for the soft decays; :func:`soft_nms_numpy` is the numpy twin of all
+three methods, which the tests compare against. :func:`nms` picks the kernel and falls back to the twin when the
+extension is not built.
 
 Semantics (those of the soft-NMS used by the MindSpore model zoo's CenterFace test, Bodla et al. 2017):
 
@@ -123,7 +124,7 @@ def nms(
     if not use_kernel or _soft_nms_kernel is None:
         return soft_nms_numpy(boxes, scores, method, iou_threshold, sigma, final_threshold, offset)
     boxes, scores, code = _check(boxes, scores, method)
-    if method == "hard":  # the grid-bucketed kernel: same result, far fewer comparisons on crowded images
+    if method == "hard":  # the grid-bucketed kernel: a kept box is compared only with the candidates near it
         keep, _ = _vote_kernel(boxes, scores, float(iou_threshold), float(offset), False)
         return keep, scores[keep]
     return _soft_nms_kernel(boxes, scores, code, float(iou_threshold), float(sigma), float(final_threshold),
