@@ -1,10 +1,10 @@
 """Inference: images → decoded candidates in original-image pixels (everything before NMS), and the drawings.
 
-One image goes through one *pass* per (scale, flip) combination: pre-process (:mod:`centerface_flow.inference.preprocess`),
-run the network (:mod:`centerface_flow.inference.backends`), choose and decode candidate cells (:mod:`centerface_flow.inference.decode`:
-every cell at or above ``min_score``, or the ``top_k`` 3×3 peaks), then map them back to the original image. The candidates of all
-passes are concatenated (test-time augmentation merged before NMS); NMS happens later
-(:mod:`centerface_flow.postprocess.predictions`). The flipped pass of a scale runs in the same batch as the unflipped one.
+One image goes through one *pass* per (scale, flip) combination: pre-process (:mod:`.preprocess`), run the network
+(:mod:`.backends`), choose and decode candidate cells (:mod:`.decode`: every cell at or above ``min_score``, or the
+``top_k`` 3×3 peaks), then map them back to the original image. The candidates of all passes are concatenated
+(test-time augmentation merged before NMS); NMS happens later (:mod:`centerface_flow.postprocess.predictions`). The
+flipped pass of a scale runs in the same batch as the unflipped one.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig,
     parts = []
     for scale in cfg.scales:
         start = time.perf_counter()
-        flips = (False, True) if cfg.flip else (False,)
+        flips = [f for s, f in cfg.passes if s == scale]
         prepared = [prepare(image_bgr, cfg.size, meta.input_format, meta.mean, meta.std, scale=scale * base, flip=f,
                             letterbox_size=cfg.letterbox_size) for f in flips]
         outputs = runner(np.stack([chw for chw, _ in prepared]))
@@ -173,8 +173,10 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
             continue
         boxes, scores, landmarks, passes = detect_image(runner, image, cfg, pass_seconds)
         builder.add(rel, (image.shape[1], image.shape[0]), boxes, scores, landmarks, passes)
-    meta = {"inference": cfg.to_meta(), "pass_seconds": [round(float(t), 3) for t in pass_seconds], "weights": str(runner.weights), "backend": runner.backend,
-            "runner": runner.description, "model_meta": asdict(runner.meta) if is_dataclass(runner.meta) else vars(runner.meta), **(extra_meta or {})}
+    model_meta = asdict(runner.meta) if is_dataclass(runner.meta) else vars(runner.meta)
+    meta = {"inference": cfg.to_meta(), "pass_seconds": [round(float(t), 3) for t in pass_seconds],
+            "weights": str(runner.weights), "backend": runner.backend, "runner": runner.description,
+            "model_meta": model_meta, **(extra_meta or {})}
     return builder.build(meta)
 
 
