@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     session = authors_decoder.released_session(onnx)
     authors_decoder.write_tree(session, collect_images(args.images), work / "authors", post.score_threshold)
     ap, images = evaluate(work / "authors", args.gt, 0.5)
-    rows.append(("authors' decoding (reference), ONNX Runtime", ap, PUBLISHED["single"][0], time.perf_counter() - start))
+    label = "authors' decoding (reference), ONNX Runtime"
+    rows.append((label, ap, PUBLISHED["single"][0], time.perf_counter() - start))
 
     runs = [("ours, default single pass", InferenceConfig(), 0.5, "single"),
             ("ours, model zoo letterbox 832, IoU 0.4", InferenceConfig(size="letterbox"), 0.4, "letterbox")]

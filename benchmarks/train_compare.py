@@ -7,7 +7,8 @@ Used by ``bench_train.py --compare-torch``; also runnable alone:
 Same architecture (model-zoo recipe: head width 64, ReLU6), same initial weights (the MindSpore network's,
 copied into ``torch_centerface.py``), fp32, one fixed synthetic batch (random image, targets encoded from random
 boxes with ``centerface_flow.data.targets.encode``) so that only the training step is measured: forward, loss,
-backward, optimizer update (MindSpore: ``centerface_flow.training.train``'s jitted step with Adam and loss scale; PyTorch:
+backward, optimizer update (MindSpore: ``centerface_flow.training.train``'s jitted step with Adam and loss scale;
+PyTorch:
 Adam on an equivalent focal + L1 loss). Images/s = batch / median step time over ``--steps`` steps after the first
 (which compiles / warms up). Each runtime runs in its own child process, one after the other; with ``--rounds R``
 they take R turns and each keeps its best median (evens out load from other jobs on a shared machine).

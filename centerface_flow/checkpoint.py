@@ -72,7 +72,8 @@ class ModelMeta:
         input_format: ``"rgb255"`` = raw RGB 0-255, NCHW (released model); ``"bgr_meanstd"`` = BGR, divided by
             255, then ``(x - mean) / std`` per channel (model zoo).
         mean, std: per-channel normalisation for ``bgr_meanstd`` in B, G, R order (ignored for ``rgb255``).
-        landmark_origin: where the decoder anchors landmarks, see ``centerface_flow.inference.decode``: ``"cell"`` (model
+        landmark_origin: where the decoder anchors landmarks, see ``centerface_flow.inference.decode``: ``"cell"``
+        (model
             zoo targets: the integer heatmap cell) or ``"center"`` (the sub-pixel box centre; the released model).
         source: free text naming the origin of the weights.
     """

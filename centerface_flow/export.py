@@ -33,7 +33,8 @@ from centerface_flow.io import (
     remove_stale_staging,
 )
 
-__all__ = ["FORMATS", "TOLERANCE", "ExportSettings", "export_checkpoint", "first_image", "relative_error", "relative_errors"]
+__all__ = ["FORMATS", "TOLERANCE", "ExportSettings", "export_checkpoint", "first_image", "relative_error",
+           "relative_errors"]
 
 log = logging.getLogger(__name__)
 

@@ -143,7 +143,8 @@ def read_best(path: str | os.PathLike) -> str:
 
 
 def train_state_dir(train_settings: dict, init_path: str, state_root: str | os.PathLike) -> Path:
-    """The state folder the ``train_model`` job uses for these settings (see :func:`centerface_flow.training.train.state_key`)."""
+    """The state folder the ``train_model`` job uses for these settings
+    (see :func:`centerface_flow.training.train.state_key`)."""
     from centerface_flow.training.train import TrainConfig, state_key
 
     cfg = TrainConfig.from_dict({**train_settings, "init_path": init_path}, where="config.yaml train")

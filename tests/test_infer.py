@@ -115,7 +115,8 @@ def test_inference_config_checks():
     assert InferenceConfig(scales=(0.5, 1), flip=True).passes == ((0.5, False), (0.5, True), (1.0, False),
                                                                   (1.0, True))
     for bad in ({"size": "square"}, {"scales": ()}, {"scales": (0,)}, {"top_k": 0}, {"max_side": -1},
-                {"decode": "blobs"}, {"min_score": 0.0}, {"letterbox_size": 100}, {"min_score": float("nan")}, {"scales": (float("inf"),)}):
+                {"decode": "blobs"}, {"min_score": 0.0}, {"letterbox_size": 100}, {"min_score": float("nan")},
+                {"scales": (float("inf"),)}):
         with pytest.raises(UserError):
             InferenceConfig(**bad)
 

@@ -9,4 +9,5 @@ from centerface_flow.workflow import script_logging
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 n = int(snakemake.wildcards.n)  # noqa: F821
 ids = snakemake.params.device_ids or list(range(n))  # noqa: F821
-distributed.write_rank_table(snakemake.output[0], distributed.rank_table(ids, distributed.read_hccn_conf()))  # noqa: F821
+table = distributed.rank_table(ids, distributed.read_hccn_conf())
+distributed.write_rank_table(snakemake.output[0], table)  # noqa: F821

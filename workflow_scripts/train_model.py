@@ -1,5 +1,6 @@
 """Rule train_model: every epoch's checkpoint in results/train/, resumable state in params.state_dir/<state key>
-(the key leaves out what cannot change the epochs already trained, see centerface_flow.training.train.state_identity)."""
+(the key leaves out what cannot change the epochs already trained, see
+centerface_flow.training.train.state_identity)."""
 from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported

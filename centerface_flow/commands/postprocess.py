@@ -27,8 +27,8 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
                        help="add 1 pixel to widths/heights in NMS overlaps (model zoo, WIDER evaluator); the "
                             "released model's authors use continuous boxes (default: %(default)s)")
     group.add_argument("--box-voting", action=argparse.BooleanOptionalAction, default=d.box_voting,
-                       help="hard NMS: replace each kept box by the score-weighted mean of itself and the candidates it "
-                            "suppressed (merges test-time augmentation passes; default: %(default)s)")
+                       help="hard NMS: replace each kept box by the score-weighted mean of itself and the "
+                            "candidates it suppressed (merges test-time augmentation passes; default: %(default)s)")
     group.add_argument("--sigma", type=float, default=d.sigma,
                        help="gaussian soft-NMS: score *= exp(-IoU^2 / sigma) (default: %(default)s)")
     group.add_argument("--soft-threshold", type=float, default=d.soft_threshold,

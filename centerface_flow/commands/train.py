@@ -15,7 +15,8 @@ _OVERRIDES = {
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train CenterFace; resumes from the last finished epoch",
                                    description=__doc__)
-    parser.add_argument("--config", help="YAML file of training options (keys of centerface_flow.training.train.TrainConfig)")
+    parser.add_argument("--config",
+                        help="YAML file of training options (keys of centerface_flow.training.train.TrainConfig)")
     parser.add_argument("--annotations", required=True, help="COCO-keypoints train.json (centerface annotations)")
     parser.add_argument("--images", required=True, help="folder the JSON's file names are relative to")
     parser.add_argument("--out-dir", required=True, help="epoch_{E}.ckpt and metrics.csv go here")

@@ -1,1 +1,2 @@
-"""Images -> network -> decoded candidates: pre-processing, runners (MindSpore / ONNX Runtime), decoding, the candidates file."""
+"""Images -> network -> decoded candidates: pre-processing, runners (MindSpore / ONNX Runtime), decoding, the
+candidates file."""

@@ -19,7 +19,8 @@
 
 A runner is called with a float32 (N, 3, H, W) batch already in ``runner.meta.input_format`` (see
 :mod:`centerface_flow.inference.preprocess`) and returns ``(heatmap (N,1,h,w), size (N,2,h,w), offset (N,2,h,w),
-landmarks (N,10,h,w))`` as float32 numpy arrays in the model zoo's channel conventions (:mod:`centerface_flow.inference.decode`).
+landmarks (N,10,h,w))`` as float32 numpy arrays in the model zoo's channel conventions
+(:mod:`centerface_flow.inference.decode`).
 """
 from __future__ import annotations
 

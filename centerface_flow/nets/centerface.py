@@ -36,7 +36,8 @@ def _conv1x1(in_ch: int, out_ch: int, has_bias: bool = False) -> nn.Conv2d:
 class IDAUp(nn.Cell):
     """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w).
 
-    :func:`centerface_flow.fused.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds the
+    :func:`centerface_flow.fused.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds
+    the
     upsampled branch inside its kernel (``fused_sum``).
     """
 

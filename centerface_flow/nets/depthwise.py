@@ -2,7 +2,8 @@
 
 :class:`DepthwiseConv3x3` *is* an ``nn.Conv2d`` (same ``weight`` parameter (C, 1, 3, 3), same name, same
 initialisation and checkpoints); only ``construct`` differs when the native kernels are on.
-:class:`FusedDepthwiseConv3x3` is the inference form made by :func:`centerface_flow.fused.fold.fold_bn` with native kernels:
+:class:`FusedDepthwiseConv3x3` is the inference form made by :func:`centerface_flow.fused.fold.fold_bn` with native
+kernels:
 convolution + folded-BatchNorm bias + activation in one kernel call.
 """
 from __future__ import annotations

@@ -57,7 +57,8 @@ def stem_block_op(activation: str):
     """``op(x (N, Cin, H, W), ws (C, Cin, 3, 3), bs (C,), wd (C, 1, 3, 3), bd (C,), wp (Cout, C, 1, 1), bp (Cout,),
     region (4,)) -> (N, Cout, (H-1)//2+1, (W-1)//2+1)``: the stem conv (stride 2, padding 1) + bias + activation,
     then a block without expansion (depthwise stride 1 + bias + activation, projection + bias). Inference only;
-    ``region`` as in :func:`centerface_flow.ops.native.depthwise_op` (the stem reads only the valid part of the input)."""
+    ``region`` as in :func:`centerface_flow.ops.native.depthwise_op` (the stem reads only the valid part of the
+    input)."""
     from mindspore import ops
 
     if activation not in ("relu", "relu6"):

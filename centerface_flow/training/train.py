@@ -1,6 +1,7 @@
 """CenterFace training: the model zoo's recipe, one checkpoint per epoch, crash-safe resume, data parallel.
 
-Step: ``value_and_grad`` of (network + :class:`~centerface_flow.training.losses.CenterFaceLoss`) × a static loss scale, grads
+Step: ``value_and_grad`` of (network + :class:`~centerface_flow.training.losses.CenterFaceLoss`) × a static loss
+scale, grads
 unscaled, (all-reduced across devices), checked with ``ms.amp.all_finite``; the Adam update is *skipped* when they
 are not finite (the model zoo applied it anyway) and the step is counted in the metrics. Too many non-finite steps
 in a row stop training with a clear error. (MindSpore's ``TrainOneStepWithLossScaleCell`` overflow check uses
