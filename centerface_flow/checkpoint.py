@@ -16,7 +16,6 @@ MindSpore only reads files whose name ends in ``.ckpt``; both functions insist o
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from centerface_flow.errors import UserError
-from centerface_flow.io import WRITE_ERRNOS, publish, remove_stale_staging, staging_prefix, write_error
+from centerface_flow.io import discarded_on_error, publish, remove_stale_staging, staging_prefix
 
 __all__ = [
     "EXTRA_PREFIX",
@@ -179,15 +178,9 @@ def save_checkpoint(path: str | os.PathLike, net_or_param_dict: Any, meta: Model
     # MindSpore appends ".ckpt" to a name without it, so the staging name ends with it
     fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".ckpt", dir=path.parent)
     os.close(fd)
-    try:
+    with discarded_on_error(tmp, path):
         ms.save_checkpoint(_param_list(net_or_param_dict), tmp, append_dict=append)
         publish(tmp, path)  # MindSpore leaves its checkpoints 0400
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            raise write_error(path, exc) from exc
-        raise
     return path
 
 

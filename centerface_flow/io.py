@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "discarded_on_error",
     "make_staging_dir",
     "publish",
     "refuse_overwriting_inputs",
@@ -169,6 +170,24 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def discarded_on_error(staged: str | os.PathLike, path: str | os.PathLike) -> Iterator[None]:
+    """Around the code that fills ``staged`` (a staging file or folder) and publishes it as ``path``: on any error
+    the staged copy is removed, and a full disk or a read-only / forbidden location becomes a :class:`UserError`
+    naming ``path``."""
+    try:
+        yield
+    except BaseException as exc:
+        if os.path.isdir(staged):
+            shutil.rmtree(staged, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_error(path, exc) from exc
+        raise
+
+
 def _output_target(path: Path) -> tuple[Path, bool]:
     """(the path to write, whether it is replaced atomically). A symlink is followed to its target; an existing
     device or FIFO is written through; a folder is refused."""
@@ -214,18 +233,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
         if exc.errno in WRITE_ERRNOS:
             raise write_error(path, exc) from exc
         raise
-    try:
+    with discarded_on_error(tmp, path):
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         publish(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            raise write_error(path, exc) from exc
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from centerface_flow.postprocess import nms as nms_mod
-from centerface_flow.postprocess.nms import NMS_METHODS, nms, soft_nms_numpy
+from centerface_flow.postprocess.nms import NMS_METHODS, nms
 
 pytestmark = pytest.mark.skipif(not nms_mod.have_kernel(), reason="Cython kernel not built")
 
@@ -23,7 +23,7 @@ def random_boxes(rng: np.random.Generator, n: int, extent: float = 200.0) -> tup
 
 def both(boxes, scores, **kw):
     k_keep, k_scores = nms(boxes, scores, **kw)
-    n_keep, n_scores = soft_nms_numpy(boxes, scores, **kw)
+    n_keep, n_scores = nms(boxes, scores, use_kernel=False, **kw)
     return (k_keep, k_scores), (n_keep, n_scores)
 
 
@@ -44,10 +44,11 @@ def test_kernel_equals_numpy_twin_on_random_boxes(method, seed):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_and_one_box(method):
-    for impl in (nms, soft_nms_numpy):
-        keep, kept = impl(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), method=method)
+    for use_kernel in (True, False):
+        keep, kept = nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), method=method, use_kernel=use_kernel)
         assert keep.shape == (0,) and kept.shape == (0,)
-        keep, kept = impl(np.array([[1, 2, 3, 4]], np.float32), np.array([0.0001], np.float32), method=method)
+        keep, kept = nms(np.array([[1, 2, 3, 4]], np.float32), np.array([0.0001], np.float32), method=method,
+                         use_kernel=use_kernel)
         # a selected box is never dropped, even below the final threshold (as in the model zoo)
         assert keep.tolist() == [0] and kept.tolist() == [np.float32(0.0001)]
 

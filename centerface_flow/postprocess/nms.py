@@ -1,9 +1,8 @@
 """Non-maximum suppression for one image: hard, soft-linear and soft-gaussian.
 
 The compiled kernels live in ``kernels/nms.pyx`` (module ``centerface_flow._kernels.nms``): a grid-bucketed one
-for hard NMS (:func:`hard_nms_vote`) and one for the soft decays; :func:`soft_nms_numpy` is the numpy twin of all
-three methods, which the tests compare against. :func:`nms` picks the kernel and falls back to the twin when the
-extension is not built.
+for hard NMS (:func:`hard_nms_vote`) and one for the soft decays; a numpy twin of all three
+methods, which the tests compare against, runs with ``use_kernel=False`` and when the extension is not built.
 
 Semantics (those of the soft-NMS used by the MindSpore model zoo's CenterFace test, Bodla et al. 2017):
 
@@ -29,7 +28,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["NMS_METHODS", "hard_nms_vote", "hard_nms_vote_numpy", "have_kernel", "nms", "soft_nms_numpy"]
+__all__ = ["NMS_METHODS", "hard_nms_vote", "hard_nms_vote_numpy", "have_kernel", "nms"]
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +57,9 @@ def _check(boxes: np.ndarray, scores: np.ndarray, method: str) -> tuple[np.ndarr
     return boxes, scores, NMS_METHODS[method]
 
 
-def soft_nms_numpy(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    method: str = "hard",
-    iou_threshold: float = 0.3,
-    sigma: float = 0.5,
-    final_threshold: float = 0.001,
-    offset: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of the Cython kernel (see the module docstring for the semantics).
-
-    boxes: (N, 4) xyxy; scores: (N,). Returns ``keep`` (M,) intp input indices in selection order and
-    ``kept_scores`` (M,) float32 final scores.
-    """
-    boxes, scores, code = _check(boxes, scores, method)
+def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, code: int, iou_threshold: float, sigma: float,
+               final_threshold: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of the Cython kernels, on arguments :func:`nms` has checked (``code`` from :data:`NMS_METHODS`)."""
     b = boxes.astype(np.float64)
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     area = (x2 - x1 + offset) * (y2 - y1 + offset)
@@ -121,9 +108,9 @@ def nms(
     boxes: (N, 4) xyxy; scores: (N,). Returns ``keep`` (M,) intp input indices in selection order and the
     final scores (M,) float32 (unchanged for ``hard``, decayed for the soft methods).
     """
-    if not use_kernel or _soft_nms_kernel is None:
-        return soft_nms_numpy(boxes, scores, method, iou_threshold, sigma, final_threshold, offset)
     boxes, scores, code = _check(boxes, scores, method)
+    if not use_kernel or _soft_nms_kernel is None:
+        return _nms_numpy(boxes, scores, code, iou_threshold, sigma, final_threshold, offset)
     if method == "hard":  # the grid-bucketed kernel: a kept box is compared only with the candidates near it
         keep, _ = _vote_kernel(boxes, scores, float(iou_threshold), float(offset), False)
         return keep, scores[keep]

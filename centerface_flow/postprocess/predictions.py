@@ -33,7 +33,13 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 from centerface_flow.inference.candidates import Candidates
-from centerface_flow.io import WRITE_ERRNOS, atomic_write_text, make_staging_dir, remove_stale_staging, write_error
+from centerface_flow.io import (
+    atomic_write_text,
+    discarded_on_error,
+    make_staging_dir,
+    remove_stale_staging,
+    write_error,
+)
 from centerface_flow.postprocess.nms import NMS_METHODS, hard_nms_vote, nms
 
 __all__ = [
@@ -254,7 +260,7 @@ def write_tree(cands: Candidates, out_dir: str | os.PathLike, cfg: PostprocessCo
     except OSError as exc:
         raise write_error(out_dir, exc) from exc
     n_dets = 0
-    try:
+    with discarded_on_error(staging, out_dir):
         lm_parts = [LANDMARKS_HEADER]
         made_dirs: set[Path] = set()
         written = []
@@ -275,11 +281,6 @@ def write_tree(cands: Candidates, out_dir: str | os.PathLike, cfg: PostprocessCo
         (staging / TREE_MARKER).write_text("written by centerface postprocess\n" + "".join(f"{w}\n" for w in written),
                                            encoding="utf-8")
         _replace_tree(staging, out_dir)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            raise write_error(out_dir, exc) from exc
-        raise
     summary = {"images": len(cands.paths), "detections": n_dets, "failed_images": len(cands.failed),
                "seconds": round(time.perf_counter() - start, 3), **asdict(cfg)}
     log.info("wrote %d detections for %d images to %s", n_dets, len(cands.paths), out_dir)
