@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centerface_flow.errors import UserError
+from centerface_flow.errors import UserError, parse_int
 from centerface_flow.io import atomic_write_text
 
 __all__ = [
@@ -168,12 +168,7 @@ def read_bbx_gt(path: str | os.PathLike, drop_invalid: bool = False) -> tuple[li
         if pos + 1 >= len(lines):
             raise UserError(f"{path}:{lineno}: image {name!r} has no face-count line")
         count_no, count_text = lines[pos + 1]
-        try:
-            count = int(count_text)
-        except ValueError:
-            raise UserError(f"{path}:{count_no}: expected a face count, got {count_text!r}") from None
-        if count < 0:
-            raise UserError(f"{path}:{count_no}: negative face count {count}")
+        count = parse_int(count_text, f"{path}:{count_no}", "a face count", minimum=0)
         n_lines = max(count, 1)  # a count of 0 is followed by one dummy line
         if pos + 2 + n_lines > len(lines) and count > 0:
             raise UserError(f"{path}:{count_no}: {count} faces announced, file ends early")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from centerface_flow.errors import UserError
+from centerface_flow.errors import UserError, parse_int
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -73,13 +73,7 @@ def max_image_pixels() -> int:
     value = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not value:
         return MAX_IMAGE_PIXELS
-    try:
-        cap = int(value)
-    except ValueError:
-        raise UserError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels (0 = no cap)") from None
-    if cap < 0:
-        raise UserError(f"{MAX_PIXELS_ENV}={value!r}: expected a number of pixels >= 0 (0 = no cap)")
-    return cap
+    return parse_int(value, f"{MAX_PIXELS_ENV}={value!r}", "a number of pixels (0 = no cap)", minimum=0)
 
 
 def _declared_pixels(path: Path) -> int | None:
