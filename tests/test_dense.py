@@ -156,10 +156,9 @@ def test_custom_ops_match_mindspore(mode):
 
 def test_fold_uses_dense_cells_natively_and_not_for_exports(monkeypatch):
     runtime.mindspore("pynative")
+    from centerface_flow.fused.cells import FusedConv3x3, FusedConvTranspose2x2, FusedStemBlock
     from centerface_flow.fused.fold import fold_bn
     from centerface_flow.nets.centerface import CenterFace
-    from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
-    from centerface_flow.nets.pointwise import FusedStemBlock
 
     def fold(flag):
         with native.use_native(flag):

@@ -68,10 +68,9 @@ def test_folded_network_equals_original(use_native, head_width, activation):
     ms = runtime.mindspore("graph")
     from mindspore import nn
 
+    from centerface_flow.fused.cells import FusedBlock, FusedDepthwiseConv3x3, FusedStemBlock
     from centerface_flow.fused.fold import fold_bn, folded_parameters
     from centerface_flow.nets.centerface import CenterFace
-    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
-    from centerface_flow.nets.pointwise import FusedBlock, FusedStemBlock
     from centerface_flow.ops import dense
 
     try:

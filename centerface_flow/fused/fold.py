@@ -8,7 +8,7 @@ With running statistics ``mean``, ``var``, affine ``gamma``, ``beta`` and ``eps`
 Output channels are axis 0 of a ``Conv2d`` weight (out, in/groups, kh, kw) and axis 1 of a ``Conv2dTranspose``
 weight (in, out, kh, kw) in MindSpore. :func:`fold_bn` rewrites a network in place for inference (BatchNorm cells
 become ``nn.Identity``); with the native kernels, a depthwise 3×3 conv followed by its BatchNorm and ReLU / ReLU6
-becomes one :class:`~centerface_flow.nets.depthwise.FusedDepthwiseConv3x3` (a single kernel call), which also
+becomes one :class:`~centerface_flow.fused.cells.FusedDepthwiseConv3x3` (a single kernel call), which also
 applies the bias and activation of the 1×1 expansion conv before it to its input (MindSpore's separate BiasAdd and
 ReLU passes over the expanded tensors cost as much as the depthwise convs themselves). Without them
 every conv is kept as MindSpore's ``Conv2d`` / ``Conv2dTranspose`` with a bias (exportable to ONNX / MINDIR).
@@ -120,7 +120,7 @@ def _fuse_input_activations(net) -> int:
     and the activation into the depthwise kernel (``FusedDepthwiseConv3x3.fuse_input_activation``)."""
     from mindspore import nn
 
-    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+    from centerface_flow.fused.cells import FusedDepthwiseConv3x3
 
     names = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
     count = 0
@@ -195,12 +195,11 @@ def _copies(*params) -> list:
 
 def _fuse_blocks(net, region) -> int:
     """Replace every folded inverted-residual block ([1×1 →] depthwise → 1×1, all native) by one
-    :class:`~centerface_flow.nets.pointwise.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
+    :class:`~centerface_flow.fused.cells.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
     from mindspore import nn
 
-    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3
+    from centerface_flow.fused.cells import FusedBlock, FusedDepthwiseConv3x3, FusedPointwise
     from centerface_flow.nets.mobilenetv2 import InvertedResidual
-    from centerface_flow.nets.pointwise import FusedBlock, FusedPointwise
     from centerface_flow.ops import irblock
 
     if not irblock.available():
@@ -234,12 +233,11 @@ def _fuse_blocks(net, region) -> int:
 
 def _fuse_stem(net, region) -> int:
     """Replace the stem (a folded native dense 3×3 stride-2 conv) and the fused block after it, when that block has
-    no expansion, a stride of 1 and no residual, by one :class:`~centerface_flow.nets.pointwise.FusedStemBlock`."""
+    no expansion, a stride of 1 and no residual, by one :class:`~centerface_flow.fused.cells.FusedStemBlock`."""
     from mindspore import nn
 
-    from centerface_flow.nets.dense import FusedConv3x3
+    from centerface_flow.fused.cells import FusedConv3x3, FusedStemBlock
     from centerface_flow.nets.mobilenetv2 import ConvBNAct, InvertedResidual
-    from centerface_flow.nets.pointwise import FusedStemBlock
 
     count = 0
     for _, seq in list(net.cells_and_names()):
@@ -265,8 +263,8 @@ def _fuse_sums(net) -> int:
     (``FusedPointwise.add_residual``). (Inverted-residual blocks add their residual inside their fused block.)"""
     from mindspore import nn
 
+    from centerface_flow.fused.cells import FusedPointwise
     from centerface_flow.nets.centerface import IDAUp
-    from centerface_flow.nets.pointwise import FusedPointwise
 
     count = 0
     for _, cell in list(net.cells_and_names()):
@@ -284,7 +282,7 @@ def _fuse_heads(net) -> int:
     """Run the four biased 1×1 heads (and the heatmap's sigmoid) as one native kernel call."""
     from mindspore import Tensor, nn
 
-    from centerface_flow.nets.pointwise import FusedHeads
+    from centerface_flow.fused.cells import FusedHeads
 
     hm = getattr(net, "hm_head", None)
     convs = [hm[0] if isinstance(hm, nn.SequentialCell) else None] + [getattr(net, name, None)
@@ -310,9 +308,13 @@ def fold_bn(net, use_native: bool | None = None):
     """
     from mindspore import Parameter, Tensor, nn
 
-    from centerface_flow.nets.dense import FusedConv3x3, FusedConvTranspose2x2
-    from centerface_flow.nets.depthwise import FusedDepthwiseConv3x3, ValidMask
-    from centerface_flow.nets.pointwise import FusedPointwise
+    from centerface_flow.fused.cells import (
+        FusedConv3x3,
+        FusedConvTranspose2x2,
+        FusedDepthwiseConv3x3,
+        FusedPointwise,
+        ValidMask,
+    )
     from centerface_flow.ops import dense, native, pointwise
 
     use_native = native.enabled() if use_native is None else use_native
