@@ -99,6 +99,35 @@ def test_library_errors_name_the_key():
         PostprocessConfig(soft_threshold=float("nan"))
 
 
+@pytest.mark.parametrize(("command", "option", "value", "named"), [
+    ("infer", "--min-score", "2", "--min-score"),
+    ("postprocess", "--nms-iou", "1.5", "--nms-iou"),
+    ("evaluate", "--iou", "3", "--iou"),
+])
+def test_command_line_errors_name_the_option(command, option, value, named, capsys):
+    from centerface_flow.cli import main
+
+    argv, _, _ = COMMANDS[command]
+    assert main([command, *argv, option, value]) == 2
+    assert f"centerface {command}: error: {named}: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("section", "values", "named"), [
+    ("infer", {"min_score": 2.0}, "config.yaml infer.min_score: must be"),
+    ("postprocess", {"nms": "fast"}, "config.yaml postprocess.nms: unknown method"),
+    ("evaluate", {"iou": 0}, "config.yaml evaluate.iou: must be"),
+    ("best", {"metric": "mean"}, "config.yaml best.metric: must be"),
+])
+def test_workflow_errors_name_the_config_key(section, values, named):
+    from centerface_flow.errors import UserError
+    from centerface_flow.settings import from_section
+
+    with pytest.raises(UserError) as info:
+        from_section(section, values)
+    assert str(info.value).startswith(named)
+    assert from_section(section, {}) == sections()[section]()
+
+
 def test_cli_parses_one_command_alone_and_refuses_an_unknown_one(capsys):
     from centerface_flow.cli import _command_of, main
 

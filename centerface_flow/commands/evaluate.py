@@ -36,8 +36,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from centerface_flow.evaluation import evaluate_tree, write_ap_table, write_pr_curves
+    from centerface_flow.settings import EvaluateSettings, from_args
 
-    result = evaluate_tree(args.pred, args.gt, iou=args.iou, protocol=args.protocol, subset=args.subset)
+    settings = from_args(EvaluateSettings, args)
+    result = evaluate_tree(args.pred, args.gt, iou=settings.iou, protocol=settings.protocol, subset=args.subset)
     if args.out:
         write_ap_table(result, args.out)
     if args.pr_out:

@@ -57,9 +57,9 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
 def inference_config_from_args(args: argparse.Namespace):
     """The :class:`InferenceConfig` the inference options ask for (``--tta`` sets scales, flip and the cap)."""
     from centerface_flow.inference.detect import InferenceConfig
+    from centerface_flow.settings import from_args
 
-    return InferenceConfig(size=args.size, decode=args.decode, min_score=args.min_score, top_k=args.top_k,
-                           tta=args.tta, flip=args.flip, scales=tuple(args.scales), max_side=args.max_side)
+    return from_args(InferenceConfig, args)
 
 
 def register(subparsers) -> None:

@@ -41,10 +41,9 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from centerface_flow.postprocess.predictions import PostprocessConfig
+    from centerface_flow.settings import from_args
 
-    return PostprocessConfig(score_threshold=args.score_threshold, nms=args.nms, nms_iou=args.nms_iou,
-                             nms_plus_one=args.nms_plus_one, box_voting=args.box_voting, sigma=args.sigma,
-                             soft_threshold=args.soft_threshold, max_dets=args.max_dets, clip=args.clip)
+    return from_args(PostprocessConfig, args)
 
 
 def register(subparsers) -> None:
