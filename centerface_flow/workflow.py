@@ -19,8 +19,11 @@ __all__ = [
     "read_best",
     "released_onnx_or_empty",
     "script_logging",
+    "select_best",
     "write_best",
 ]
+
+log = logging.getLogger(__name__)
 
 DATASET_KEYS = ("train_images", "train_labels", "val_images", "val_ground_truth")
 DEMO_DIR = "results/demo"
@@ -131,6 +134,16 @@ def write_best(path: str | os.PathLike, model: str, row: dict, metric: str, excl
         *(f"{key}: {row[key]!r}" for key in ("easy", "medium", "hard") if key in row),
     ]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def select_best(summary_csv: str | os.PathLike, out: str | os.PathLike, metric: str = "hard",
+                exclude_released: bool = False) -> str:
+    """The ``select_best`` rule: :func:`pick_best` from ``ap_by_epoch.csv``, written to ``out`` by
+    :func:`write_best`; returns the chosen model's name."""
+    model, row = pick_best(summary_csv, metric, exclude_released)
+    write_best(out, model, row, metric, exclude_released)
+    log.info("best model by %s AP: %s", metric, model)
+    return model
 
 
 def read_best(path: str | os.PathLike) -> str:

@@ -48,6 +48,17 @@ def test_bad_hccn_conf(tmp_path):
         distributed.read_hccn_conf(tmp_path / "missing.conf")
 
 
+def test_host_rank_table_of_the_workflow(tmp_path):
+    conf = tmp_path / "hccn.conf"
+    conf.write_text(HCCN)
+    out = distributed.write_host_rank_table(tmp_path / "hccl_2p.json", 2, [], hccn_conf=conf)
+    assert [d["device_id"] for d in json.loads(out.read_text())["server_list"][0]["device"]] == ["0", "1"]
+    distributed.write_host_rank_table(out, 2, [3, 1], hccn_conf=conf)
+    assert [d["device_id"] for d in json.loads(out.read_text())["server_list"][0]["device"]] == ["3", "1"]
+    with pytest.raises(UserError, match="train.device_ids: 3 ids for train.devices = 2"):
+        distributed.write_host_rank_table(out, 2, [0, 1, 2], hccn_conf=conf)
+
+
 def test_rank_table_command(tmp_path):
     from centerface_flow.cli import main
 

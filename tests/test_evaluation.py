@@ -171,9 +171,9 @@ def test_iou_threshold(tmp_path, gt_dir):
     assert evaluate_tree(pred, gt_dir, iou=0.5).ap()["medium"] < 1.0
     assert evaluate_tree(pred, gt_dir, iou=0.4).ap()["medium"] == 1.0
     for bad in (0.0, 1.5, math.nan):
-        with pytest.raises(UserError, match="--iou"):
+        with pytest.raises(UserError, match="^iou: must be in"):
             evaluate_tree(pred, gt_dir, iou=bad)
-    with pytest.raises(UserError, match="--protocol"):
+    with pytest.raises(UserError, match="^protocol: must be one of"):
         evaluate_tree(pred, gt_dir, protocol="matlab")
 
 

@@ -10,6 +10,7 @@ from centerface_flow.workflow import (
     on_ascend,
     pick_best,
     read_best,
+    select_best,
     write_best,
 )
 
@@ -67,6 +68,8 @@ def test_best_file_round_trip(tmp_path, summary):
     model, row = pick_best(summary, "hard")
     write_best(tmp_path / "best.txt", model, row, "hard", False)
     assert read_best(tmp_path / "best.txt") == "epoch_3"
+    assert select_best(summary, tmp_path / "chosen.txt", "hard") == "epoch_3"
+    assert (tmp_path / "chosen.txt").read_text() == (tmp_path / "best.txt").read_text()
     assert "hard: 0.6" in (tmp_path / "best.txt").read_text()
 
 

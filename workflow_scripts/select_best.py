@@ -3,10 +3,9 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-from centerface_flow.workflow import pick_best, script_logging, write_best
+from centerface_flow.settings import from_section
+from centerface_flow.workflow import script_logging, select_best
 
-log = script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-best = snakemake.params.best  # noqa: F821
-model, row = pick_best(snakemake.input[0], best["metric"], best["exclude_released"])  # noqa: F821
-write_best(snakemake.output[0], model, row, best["metric"], best["exclude_released"])  # noqa: F821
-log.info("best model by %s AP: %s", best["metric"], model)
+script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
+best = from_section("best", snakemake.params.best)  # noqa: F821
+select_best(snakemake.input[0], snakemake.output[0], best.metric, best.exclude_released)  # noqa: F821

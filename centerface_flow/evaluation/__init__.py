@@ -25,6 +25,7 @@ __all__ = [
     "Predictions",
     "SettingResult",
     "evaluate_arrays",
+    "evaluate_to_files",
     "evaluate_tree",
     "load_ground_truth",
     "read_ap_table",
@@ -50,9 +51,19 @@ def evaluate_tree(pred_dir: str | Path, gt_dir: str | Path, iou: float = 0.5, pr
     from centerface_flow.errors import UserError
 
     if protocol not in PROTOCOLS:
-        raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        raise UserError(f"protocol: must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if not 0 < iou <= 1:
-        raise UserError(f"--iou must be in (0, 1], got {iou!r}")
+        raise UserError(f"iou: must be in (0, 1], got {iou!r}")
     gt = load_ground_truth(gt_dir)
     preds = read_prediction_tree(pred_dir, gt, subset=subset)
     return evaluate_arrays(gt, preds, iou=iou, protocol=protocol, subset=subset)
+
+
+def evaluate_to_files(pred_dir: str | Path, gt_dir: str | Path, ap_out: str | Path, pr_out: str | Path,
+                      iou: float = 0.5, protocol: str = "python", subset: bool = False) -> EvalResult:
+    """:func:`evaluate_tree`, then its AP table to ``ap_out`` and its PR-curve points to ``pr_out`` (the
+    ``evaluate_widerface`` rule)."""
+    result = evaluate_tree(pred_dir, gt_dir, iou=iou, protocol=protocol, subset=subset)
+    write_ap_table(result, ap_out)
+    write_pr_curves(result, pr_out)
+    return result

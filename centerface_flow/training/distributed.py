@@ -26,7 +26,7 @@ from centerface_flow.io import atomic_write_text
 
 __all__ = ["SLURM_MASTER_PORT", "WORKER_ENV", "first_host", "free_port", "in_launched_worker", "init_data_parallel",
            "merge_rank_tables", "msrun_command", "msrun_env", "quote", "rank_table", "read_hccn_conf",
-           "slurm_layout", "write_rank_table"]
+           "slurm_layout", "write_host_rank_table", "write_rank_table"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,16 @@ def write_rank_table(path: str | os.PathLike, table: dict) -> Path:
     """Write the table as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(table, indent=4) + "\n")
     return Path(path)
+
+
+def write_host_rank_table(path: str | os.PathLike, devices: int, device_ids: list[int] | None = None,
+                          hccn_conf: str | os.PathLike = "/etc/hccn.conf") -> Path:
+    """The ``rank_table`` rule: the rank table of this host's ``device_ids`` (default ``0..devices-1``), their IPs
+    read from ``hccn_conf``, written to ``path``."""
+    ids = list(device_ids or range(devices))
+    if len(ids) != devices:
+        raise UserError(f"config.yaml train.device_ids: {len(ids)} ids for train.devices = {devices}")
+    return write_rank_table(path, rank_table(ids, read_hccn_conf(hccn_conf)))
 
 
 def free_port() -> int:
