@@ -14,6 +14,8 @@ if IS_DEMO:
         resources:
             mem_mb=1000,
             runtime=10,
+        params:
+            spec=config["demo"],
         script:
             "../workflow_scripts/build_demo.py"
 
