@@ -28,6 +28,7 @@ demo: setup
 	@echo
 	@echo "best model: $$(cat results/best.txt) -> results/best.ckpt"
 	@echo "exports: results/best.onnx results/best.mindir (verified against the checkpoint: results/best.*.check.json)"
+	@echo "model card: results/best.md (input format, outputs, export checks, how to run the ONNX file)"
 
 test: setup
 	$(BIN)/python -m pytest -q

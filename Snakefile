@@ -25,3 +25,4 @@ rule all:
         "results/best.ckpt",
         "results/best.mindir",
         "results/best.onnx",
+        "results/best.md",

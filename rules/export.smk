@@ -57,3 +57,22 @@ rule export_air:
         export=config["export"],
     script:
         "../workflow_scripts/export_model.py"
+
+
+rule write_model_card:
+    input:
+        best="results/best.txt",
+        ap="results/summary/ap_by_epoch.csv",
+        ckpt=best_weights,
+        best_ckpt="results/best.ckpt",
+        onnx="results/best.onnx",
+        checks=expand("results/best.{fmt}.check.json", fmt=["onnx", "mindir"]),
+    output:
+        "results/best.md",
+    log:
+        "results/logs/write_model_card.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/write_model_card.py"

@@ -77,7 +77,7 @@ def test_full_run_builds_every_artefact(workflow):
     for rel in ("released/centerface.ckpt", "train/epoch_1.ckpt", "train/epoch_2.ckpt", "candidates/released.npz",
                 "ap/epoch_2.tsv", "summary/ap_by_epoch.csv", "summary/ap_by_epoch.md", "summary/ap_by_epoch.png",
                 "summary/pr_curves.png", "best.txt", "best.ckpt", "best.mindir", "best.onnx",
-                "best.onnx.check.json", "best.mindir.check.json"):
+                "best.onnx.check.json", "best.mindir.check.json", "best.md"):
         assert (results / rel).is_file(), rel
     table = pd.read_csv(results / "summary/ap_by_epoch.csv")
     assert sorted(table["model"]) == ["epoch_1", "epoch_2", "released"]

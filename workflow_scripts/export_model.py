@@ -8,6 +8,6 @@ from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 fmt = snakemake.output.model.rsplit(".", 1)[1]  # noqa: F821
-size = snakemake.params.export  # noqa: F821
-export_checkpoint(snakemake.input.ckpt, snakemake.output.model, fmt, first_image(snakemake.input.images),  # noqa: F821
-                  size["width"], size["height"], snakemake.output.check)  # noqa: F821
+settings, inputs, outputs = snakemake.params.export, snakemake.input, snakemake.output  # noqa: F821
+export_checkpoint(inputs.ckpt, outputs.model, fmt, first_image(inputs.images), settings["width"], settings["height"],
+                  outputs.check, dynamic=settings["dynamic"])

@@ -1,4 +1,6 @@
-"""``centerface export``: a checkpoint to MINDIR / ONNX / AIR, verified against the checkpoint on a real image."""
+"""``centerface export``: a checkpoint to MINDIR / ONNX / AIR, verified against the checkpoint on a real image.
+ONNX and MINDIR take any input size (batch, 3, height, width) unless --no-dynamic fixes it to 1 x 3 x HEIGHT x
+WIDTH."""
 from __future__ import annotations
 
 import argparse
@@ -18,9 +20,14 @@ def register(subparsers) -> None:
     parser.add_argument("--image", required=True,
                         help="a real image, or a folder (its first image), to verify the export on")
     parser.add_argument("--width", type=int, default=d.width,
-                        help="input width of the exported graph (default: %(default)s)")
+                        help="input width of a fixed-shape export; with --dynamic the first width it is checked "
+                        "at (default: %(default)s)")
     parser.add_argument("--height", type=int, default=d.height,
-                        help="input height of the exported graph (default: %(default)s)")
+                        help="input height of a fixed-shape export; with --dynamic the first height it is checked "
+                        "at (default: %(default)s)")
+    parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=d.dynamic,
+                        help="ONNX / MINDIR: dynamic batch, height and width, padded to multiples of 32 inside the "
+                        "graph; checked at three shapes (default: %(default)s)")
     parser.add_argument("--report", default=None, help="verification report (default: OUT.check.json)")
     parser.set_defaults(func=run)
 
@@ -32,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     image = Path(args.image)
     image = first_image(image) if image.is_dir() else image
-    result = export_checkpoint(args.weights, args.out, args.format, image, args.width, args.height, args.report)
+    result = export_checkpoint(args.weights, args.out, args.format, image, args.width, args.height, args.report,
+                               dynamic=args.dynamic)
     worst = max(result["relative_error"].values(), default=0.0)
-    print(f"{args.out}: {result['format']}, worst relative error vs checkpoint {worst:.3g} "
-          f"(tolerance {result['tolerance']})")
+    shapes = ", ".join("x".join(str(d) for d in c["input_shape"]) for c in result["checks"]) or "not run"
+    print(f"{args.out}: {result['format']}, {'dynamic' if result['dynamic'] else 'fixed'} input, worst relative "
+          f"error vs checkpoint {worst:.3g} at {shapes} (tolerance {result['tolerance']})")
     return 0
