@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from centerface_flow.commands.infer import inference_config_from_args
     from centerface_flow.commands.postprocess import config_from_args
     from centerface_flow.errors import UserError
-    from centerface_flow.inference.backends import default_pad_multiple, make_runner
+    from centerface_flow.inference.backends import default_pad_multiple, make_runner, resolve_mode
     from centerface_flow.inference.detect import detect_image, draw_detections
     from centerface_flow.inference.preprocess import ImageReadError, read_image
     from centerface_flow.io import atomic_write_bytes
@@ -109,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(out, items, args.draw)
     cfg = inference_config_from_args(args)
     post = config_from_args(args)
-    pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
-    runner = make_runner(args.weights, args.backend, args.mode, pad)
+    mode = resolve_mode(args.mode, len(items) * len(cfg.passes))
+    pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales, mode)
+    runner = make_runner(args.weights, args.backend, mode, pad)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -21,12 +21,17 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                         help="released: resize to a multiple of 32 of the original size (authors' demo); "
                              "letterbox: scale the long side to 832 on an 832x832 canvas (model zoo) "
                              "(default: %(default)s)")
-    parser.add_argument("--mode", choices=["graph", "pynative"], default="graph",
-                        help="MindSpore execution mode (default: %(default)s)")
+    from centerface_flow.inference.backends import AUTO_GRAPH_MIN_CALLS, MODES
+
+    parser.add_argument("--mode", choices=MODES, default="auto",
+                        help="MindSpore execution mode; auto: pynative for fewer than "
+                             f"{AUTO_GRAPH_MIN_CALLS} network calls (images x test passes), where compiling a graph "
+                             "would cost more than it saves, graph mode from there on (default: %(default)s)")
     parser.add_argument("--pad-multiple", type=int, default=None, metavar="N",
-                        help="MindSpore: zero-pad inputs at the bottom/right to multiples of N pixels so that many "
-                             "image sizes share a few compiled graphs; outputs are exactly those of the unpadded "
-                             "image (native kernels). 0 = off (default: 128, 0 for letterbox at one scale)")
+                        help="MindSpore graph mode: zero-pad inputs at the bottom/right to multiples of N pixels so "
+                             "that many image sizes share a few compiled graphs; outputs are exactly those of the "
+                             "unpadded image (native kernels). 0 = off (default: 128; 0 for letterbox at one scale "
+                             "and in pynative mode)")
     if tta:
         from centerface_flow.inference.decode import DECODE_MODES
         from centerface_flow.inference.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES, InferenceConfig

@@ -32,7 +32,8 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 
-__all__ = ["BACKENDS", "PAD_MULTIPLE", "Runner", "default_backend", "default_pad_multiple", "make_runner"]
+__all__ = ["AUTO_GRAPH_MIN_CALLS", "BACKENDS", "MODES", "PAD_MULTIPLE", "Runner", "default_backend",
+           "default_pad_multiple", "make_runner", "resolve_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,30 @@ class Runner:
 PAD_MULTIPLE = 128
 
 
-def default_pad_multiple(size_policy: str, scales: tuple[float, ...]) -> int:
-    """``pad_multiple`` for a test run: 0 when every input has the same shape (letterbox, one scale), else
-    :data:`PAD_MULTIPLE`."""
-    return 0 if size_policy == "letterbox" and len(set(scales)) == 1 else PAD_MULTIPLE
+#: MindSpore execution modes a runner accepts; ``auto`` is resolved by :func:`resolve_mode`.
+MODES = ("auto", "graph", "pynative")
+#: ``auto`` picks graph mode from this many network calls (images × test passes) on. Graph mode compiles each
+#: input shape once, which costs more than the whole of pynative mode's per-call overhead (MindSpore's work
+#: between the network's 26 kernel calls) until about this many calls; see docs/performance.md, "First result".
+AUTO_GRAPH_MIN_CALLS = 16
+
+
+def resolve_mode(mode: str, calls: int) -> str:
+    """The execution mode to run ``calls`` network calls in: ``mode`` itself, or for ``auto`` pynative below
+    :data:`AUTO_GRAPH_MIN_CALLS` calls and graph from there on."""
+    if mode not in MODES:
+        raise UserError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "graph" if calls >= AUTO_GRAPH_MIN_CALLS else "pynative"
+
+
+def default_pad_multiple(size_policy: str, scales: tuple[float, ...], mode: str = "graph") -> int:
+    """``pad_multiple`` for a test run: 0 in pynative mode (nothing is compiled per shape, so padding would only
+    add work) and when every input has the same shape (letterbox, one scale), else :data:`PAD_MULTIPLE`."""
+    if mode == "pynative" or (size_policy == "letterbox" and len(set(scales)) == 1):
+        return 0
+    return PAD_MULTIPLE
 
 
 def default_backend(weights: str | os.PathLike) -> str:

@@ -181,22 +181,24 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
 
 
 def infer_folder(weights: str | os.PathLike, images_dir: str | os.PathLike, out: str | os.PathLike,
-                 cfg: InferenceConfig, backend: str | None = None, mode: str = "graph", pad_multiple: int | None = None,
+                 cfg: InferenceConfig, backend: str | None = None, mode: str = "auto", pad_multiple: int | None = None,
                  limit: int | None = None, progress: bool = False) -> Candidates:
     """``centerface infer``: every image under ``images_dir`` through ``weights`` -> candidates file ``out``.
 
-    Returns the candidates written (``failed`` lists the unreadable images). ``pad_multiple`` None = the default
-    for ``cfg`` (:func:`centerface_flow.inference.backends.default_pad_multiple`).
+    Returns the candidates written (``failed`` lists the unreadable images). ``mode`` ``auto``: see
+    :func:`centerface_flow.inference.backends.resolve_mode`; ``pad_multiple`` None = the default for ``cfg`` and
+    the mode (:func:`centerface_flow.inference.backends.default_pad_multiple`).
     """
     import time
 
-    from centerface_flow.inference.backends import default_pad_multiple, make_runner
+    from centerface_flow.inference.backends import default_pad_multiple, make_runner, resolve_mode
     from centerface_flow.inference.candidates import save_candidates
 
     images = collect_images(images_dir)[:limit]
     if not images:
         raise UserError(f"{images_dir}: no images found (expected <event>/<image>.jpg)")
-    pad = pad_multiple if pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales)
+    mode = resolve_mode(mode, len(images) * len(cfg.passes))
+    pad = pad_multiple if pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales, mode)
     runner = make_runner(weights, backend, mode, pad)
     log.info("%s: %d images, size %s, scales %s, flip %s, decode %s", runner.description, len(images), cfg.size,
              list(cfg.scales), cfg.flip, cfg.decode)
