@@ -9,6 +9,10 @@ min_version("8.10")
 configfile: "config.yaml"
 
 
+# the front page of `snakemake --report results/report.html`
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/weights.smk"
@@ -21,6 +25,7 @@ include: "rules/export.smk"
 rule all:
     input:
         "results/summary/ap_by_epoch.csv",
+        "results/summary/training_curves.png",
         "results/best.txt",
         "results/best.ckpt",
         "results/best.mindir",

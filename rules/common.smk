@@ -69,6 +69,14 @@ def model_weights(wildcards):
     return weights_of(wildcards.model)
 
 
+def train_metrics(wildcards):
+    # The state folder's copy, not results/train/metrics.csv: that is an output of train_model, and asking for it
+    # would put the training job in every DAG (editing its script would then retrain). Waits for training as the
+    # epochs do (weights_of) when the last epoch is not final yet.
+    weights_of(f"epoch_{config['train']['epochs']}")
+    return f"{TRAIN_STATE_DIR}/metrics.csv"
+
+
 def best_weights(wildcards):
     return weights_of(read_best(checkpoints.select_best.get().output[0]))
 

@@ -1,4 +1,5 @@
-# WIDER FACE evaluation per model, the pandas summary across models, and the choice of the best model.
+# WIDER FACE evaluation per model, the pandas summary across models, the training curves, and the choice of the
+# best model.
 
 
 rule evaluate_widerface:
@@ -27,34 +28,75 @@ rule summarize_ap:
     output:
         csv=report(
             "results/summary/ap_by_epoch.csv",
-            caption="../report/ap_by_epoch.rst",
+            caption="../report/ap_by_epoch_csv.rst",
             category="Summary",
+            subcategory="AP",
         ),
         md="results/summary/ap_by_epoch.md",
+        html=report(
+            "results/summary/ap_by_epoch.html",
+            caption="../report/ap_by_epoch.rst",
+            category="Summary",
+            subcategory="AP",
+        ),
         png=report(
             "results/summary/ap_by_epoch.png",
             caption="../report/ap_by_epoch_plot.rst",
             category="Summary",
+            subcategory="AP",
         ),
         pr=report(
             "results/summary/pr_curves.png",
             caption="../report/pr_curves.rst",
             category="Summary",
+            subcategory="AP",
         ),
     log:
         "results/logs/summarize_ap.log",
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        # what the APs were measured on, named in the plot titles (the AP tables must agree)
+        demo=IS_DEMO,
+        subset=config["dataset"]["val_subset"],
+        evaluate=config["evaluate"],
     script:
         "../workflow_scripts/summarize_ap.py"
+
+
+rule plot_training:
+    input:
+        metrics=train_metrics,
+    output:
+        report(
+            "results/summary/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Summary",
+            subcategory="Training",
+        ),
+    log:
+        "results/logs/plot_training.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        demo=IS_DEMO,
+        epochs=config["train"]["epochs"],
+    script:
+        "../workflow_scripts/plot_training.py"
 
 
 checkpoint select_best:
     input:
         "results/summary/ap_by_epoch.csv",
     output:
-        "results/best.txt",
+        report(
+            "results/best.txt",
+            caption="../report/best.rst",
+            category="Best model",
+            subcategory="Choice",
+        ),
     log:
         "results/logs/select_best.log",
     resources:

@@ -26,7 +26,12 @@ rule export_model:
         images=DATA["val_images"],
     output:
         model="results/best.{fmt}",
-        check="results/best.{fmt}.check.json",
+        check=report(
+            "results/best.{fmt}.check.json",
+            caption="../report/export_check.rst",
+            category="Best model",
+            subcategory="Export checks",
+        ),
     log:
         "results/logs/export_model_{fmt}.log",
     wildcard_constraints:

@@ -5,6 +5,9 @@ Snakemake again and reads from its log which jobs ran.
 """
 from __future__ import annotations
 
+import base64
+import html
+import json
 import os
 import re
 import shutil
@@ -76,7 +79,8 @@ def test_full_run_builds_every_artefact(workflow):
     results = workdir / "results"
     for rel in ("released/centerface.ckpt", "train/epoch_1.ckpt", "train/epoch_2.ckpt", "candidates/released.npz",
                 "ap/epoch_2.tsv", "summary/ap_by_epoch.csv", "summary/ap_by_epoch.md", "summary/ap_by_epoch.png",
-                "summary/pr_curves.png", "best.txt", "best.ckpt", "best.mindir", "best.onnx",
+                "summary/pr_curves.png", "summary/ap_by_epoch.html", "summary/training_curves.png", "best.txt",
+                "best.ckpt", "best.mindir", "best.onnx",
                 "best.onnx.check.json", "best.mindir.check.json", "best.md"):
         assert (results / rel).is_file(), rel
     table = pd.read_csv(results / "summary/ap_by_epoch.csv")
@@ -88,6 +92,52 @@ def test_full_run_builds_every_artefact(workflow):
 def test_nothing_to_do_when_up_to_date(workflow):
     jobs, _ = run_snakemake(workflow[0])
     assert jobs == []
+
+
+def _report_variable(page: str, name: str):
+    """The JSON value of ``var <name> = ...;`` in the report's ``<script id="<name>">`` (Snakemake's report is one
+    page that renders these with JavaScript)."""
+    script = page.index(f'<script id="{name.replace("_", "-")}">')
+    start = page.index(f"var {name} = ", script) + len(f"var {name} = ")
+    return json.JSONDecoder().raw_decode(page, start)[0]
+
+
+def _embedded(entry: dict) -> bytes:
+    header, data = entry["data_uri"].split(",", 1)
+    assert header.endswith(";base64"), header
+    return base64.b64decode(data)
+
+
+def test_report_shows_the_summary_and_the_export_checks(workflow):
+    """`snakemake --report results/report.html`: one self-contained page (not a zip) whose front page names the
+    demo, with the AP table, the three plots, the best model and each export's check, captioned."""
+    workdir = workflow[0]
+    jobs, log = run_snakemake(workdir, "--report", "results/report.html")
+    assert jobs == [] and "Report created" in log, log[-3000:]
+    page = (workdir / "results/report.html").read_text(encoding="utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html")
+    assert "embedded demo" in _report_variable(page, "workflow_desc")
+    results, categories = _report_variable(page, "results"), _report_variable(page, "categories")
+    summary = {path for paths in categories["Summary"].values() for path in paths}
+    best = {path for paths in categories["Best model"].values() for path in paths}
+    assert summary == {f"results/summary/{name}" for name in ("ap_by_epoch.csv", "ap_by_epoch.html",
+                                                               "ap_by_epoch.png", "pr_curves.png",
+                                                               "training_curves.png")}
+    assert best == {"results/best.txt", "results/best.onnx.check.json", "results/best.mindir.check.json"}
+    for path in summary | best:
+        assert results[path]["caption"].strip(), path
+    table = _embedded(results["results/summary/ap_by_epoch.html"]).decode()
+    assert re.search(r"AP by epoch on demo val \(\d+ images\)", table) and "IoU 0.5, python protocol" in table
+    for model in ("epoch_1", "epoch_2", "released"):
+        assert f"<td>{model}</td>" in table
+    for name in ("ap_by_epoch", "pr_curves", "training_curves"):
+        assert _embedded(results[f"results/summary/{name}.png"]).startswith(b"\x89PNG"), name
+    # the report offers JSON and text only as downloads, so each caption carries its file's content
+    for path in best:
+        text = (workdir / path).read_text()
+        keys = json.loads(text).keys() if path.endswith(".json") else text.splitlines()
+        caption = html.unescape(results[path]["caption"])
+        assert all(str(key) in caption for key in keys), (path, caption)
 
 
 def test_nms_change_reruns_only_postprocessing_onward(workflow):

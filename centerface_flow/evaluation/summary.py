@@ -1,13 +1,19 @@
-"""Summary across models: ``ap_by_epoch.csv`` + ``.md`` and the plots ``ap_by_epoch.png`` and ``pr_curves.png``.
+"""Summary across models: ``ap_by_epoch.csv``, ``.md``, ``.html`` and the plots ``ap_by_epoch.png`` and
+``pr_curves.png``.
 
 A model is named by its AP table's file stem (``epoch_140.tsv`` -> ``epoch_140``); ``epoch_{E}`` names give the
 epoch, other models (``released``, ...) have an empty epoch and appear in the AP plot as dashed horizontal lines.
 PR curves come from ``<stem>_pr.tsv`` next to each AP table unless given explicitly.
+
+The plot titles and the line above the Markdown table say what the APs were measured on (:class:`ValSet`): the
+val set with its image count, and the IoU and protocol, e.g. ``demo val (12 images)``, ``IoU 0.5, python
+protocol``. An AP read without those is easily compared with a number from another protocol or data set.
 """
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from centerface_flow.errors import UserError
@@ -15,12 +21,31 @@ from centerface_flow.evaluation.groundtruth import SETTINGS
 from centerface_flow.evaluation.tables import read_ap_table, read_pr_curves
 from centerface_flow.io import atomic_write, atomic_write_text
 
-__all__ = ["ap_frame", "default_pr_models", "model_name", "summarize"]
+__all__ = ["ValSet", "ap_frame", "default_pr_models", "describe", "model_name", "summarize"]
 
 log = logging.getLogger(__name__)
 
 _EPOCH = re.compile(r"^epoch_(\d+)$")
 _COLORS = {"easy": "tab:green", "medium": "tab:orange", "hard": "tab:red"}
+#: medium and hard AP are often within a hair of each other: distinct markers keep both lines visible
+_MARKERS = {"easy": "o", "medium": "s", "hard": "^"}
+
+
+@dataclass(frozen=True)
+class ValSet:
+    """What the APs were measured on, as configured (the workflow passes ``config.yaml``'s values).
+
+    demo: the embedded demo's val set (``dataset:`` keys empty), else WIDER FACE val.
+    subset: ``dataset.val_subset`` (only the val images present were scored).
+    iou, protocol: the ``evaluate:`` section.
+    ``None`` takes what the AP tables record. A configured value that the tables contradict is an error: the
+    plots would label the numbers with settings they were not measured with.
+    """
+
+    demo: bool = False
+    subset: bool | None = None
+    iou: float | None = None
+    protocol: str | None = None
 
 
 def model_name(path: str | Path) -> str:
@@ -57,11 +82,11 @@ def ap_frame(ap_tables: dict[str, Path] | list[Path]):
             raise UserError(f"{path}: no row for setting(s) {', '.join(missing)}")
         match = _EPOCH.match(name)
         row = {"model": name, "epoch": int(match.group(1)) if match else None, **{s: ap[s] for s in SETTINGS}}
-        for column in ("images", "faces", "iou", "protocol"):
+        for column in ("images", "faces", "iou", "protocol", "subset"):
             if column in table.columns:
                 # faces of the hard setting: every face the model was scored on (hard counts easy and medium's too)
                 values = table.loc[table["setting"].astype(str) == "hard", column] if column == "faces" else table[column]
-                row[column] = values.iloc[0]
+                row[column] = _as_bool(values.iloc[0]) if column == "subset" else values.iloc[0]
         row["_image_set"] = str(table["image_set"].iloc[0]) if "image_set" in table.columns else ""
         row["_path"] = str(path)
         rows.append(row)
@@ -73,6 +98,11 @@ def ap_frame(ap_tables: dict[str, Path] | list[Path]):
     frame["_order"] = frame["epoch"].isna()
     frame = frame.sort_values(["_order", "epoch", "model"]).drop(columns="_order").reset_index(drop=True)
     return frame
+
+
+def _as_bool(value) -> bool:
+    """An AP table's ``subset`` cell: pandas reads ``true``/``false`` as booleans, a lone table may give text."""
+    return value if isinstance(value, bool) else str(value).strip().lower() == "true"
 
 
 def _check_same_images(rows: list[dict]) -> None:
@@ -102,7 +132,50 @@ def default_pr_models(frame) -> list[str]:
     return models
 
 
-def _plot_ap(frame, path: Path) -> None:
+def _recorded(frame, column: str, label: str):
+    """The one value of ``column`` over all models (None if the tables do not record it)."""
+    if column not in frame.columns:
+        return None
+    values = frame[column].dropna().unique().tolist()
+    if len(values) > 1:
+        models = ", ".join(f"{m}: {v}" for m, v in zip(frame["model"], frame[column]))
+        raise UserError(f"the AP tables were scored with different {label} and cannot be compared ({models})")
+    return values[0] if values else None
+
+
+def describe(frame, val_set: ValSet | None = None) -> tuple[str, str]:
+    """(data set, protocol) of an :func:`ap_frame`, for titles: ``("demo val (12 images)", "IoU 0.5, python
+    protocol")``. Raises ``UserError`` when ``val_set`` contradicts what the tables record."""
+    val_set = val_set or ValSet()
+    recorded = {"iou": _recorded(frame, "iou", "IoU"), "protocol": _recorded(frame, "protocol", "protocols"),
+                "subset": _recorded(frame, "subset", "val_subset settings")}
+    chosen = {}
+    for key, value in recorded.items():
+        configured = getattr(val_set, key)
+        if key == "iou" and configured is not None and value is not None:
+            same = abs(float(configured) - float(value)) < 1e-9
+        else:
+            same = configured is None or value is None or configured == value
+        if not same:
+            raise UserError(f"the AP tables were scored with {key} {value!r}, the configuration says {configured!r}: "
+                            "evaluate the models again with the configured settings")
+        chosen[key] = configured if configured is not None else value
+    if val_set.demo:
+        name = "demo val"
+    else:
+        name = "WIDER FACE val subset" if chosen["subset"] else "WIDER FACE val"
+    images = _recorded(frame, "images", "image counts")
+    if images is not None:
+        name += f" ({int(images):,} images)"
+    parts = []
+    if chosen["iou"] is not None:
+        parts.append(f"IoU {float(chosen['iou']):g}")
+    if chosen["protocol"] is not None:
+        parts.append(f"{chosen['protocol']} protocol")
+    return name, ", ".join(parts) or "protocol not recorded"
+
+
+def _plot_ap(frame, path: Path, data: str, protocol: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +186,8 @@ def _plot_ap(frame, path: Path) -> None:
     others = frame[frame["epoch"].isna()]
     for s in SETTINGS:
         if len(epochs):
-            ax.plot(epochs["epoch"].astype(int), epochs[s], marker="o", color=_COLORS[s], label=s)
+            ax.plot(epochs["epoch"].astype(int), epochs[s], marker=_MARKERS[s], markerfacecolor="none", color=_COLORS[s],
+                    label=s)
         for dash, (_, row) in zip(("--", ":", "-."), others.iterrows()):
             ax.axhline(row[s], color=_COLORS[s], linestyle=dash, linewidth=1, label=f"{s} ({row['model']})")
     ax.set_xlabel("epoch")
@@ -121,7 +195,7 @@ def _plot_ap(frame, path: Path) -> None:
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("AP")
-    ax.set_title("WIDER FACE val AP by epoch")
+    ax.set_title(f"AP by epoch on {data}\n{protocol}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
@@ -130,7 +204,7 @@ def _plot_ap(frame, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_pr(curves: dict, frame, path: Path) -> None:
+def _plot_pr(curves: dict, frame, path: Path, data: str, protocol: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,31 +223,71 @@ def _plot_pr(curves: dict, frame, path: Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("precision")
+    fig.suptitle(f"Precision-recall on {data}, {protocol} (AP in the legend)")
     fig.tight_layout()
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
 
 
+_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>AP by epoch</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+</style>
+</head>
+<body>
+<h2>AP by epoch on {data}</h2>
+<p>{protocol}. Easy, medium and hard AP of every model; <code>images</code> and <code>faces</code> are what each
+model was scored on.</p>
+{table}
+</body>
+</html>
+"""
+
+
+def _write_html(frame, path: Path, data: str, protocol: str) -> None:
+    """The table as a small self-contained page: Snakemake's report shows HTML, but offers CSV only as a download."""
+    import html
+
+    ap = "{:.4f}".format
+    formatters = {s: ap for s in SETTINGS}
+    if "iou" in frame.columns:
+        formatters["iou"] = "{:g}".format
+    shown = frame.astype({"epoch": "object"}).fillna({"epoch": ""})
+    table = shown.to_html(index=False, formatters=formatters, border=0, na_rep="")
+    atomic_write_text(path, _HTML.format(data=html.escape(data), protocol=html.escape(protocol), table=table))
+
+
 def summarize(ap_tables: dict[str, Path] | list[Path], out_dir: str | Path, pr_models: list[str] | None = None,
-              pr_tables: dict[str, Path] | None = None) -> dict[str, Path]:
-    """Write ``ap_by_epoch.csv``, ``ap_by_epoch.md``, ``ap_by_epoch.png`` and ``pr_curves.png`` to ``out_dir``.
+              pr_tables: dict[str, Path] | None = None, val_set: ValSet | None = None) -> dict[str, Path]:
+    """Write ``ap_by_epoch.csv``, ``.md``, ``.html``, ``.png`` and ``pr_curves.png`` to ``out_dir``.
 
     ap_tables: model -> AP table, or a list of AP tables (model = file stem).
     pr_models: models whose PR curves are drawn (default :func:`default_pr_models`).
     pr_tables: model -> PR table (default ``<stem>_pr.tsv`` next to the model's AP table).
+    val_set: what the APs were measured on, for the titles (default: WIDER FACE val, the rest from the tables).
     Returns output name -> path.
     """
     out_dir = Path(out_dir)
     mapping = _as_mapping(ap_tables)
     frame = ap_frame(mapping)
-    outputs = {name: out_dir / f"ap_by_epoch.{name}" for name in ("csv", "md", "png")}
+    data, protocol = describe(frame, val_set)
+    outputs = {name: out_dir / f"ap_by_epoch.{name}" for name in ("csv", "md", "html", "png")}
     outputs["pr"] = out_dir / "pr_curves.png"
     with atomic_write(outputs["csv"], "w", encoding="utf-8", newline="") as handle:
         frame.to_csv(handle, index=False)  # floats as the shortest repr that round-trips
     shown = frame.astype({"epoch": "object"}).fillna({"epoch": ""})
-    atomic_write_text(outputs["md"], shown.to_markdown(index=False, floatfmt=".4f") + "\n")
-    _plot_ap(frame, outputs["png"])
+    table = shown.to_markdown(index=False, floatfmt=".4f")
+    atomic_write_text(outputs["md"], f"AP on {data}, {protocol}.\n\n{table}\n")
+    _write_html(frame, outputs["html"], data, protocol)
+    _plot_ap(frame, outputs["png"], data, protocol)
 
     pr_models = list(pr_models) if pr_models else default_pr_models(frame)
     unknown = [m for m in pr_models if m not in mapping]
@@ -187,6 +301,6 @@ def summarize(ap_tables: dict[str, Path] | list[Path], out_dir: str | Path, pr_m
             raise UserError(f"PR curves of model {name!r}: {path} does not exist (write it with "
                             f"`centerface evaluate --pr-out`)")
         curves[name] = read_pr_curves(path)
-    _plot_pr(curves, frame, outputs["pr"])
+    _plot_pr(curves, frame, outputs["pr"], data, protocol)
     log.info("summary of %d models written to %s", len(frame), out_dir)
     return outputs
