@@ -3,9 +3,8 @@ from centerface_flow import runtime
 
 runtime.use_threads(snakemake.threads)  # noqa: F821 - this job's CPU share, before MindSpore is imported
 
-from centerface_flow.data.annotations import read_labels, to_coco, write_coco
+from centerface_flow.data.annotations import labels_to_coco
 from centerface_flow.workflow import script_logging
 
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-images = read_labels(snakemake.input.labels)  # noqa: F821
-write_coco(to_coco(images, snakemake.input.images), snakemake.output[0])  # noqa: F821
+labels_to_coco(snakemake.input.labels, snakemake.input.images, snakemake.output[0])  # noqa: F821

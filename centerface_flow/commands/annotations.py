@@ -26,13 +26,12 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from centerface_flow.data.annotations import read_labels, to_coco, write_coco
+    from centerface_flow.data.annotations import labels_to_coco
     from centerface_flow.io import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([("--out", args.out)], [("--labels", args.labels)])
-    images = read_labels(args.labels, drop_invalid=args.drop_invalid)
-    coco = to_coco(images, args.images, keep_empty=args.keep_empty)
-    write_coco(coco, args.out)
+    coco = labels_to_coco(args.labels, args.images, args.out, drop_invalid=args.drop_invalid,
+                          keep_empty=args.keep_empty)
     with_lms = sum(1 for a in coco["annotations"] if a["num_keypoints"] > 0)
     logging.getLogger(__name__).info("wrote %s: %d images, %d faces (%d with landmarks)", args.out,
                                      len(coco["images"]), len(coco["annotations"]), with_lms)

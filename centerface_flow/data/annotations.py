@@ -34,6 +34,7 @@ __all__ = [
     "NUM_LANDMARKS",
     "FaceRecord",
     "ImageRecord",
+    "labels_to_coco",
     "load_coco",
     "read_bbx_gt",
     "read_labels",
@@ -294,6 +295,16 @@ def to_coco(images: list[ImageRecord], image_dir: str | os.PathLike | None = Non
 def write_coco(coco: dict, path: str | os.PathLike) -> None:
     """Write the COCO dict as JSON, atomically."""
     atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
+
+
+def labels_to_coco(labels: str | os.PathLike, image_dir: str | os.PathLike, out: str | os.PathLike,
+                   drop_invalid: bool = False, keep_empty: bool = False) -> dict:
+    """The ``prepare_annotations`` rule and ``centerface annotations``: a label file (:func:`read_labels`) checked
+    against the images under ``image_dir`` (:func:`to_coco`) and written as COCO-keypoints JSON to ``out``;
+    returns the COCO dict."""
+    coco = to_coco(read_labels(labels, drop_invalid=drop_invalid), image_dir, keep_empty=keep_empty)
+    write_coco(coco, out)
+    return coco
 
 
 def load_coco(path: str | os.PathLike) -> list[tuple[str, np.ndarray, np.ndarray]]:
