@@ -20,6 +20,8 @@ __all__ = [
     "released_onnx_or_empty",
     "script_logging",
     "select_best",
+    "train_state_dir",
+    "training_data_identity",
     "write_best",
 ]
 
@@ -155,13 +157,30 @@ def read_best(path: str | os.PathLike) -> str:
     return model
 
 
-def train_state_dir(train_settings: dict, init_path: str, state_root: str | os.PathLike) -> Path:
-    """The state folder the ``train_model`` job uses for these settings
-    (see :func:`centerface_flow.training.train.state_key`)."""
+def training_data_identity(dataset: dict, demo: dict, weights: dict, is_demo: bool) -> dict:
+    """What trained epochs depend on besides the ``train:`` settings: the training data and where the starting
+    weights come from. The embedded demo is made entirely by its ``demo:`` settings; real data is named by its
+    paths and the content of its labels file (so labels edited in place retrain too)."""
+    import hashlib
+
+    if is_demo:
+        data = {"demo": dict(demo)}
+    else:
+        labels = Path(dataset["train_labels"])
+        digest = hashlib.sha256(labels.read_bytes()).hexdigest() if labels.is_file() else ""
+        data = {"train_images": dataset["train_images"], "train_labels": dataset["train_labels"],
+                "train_labels_sha256": digest}
+    return {**data, "weights": dict(weights)}
+
+
+def train_state_dir(train_settings: dict, init_path: str, state_root: str | os.PathLike,
+                    data: dict | None = None) -> Path:
+    """The state folder the ``train_model`` job uses for these settings and this training data
+    (:func:`training_data_identity`; see :func:`centerface_flow.training.train.state_key`)."""
     from centerface_flow.training.train import TrainConfig, state_key
 
     cfg = TrainConfig.from_dict({**train_settings, "init_path": init_path}, where="config.yaml train")
-    return Path(state_root) / state_key(cfg)
+    return Path(state_root) / state_key(cfg, data)
 
 
 def epoch_is_final(published: str | os.PathLike, state_dir: str | os.PathLike) -> bool:

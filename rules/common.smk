@@ -9,6 +9,7 @@ from centerface_flow.workflow import (
     read_best,
     released_onnx_or_empty,
     train_state_dir,
+    training_data_identity,
 )
 
 try:

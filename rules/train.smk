@@ -1,10 +1,12 @@
 # Training: one job writes every epoch's checkpoint. Its resumable state lives in
 # results/train/state/<state key>/, which is not a declared output, so a failed or killed job (whose outputs
 # Snakemake deletes) keeps its finished epochs and `--rerun-incomplete` resumes from the last one. The key
-# (centerface_flow.training.train.state_key) leaves out what cannot change the epochs already trained: raising train.epochs
-# (with a schedule that does not depend on the total) continues from the last epoch, and since this is a checkpoint
-# rule whose epoch files keep their modification times, only the new epochs are tested. Other changed settings get
-# a fresh state folder and train from the start. Ask for results/train/done_{N}_epochs.json to train only.
+# (centerface_flow.training.train.state_key) leaves out what cannot change the epochs already trained: raising
+# train.epochs (with a schedule that does not depend on the total) continues from the last epoch, and since this is
+# a checkpoint rule whose epoch files keep their modification times, only the new epochs are tested. Other changed
+# settings get a fresh state folder and train from the start, and so does other training data (a changed demo:
+# section, other train_* paths, a labels file edited in place; centerface_flow.workflow.training_data_identity).
+# Ask for results/train/done_{N}_epochs.json to train only.
 
 INIT_WEIGHTS = {
     "released": "results/released/centerface.ckpt",
@@ -18,7 +20,12 @@ INIT_WEIGHTS = {
 TRAIN_STATE_ROOT = "results/train/state"
 try:
     TRAIN_STATE_DIR = train_state_dir(
-        config["train"], INIT_WEIGHTS[config["train"]["init"]] or "", TRAIN_STATE_ROOT
+        config["train"],
+        INIT_WEIGHTS[config["train"]["init"]] or "",
+        TRAIN_STATE_ROOT,
+        training_data_identity(
+            config["dataset"], config["demo"], config["weights"], IS_DEMO
+        ),
     )
 except UserError as exc:
     raise WorkflowError(str(exc)) from None
@@ -54,6 +61,6 @@ checkpoint train_model:
         runtime=60 + 60 * config["train"]["epochs"],
     params:
         train=config["train"],
-        state_dir=TRAIN_STATE_ROOT,
+        state_dir=str(TRAIN_STATE_DIR),
     script:
         "../workflow_scripts/train_model.py"

@@ -239,6 +239,29 @@ def test_state_key_leaves_out_what_cannot_change_trained_epochs():
     assert state_key(cosine) != state_key(dataclasses.replace(cosine, epochs=4))  # every cosine step depends on it
 
 
+def test_state_key_follows_the_training_data(tmp_path):
+    """Other training data trains afresh: a changed demo section, other paths, labels edited in place."""
+    from centerface_flow.workflow import train_state_dir, training_data_identity
+
+    settings, root = {"init": "scratch", "epochs": 3}, tmp_path / "state"
+    weights = {"released_onnx": "", "backbone_pth": ""}
+
+    def state(dataset, demo, is_demo):
+        return train_state_dir(settings, "", root, training_data_identity(dataset, demo, weights, is_demo))
+
+    empty = dict.fromkeys(("train_images", "train_labels", "val_images", "val_ground_truth"), "")
+    assert state(empty, {"domain": "rotated"}, True) == state(empty, {"domain": "rotated"}, True)
+    assert state(empty, {"domain": "rotated"}, True) != state(empty, {"domain": "upright"}, True)
+    labels = tmp_path / "label.txt"
+    labels.write_text("# a/1.jpg\n10 10 20 20\n")
+    real = {**empty, "train_images": str(tmp_path / "images"), "train_labels": str(labels)}
+    first = state(real, {}, False)
+    assert first != state({**real, "train_images": str(tmp_path / "other")}, {}, False)
+    labels.write_text("# a/1.jpg\n10 10 22 20\n")
+    assert state(real, {}, False) != first
+    assert first.parent == root
+
+
 def test_workflow_job_names_bad_settings_and_a_failed_training(tmp_path, monkeypatch):
     from centerface_flow import workflow
     from centerface_flow.errors import UserError

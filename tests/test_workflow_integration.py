@@ -168,6 +168,19 @@ def test_script_comment_edit_does_not_retrain(workflow):
     assert run_snakemake(workdir)[0] == []
 
 
+def test_other_demo_data_retrains(workflow):
+    """The trained epochs belong to the training data too: a changed demo section builds, annotates and trains
+    again (a dry run, so the module's workflow folder stays as it is)."""
+    workdir = workflow[0]
+    shipped = (workdir / "config.yaml").read_text()
+    try:
+        set_config(workdir, "demo", "seed", 7)
+        jobs = set(run_snakemake(workdir, "--dry-run")[0])
+    finally:
+        (workdir / "config.yaml").write_text(shipped)
+    assert {"build_demo", "prepare_annotations", "train_model"} <= jobs, jobs
+
+
 def test_air_fails_before_any_job(workflow):
     workdir = workflow[0]
     jobs, log = run_snakemake(workdir, "results/best.air", check=False)

@@ -172,11 +172,13 @@ def state_identity(settings: TrainConfig | dict) -> dict:
     return {k: v for k, v in values.items() if k not in ignored}
 
 
-def state_key(cfg: TrainConfig) -> str:
-    """Name of the state folder of ``cfg``: a hash of :func:`state_identity`."""
+def state_key(cfg: TrainConfig, data: dict | None = None) -> str:
+    """Name of the state folder of ``cfg``: a hash of :func:`state_identity` and of ``data``, what the epochs depend
+    on besides the settings (the workflow's :func:`centerface_flow.workflow.training_data_identity`)."""
     import hashlib
 
-    return hashlib.sha256(json.dumps(state_identity(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    identity = state_identity(cfg) if data is None else {**state_identity(cfg), "data": data}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> np.ndarray:
@@ -509,14 +511,15 @@ def run_training(cfg: TrainConfig, annotations: str | os.PathLike, image_dir: st
 
 
 def run_workflow_job(settings: dict, annotations: str | os.PathLike, image_dir: str | os.PathLike,
-                     out_dir: str | os.PathLike, state_root: str | os.PathLike, done: str | os.PathLike,
+                     out_dir: str | os.PathLike, state_dir: str | os.PathLike, done: str | os.PathLike,
                      rank_table: str | os.PathLike | None = None) -> None:
-    """The ``train_model`` rule: ``settings`` (the ``train:`` section, ``init_path`` resolved) trained in the state
-    folder ``state_root/<state_key>``, so that a rerun after a crash, or with more epochs of a schedule that does
-    not depend on the total, continues from the last finished epoch. ``done`` (JSON: epochs, state folder) is
-    written last; a failed launch raises :class:`UserError`."""
+    """The ``train_model`` rule: ``settings`` (the ``train:`` section, ``init_path`` resolved) trained in
+    ``state_dir``, the folder named by :func:`state_key` of the settings and the training data
+    (:func:`centerface_flow.workflow.train_state_dir`), so that a rerun after a crash, or with more epochs of a
+    schedule that does not depend on the total, continues from the last finished epoch. ``done`` (JSON: epochs,
+    state folder) is written last; a failed launch raises :class:`UserError`."""
     cfg = TrainConfig.from_dict(settings, where="config.yaml train")
-    state_dir = Path(state_root) / state_key(cfg)
+    state_dir = Path(state_dir)
     if cfg.cosine:
         log.info("cosine schedule: every step depends on train.epochs, so the state folder %s is for exactly %d "
                  "epochs (changing train.epochs trains from epoch 1)", state_dir, cfg.epochs)
