@@ -5,11 +5,17 @@ Usage::
 
     .venv/bin/python benchmarks/bench_test_stage.py [--image PHOTO] [--repeats 7]
         [--candidates C.npz --gt WIDER/ground_truth]
+        [--stage-images WIDER_val/images --gt WIDER/ground_truth [--rounds 2]]
 
 The detect latency covers what ``centerface detect`` does per image after loading the weights: pre-processing,
 the network, peak extraction + decoding, score threshold + NMS. The released weights are used for both backends:
 the converted checkpoint with MindSpore (graph mode, compiled on the warm-up run) and the released ONNX file with
 ONNX Runtime. The postprocess + evaluate timing runs the real commands in fresh processes (best of 3).
+
+``--stage-images`` times the whole test stage of one model as the workflow runs it, ``centerface infer`` →
+``postprocess`` → ``evaluate`` (each a fresh process, default settings), for the converted checkpoint with
+MindSpore and for the released ONNX file with ONNX Runtime, in turn within each round; the table shows each
+stage's best wall time over the rounds.
 """
 from __future__ import annotations
 
@@ -45,13 +51,43 @@ def wall(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def test_stage(images: str, gt: str, rounds: int) -> int:
+    from centerface_flow.convert.released import find_released_onnx
+
+    exe = str(Path(sys.executable).with_name("centerface"))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "released.ckpt"
+        subprocess.run([exe, "convert", "released", "--out", str(ckpt)], check=True, capture_output=True)
+        best: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for name, weights in (("MindSpore, converted checkpoint", ckpt), ("ONNX Runtime, released file",
+                                                                             find_released_onnx())):
+                cands, tree = Path(tmp) / "c.npz", Path(tmp) / "tree"
+                times = [wall([exe, "infer", "--weights", str(weights), "--images", images, "--out", str(cands),
+                               "--no-progress"]),
+                         wall([exe, "postprocess", str(cands), "--out", str(tree)]),
+                         wall([exe, "evaluate", "--pred", str(tree), "--gt", gt, "--subset"])]
+                shutil.rmtree(tree)
+                best[name] = [min(a, b) for a, b in zip(best[name], times)] if name in best else times
+    print(f"test stage on {images}, default settings, best of {rounds} rounds (s)")
+    print("| runtime | infer | postprocess | evaluate | total |")
+    print("|---|---|---|---|---|")
+    for name, (t_infer, t_post, t_eval) in best.items():
+        print(f"| {name} | {t_infer:.1f} | {t_post:.1f} | {t_eval:.1f} | {t_infer + t_post + t_eval:.1f} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", help="photo resized to 640x480 (default: scikit-image's astronaut)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--candidates", help="candidates .npz for the postprocess + evaluate timing")
-    parser.add_argument("--gt", help="WIDER FACE ground_truth folder (with --candidates)")
+    parser.add_argument("--gt", help="WIDER FACE ground_truth folder (with --candidates or --stage-images)")
+    parser.add_argument("--stage-images", help="val image folder: time infer + postprocess + evaluate on it")
+    parser.add_argument("--rounds", type=int, default=2, help="--stage-images: rounds of both runtimes")
     args = parser.parse_args()
+    if args.stage_images:
+        return test_stage(args.stage_images, args.gt, args.rounds)
 
     runtime.mindspore("graph")
     import cv2
