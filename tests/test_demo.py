@@ -65,6 +65,13 @@ def test_deterministic(tmp_path):
     assert a["train_labels"].read_text() == b["train_labels"].read_text()
 
 
+def test_val_split_does_not_depend_on_the_train_size(tmp_path):
+    build_demo(tmp_path / "a", DemoSpec(train_images=2, val_images=2))
+    build_demo(tmp_path / "b", DemoSpec(train_images=3, val_images=2))
+    val_gt = "wider_face_split/wider_face_val_bbx_gt.txt"
+    assert (tmp_path / "a" / val_gt).read_text() == (tmp_path / "b" / val_gt).read_text()
+
+
 def test_spec_refuses_an_unknown_domain():
     with pytest.raises(UserError, match="domain"):
         DemoSpec(domain="sideways")

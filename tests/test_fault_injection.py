@@ -45,7 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
 #: The demo with training small enough for 2 cores (as tests/test_workflow_integration.py runs it).
-TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
+TINY = {"demo": {"train_images": 24, "val_images": 12},
+        "train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
         "export": {"height": 128, "width": 160}}
 JOB_START = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):")
 JOB_ID = re.compile(r"^\s*jobid: (\d+)")

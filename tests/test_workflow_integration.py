@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
 #: Small enough to train in seconds on 2 cores; otherwise the shipped config.yaml.
-TINY = {"train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
+TINY = {"demo": {"train_images": 24, "val_images": 12},
+        "train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
         "export": {"height": 128, "width": 160}}
 JOB_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", re.MULTILINE)
 
@@ -87,6 +88,7 @@ def test_full_run_builds_every_artefact(workflow):
     assert sorted(table["model"]) == ["epoch_1", "epoch_2", "released"]
     assert table[["easy", "medium", "hard"]].notna().all().all()
     assert jobs.count("train_model") == 1 and jobs.count("infer_candidates") == 3
+    assert "demo train split (rotated): 24 images" in (results / "logs/build_demo.log").read_text()
 
 
 def test_nothing_to_do_when_up_to_date(workflow):
