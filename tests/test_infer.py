@@ -135,21 +135,17 @@ def wider_folder(root: Path, corrupt: bool = False) -> Path:
     return root
 
 
-def test_auto_mode_compiles_only_when_it_pays():
+def test_auto_mode_is_pynative_on_cpu_and_graph_on_ascend(monkeypatch):
     from centerface_flow.errors import UserError
-    from centerface_flow.inference.backends import (
-        AUTO_GRAPH_MIN_CALLS,
-        PAD_MULTIPLE,
-        default_pad_multiple,
-        resolve_mode,
-    )
+    from centerface_flow.inference.backends import PAD_MULTIPLE, default_pad_multiple, resolve_mode
 
-    assert resolve_mode("auto", 1) == "pynative"
-    assert resolve_mode("auto", AUTO_GRAPH_MIN_CALLS - 1) == "pynative"
-    assert resolve_mode("auto", AUTO_GRAPH_MIN_CALLS) == "graph"
-    assert resolve_mode("graph", 1) == "graph" and resolve_mode("pynative", 10_000) == "pynative"
+    monkeypatch.setenv("CENTERFACE_DEVICE", "CPU")
+    assert resolve_mode("auto") == "pynative"
+    monkeypatch.setenv("CENTERFACE_DEVICE", "Ascend")
+    assert resolve_mode("auto") == "graph"
+    assert resolve_mode("graph") == "graph" and resolve_mode("pynative") == "pynative"
     with pytest.raises(UserError, match="mode: must be one of auto, graph, pynative"):
-        resolve_mode("eager", 1)
+        resolve_mode("eager")
     # padding only buys shared compiled graphs: none in pynative mode
     assert default_pad_multiple("released", (1.0,), "graph") == PAD_MULTIPLE
     assert default_pad_multiple("released", (1.0,), "pynative") == 0

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(out, items, args.draw)
     cfg = inference_config_from_args(args)
     post = config_from_args(args)
-    mode = resolve_mode(args.mode, len(items) * len(cfg.passes))
+    mode = resolve_mode(args.mode)
     pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales, mode)
     runner = make_runner(args.weights, args.backend, mode, pad)
     try:

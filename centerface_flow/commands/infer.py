@@ -21,12 +21,11 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                         help="released: resize to a multiple of 32 of the original size (authors' demo); "
                              "letterbox: scale the long side to 832 on an 832x832 canvas (model zoo) "
                              "(default: %(default)s)")
-    from centerface_flow.inference.backends import AUTO_GRAPH_MIN_CALLS, MODES
+    from centerface_flow.inference.backends import MODES
 
     parser.add_argument("--mode", choices=MODES, default="auto",
-                        help="MindSpore execution mode; auto: pynative for fewer than "
-                             f"{AUTO_GRAPH_MIN_CALLS} network calls (images x test passes), where compiling a graph "
-                             "would cost more than it saves, graph mode from there on (default: %(default)s)")
+                        help="MindSpore execution mode; auto: pynative on CPU (no compile, and faster per call "
+                             "with the native kernels), graph on Ascend (default: %(default)s)")
     parser.add_argument("--pad-multiple", type=int, default=None, metavar="N",
                         help="MindSpore graph mode: zero-pad inputs at the bottom/right to multiples of N pixels so "
                              "that many image sizes share a few compiled graphs; outputs are exactly those of the "

@@ -32,7 +32,7 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 
-__all__ = ["AUTO_GRAPH_MIN_CALLS", "BACKENDS", "MODES", "PAD_MULTIPLE", "Runner", "default_backend",
+__all__ = ["BACKENDS", "MODES", "PAD_MULTIPLE", "Runner", "default_backend",
            "default_pad_multiple", "make_runner", "resolve_mode"]
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,20 @@ PAD_MULTIPLE = 128
 
 #: MindSpore execution modes a runner accepts; ``auto`` is resolved by :func:`resolve_mode`.
 MODES = ("auto", "graph", "pynative")
-#: ``auto`` picks graph mode from this many network calls (images × test passes) on. Graph mode compiles each
-#: input shape once, which costs more than the whole of pynative mode's per-call overhead (MindSpore's work
-#: between the network's 26 kernel calls) until about this many calls; see docs/performance.md, "First result".
-AUTO_GRAPH_MIN_CALLS = 16
 
 
-def resolve_mode(mode: str, calls: int) -> str:
-    """The execution mode to run ``calls`` network calls in: ``mode`` itself, or for ``auto`` pynative below
-    :data:`AUTO_GRAPH_MIN_CALLS` calls and graph from there on."""
+def resolve_mode(mode: str) -> str:
+    """The execution mode ``mode`` stands for: itself, or for ``auto`` graph mode on Ascend (where every operator
+    of a pynative call is a device launch) and pynative mode on CPU. On CPU the network is 26 native kernel calls,
+    so pynative mode adds little per call and compiles nothing; measured on the 2-core AVX2 VM it was faster than
+    graph mode from the first image on, and for whole test stages (docs/performance.md, "Execution mode")."""
     if mode not in MODES:
         raise UserError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "auto":
         return mode
-    return "graph" if calls >= AUTO_GRAPH_MIN_CALLS else "pynative"
+    from centerface_flow.runtime import device_target
+
+    return "graph" if device_target() == "Ascend" else "pynative"
 
 
 def default_pad_multiple(size_policy: str, scales: tuple[float, ...], mode: str = "graph") -> int:

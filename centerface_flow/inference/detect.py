@@ -197,7 +197,7 @@ def infer_folder(weights: str | os.PathLike, images_dir: str | os.PathLike, out:
     images = collect_images(images_dir)[:limit]
     if not images:
         raise UserError(f"{images_dir}: no images found (expected <event>/<image>.jpg)")
-    mode = resolve_mode(mode, len(images) * len(cfg.passes))
+    mode = resolve_mode(mode)
     pad = pad_multiple if pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales, mode)
     runner = make_runner(weights, backend, mode, pad)
     log.info("%s: %d images, size %s, scales %s, flip %s, decode %s", runner.description, len(images), cfg.size,
