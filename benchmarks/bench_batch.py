@@ -12,27 +12,19 @@ by the batch size.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_inference import _time as median_ms
 
 from centerface_flow import runtime
 
 
 def per_image_ms(runner, batch: np.ndarray, runs: int) -> float:
-    for _ in range(2):
-        runner(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner(batch)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / len(batch)
+    return median_ms(runner, batch, warmup=2, runs=runs) / len(batch)
 
 
 def main() -> int:

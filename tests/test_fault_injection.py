@@ -20,10 +20,8 @@ import os
 import queue
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from test_workflow_integration import SNAKEMAKE, copy_workflow
 
 ENV_SWITCH = "CENTERFACE_FAULT_TEST"
 pytestmark = [
@@ -41,13 +39,6 @@ pytestmark = [
                        reason=f"random kill -9 fault test of the demo workflow (10-20 min): set {ENV_SWITCH}=1"),
 ]
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "profiles", "report")
-#: The demo with training small enough for 2 cores (as tests/test_workflow_integration.py runs it).
-TINY = {"demo": {"train_images": 24, "val_images": 12},
-        "train": {"epochs": 2, "resolution": 128, "batch_size": 4, "milestones": [1], "num_workers": 1},
-        "export": {"height": 128, "width": 160}}
 JOB_START = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):")
 JOB_ID = re.compile(r"^\s*jobid: (\d+)")
 JOB_END = re.compile(r"Finished job(?:id)?:? (\d+)")
@@ -60,15 +51,9 @@ STAGING = re.compile(r"^\..+\.(?:tmp|old)-")
 
 
 def _workflow_copy(root: Path) -> Path:
+    """The workflow with the tiny demo settings of tests/test_workflow_integration.py, in a new folder ``root``."""
     root.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
-    config = yaml.safe_load((root / "config.yaml").read_text())
-    for section, values in TINY.items():
-        config[section].update(values)
-    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return root
+    return copy_workflow(root)
 
 
 def _env() -> dict:
