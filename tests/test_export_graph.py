@@ -81,5 +81,7 @@ def test_dynamic_graph_equals_the_network_on_padded_input():
 def test_other_transposed_convs_are_refused():
     model = tiny_graph(fixed=True, up_stride=3)
     name_onnx_io(model)
-    with pytest.raises(RuntimeError, match="stride-2 kernel-2"):
+    from centerface_flow.errors import UserError
+
+    with pytest.raises(UserError, match="stride-2 kernel-2"):
         make_onnx_dynamic(model)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from centerface_flow.inference.backends import drop_transpose_output_shapes
 from centerface_flow.inference.decode import STRIDE
 from centerface_flow.inference.preprocess import SIZE_ALIGN
 
@@ -87,24 +88,6 @@ def _rename(graph, old: str, new: str) -> None:
             value.name = new
 
 
-def _drop_transpose_output_shapes(graph) -> None:
-    """Remove ConvTranspose's explicit ``output_shape``, which pins the input size; for the network's stride-2,
-    kernel-2, unpadded transposed convs the ONNX default (twice the input) is the same shape."""
-    for node in graph.node:
-        if node.op_type != "ConvTranspose":
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        if "output_shape" not in attrs:
-            continue
-        strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
-        kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
-        pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
-        if strides != [2, 2] or kernel not in (None, [2, 2]) or any(pads):
-            raise RuntimeError(f"ConvTranspose {node.name or node.output[0]}: only stride-2 kernel-2 unpadded "
-                               "transposed convolutions can take a dynamic input size")
-        node.attribute.remove(attrs["output_shape"])
-
-
 def name_onnx_io(model) -> None:
     """Name the graph's input :data:`INPUT_NAME` and its outputs :data:`OUTPUT_NAMES` (MindSpore numbers them)."""
     graph = model.graph
@@ -128,7 +111,7 @@ def make_onnx_dynamic(model) -> None:
     inner_outputs = [f"cf_padded_{name}" for name in OUTPUT_NAMES]
     for name, inner in zip(OUTPUT_NAMES, inner_outputs):
         _rename(graph, name, inner)
-    _drop_transpose_output_shapes(graph)
+    drop_transpose_output_shapes(graph)
 
     def const(name: str, values) -> str:
         graph.initializer.append(numpy_helper.from_array(np.asarray(values, np.int64), name))

@@ -32,8 +32,17 @@ import numpy as np
 
 from centerface_flow.errors import UserError
 
-__all__ = ["BACKENDS", "MODES", "PAD_MULTIPLE", "Runner", "default_backend",
-           "default_pad_multiple", "make_runner", "resolve_mode"]
+__all__ = [
+    "BACKENDS",
+    "MODES",
+    "PAD_MULTIPLE",
+    "Runner",
+    "default_backend",
+    "default_pad_multiple",
+    "drop_transpose_output_shapes",
+    "make_runner",
+    "resolve_mode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -195,18 +204,26 @@ def _dynamic_onnx(model) -> None:
                 dim.ClearField("dim_value")
                 dim.dim_param = f"out{k}_{d}"
     del model.graph.value_info[:]
-    for node in model.graph.node:
+    drop_transpose_output_shapes(model.graph)
+
+
+def drop_transpose_output_shapes(graph) -> None:
+    """Remove each ConvTranspose's explicit ``output_shape``, which pins the input size; for the network's stride-2,
+    kernel-2, unpadded transposed convs the ONNX default (twice the input) is the same shape. Any other transposed
+    convolution is a :class:`UserError` (its default output shape could differ)."""
+    for node in graph.node:
         if node.op_type != "ConvTranspose":
             continue
         attrs = {a.name: a for a in node.attribute}
-        if "output_shape" in attrs:
-            strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
-            kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
-            pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
-            if strides != [2, 2] or kernel not in (None, [2, 2]) or any(pads):
-                raise UserError(f"ConvTranspose {node.name or node.output[0]}: only stride-2 kernel-2 transposed "
-                                "convolutions can be made size-agnostic")
-            node.attribute.remove(attrs["output_shape"])
+        if "output_shape" not in attrs:
+            continue
+        strides = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
+        kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
+        pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+        if strides != [2, 2] or kernel not in (None, [2, 2]) or any(pads):
+            raise UserError(f"ConvTranspose {node.name or node.output[0]}: only stride-2 kernel-2 unpadded transposed "
+                            "convolutions can take a dynamic input size")
+        node.attribute.remove(attrs["output_shape"])
 
 
 def _onnx_runner(weights: Path) -> Runner:
