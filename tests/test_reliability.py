@@ -548,15 +548,15 @@ def test_tree_out_that_is_a_symlink_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("option, values, message", [
-    ("--scales", ["nan"], "scales: need one or more numbers in (0, 16]"),
-    ("--scales", ["1", "inf"], "scales: need one or more numbers in (0, 16]"),
-    ("--scales", ["0"], "scales: need one or more numbers in (0, 16]"),
-    ("--scales", ["-1"], "scales: need one or more numbers in (0, 16]"),
-    ("--score-threshold", ["nan"], "score_threshold: must be in [0, 1)"),
-    ("--score-threshold", ["-0.5"], "score_threshold: must be in [0, 1)"),
-    ("--min-score", ["inf"], "min_score: must be in (0, 1)"),
-    ("--max-side", ["-5"], "max_side: must be 0 (no cap) or positive"),
-    ("--nms-iou", ["nan"], "nms_iou: must be in [0, 1]"),
+    ("--scales", ["nan"], "--scales: need one or more numbers in (0, 16]"),
+    ("--scales", ["1", "inf"], "--scales: need one or more numbers in (0, 16]"),
+    ("--scales", ["0"], "--scales: need one or more numbers in (0, 16]"),
+    ("--scales", ["-1"], "--scales: need one or more numbers in (0, 16]"),
+    ("--score-threshold", ["nan"], "--score-threshold: must be in [0, 1)"),
+    ("--score-threshold", ["-0.5"], "--score-threshold: must be in [0, 1)"),
+    ("--min-score", ["inf"], "--min-score: must be in (0, 1)"),
+    ("--max-side", ["-5"], "--max-side: must be 0 (no cap) or positive"),
+    ("--nms-iou", ["nan"], "--nms-iou: must be in [0, 1]"),
 ])
 def test_detect_numbers_are_checked_before_any_work(tmp_path, option, values, message):
     jpeg(tmp_path / "a.jpg")
