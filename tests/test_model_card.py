@@ -14,25 +14,15 @@ def records(tmp_path):
     return best, ap
 
 
-def test_empty_best_txt(records, tmp_path):
-    best, ap = records
-    best.write_text("")
-    with pytest.raises(UserError, match="best.txt: line 1"):
-        model_card(best, ap, [], tmp_path / "best.onnx", "c.ckpt")
-
-
-def test_best_model_missing_from_the_summary(records, tmp_path):
-    best, ap = records
-    best.write_text("epoch_7\n")
-    with pytest.raises(UserError, match="ap_by_epoch.csv: no row for the best model 'epoch_7'"):
-        model_card(best, ap, [], tmp_path / "best.onnx", "c.ckpt")
-
-
-def test_summary_without_ap_columns(records, tmp_path):
-    best, ap = records
-    ap.write_text("model,epoch\nepoch_1,1\n")
-    with pytest.raises(UserError, match="ap_by_epoch.csv: no column.*easy"):
-        model_card(best, ap, [], tmp_path / "best.onnx", "c.ckpt")
+@pytest.mark.parametrize(("which", "text", "message"), [
+    (0, "", "best.txt: line 1"),
+    (0, "epoch_7\n", "ap_by_epoch.csv: no row for the best model 'epoch_7'"),
+    (1, "model,epoch\nepoch_1,1\n", "ap_by_epoch.csv: no column.*easy"),
+], ids=["empty best.txt", "best model missing from the summary", "summary without AP columns"])
+def test_bad_records(records, tmp_path, which, text, message):
+    records[which].write_text(text)
+    with pytest.raises(UserError, match=message):
+        model_card(*records, [], tmp_path / "best.onnx", "c.ckpt")
 
 
 def test_onnx_not_written_by_export(records, tmp_path):
