@@ -94,7 +94,10 @@ def test_max_side_caps_the_input_and_keeps_original_coordinates():
 
 def test_tta_preset_and_its_command_line():
     from centerface_flow.cli import build_parser
-    from centerface_flow.commands.infer import inference_config_from_args
+    from centerface_flow.settings import from_args
+
+    def inference_config_from_args(args):
+        return from_args(InferenceConfig, args)
     from centerface_flow.errors import UserError
     from centerface_flow.inference.detect import TTA_MAX_SIDE, TTA_MIN_SCORE, TTA_SCALES
 

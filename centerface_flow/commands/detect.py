@@ -81,19 +81,19 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from centerface_flow.commands.infer import inference_config_from_args
-    from centerface_flow.commands.postprocess import config_from_args
     from centerface_flow.errors import UserError
     from centerface_flow.inference.backends import default_pad_multiple, make_runner, resolve_mode
-    from centerface_flow.inference.detect import detect_image, draw_detections
+    from centerface_flow.inference.detect import InferenceConfig, detect_image, draw_detections
     from centerface_flow.inference.preprocess import ImageReadError, read_image
     from centerface_flow.io import atomic_write_bytes
     from centerface_flow.postprocess.predictions import (
+        PostprocessConfig,
         format_landmark_rows,
         select,
         update_landmarks_table,
         write_image_result,
     )
+    from centerface_flow.settings import from_args
 
     log = logging.getLogger(__name__)
     items, problems, folder = _expand(args.inputs, log)
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         seen[stem] = path
     out = Path(args.out)
     _check_outputs(out, items, args.draw)
-    cfg = inference_config_from_args(args)
-    post = config_from_args(args)
+    cfg = from_args(InferenceConfig, args)
+    post = from_args(PostprocessConfig, args)
     mode = resolve_mode(args.mode)
     pad = args.pad_multiple if args.pad_multiple is not None else default_pad_multiple(cfg.size, cfg.scales, mode)
     runner = make_runner(args.weights, args.backend, mode, pad)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_inference_options", "inference_config_from_args", "register", "run"]
+__all__ = ["add_inference_options", "register", "run"]
 
 
 def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> None:
@@ -58,14 +58,6 @@ def add_inference_options(parser: argparse.ArgumentParser, tta: bool = True) -> 
                                  f"{TTA_MIN_SCORE} (not with --scales/--flip)")
 
 
-def inference_config_from_args(args: argparse.Namespace):
-    """The :class:`InferenceConfig` the inference options ask for (``--tta`` sets scales, flip and the cap)."""
-    from centerface_flow.inference.detect import InferenceConfig
-    from centerface_flow.settings import from_args
-
-    return from_args(InferenceConfig, args)
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "infer",
@@ -82,9 +74,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from centerface_flow.inference.detect import infer_folder
+    from centerface_flow.inference.detect import InferenceConfig, infer_folder
+    from centerface_flow.settings import from_args
 
-    cands = infer_folder(args.weights, args.images, args.out, inference_config_from_args(args), backend=args.backend,
+    cands = infer_folder(args.weights, args.images, args.out, from_args(InferenceConfig, args), backend=args.backend,
                          mode=args.mode, pad_multiple=args.pad_multiple, limit=args.limit,
                          progress=not args.no_progress)
     return 1 if cands.failed else 0

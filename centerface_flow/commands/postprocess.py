@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_postprocess_options", "config_from_args", "register", "run"]
+__all__ = ["add_postprocess_options", "register", "run"]
 
 
 def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +39,6 @@ def add_postprocess_options(parser: argparse.ArgumentParser) -> None:
                        help="do not clip boxes to the image before NMS")
 
 
-def config_from_args(args: argparse.Namespace):
-    from centerface_flow.postprocess.predictions import PostprocessConfig
-    from centerface_flow.settings import from_args
-
-    return from_args(PostprocessConfig, args)
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "postprocess",
@@ -63,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from centerface_flow.inference.candidates import load_candidates
-    from centerface_flow.postprocess.predictions import write_tree
+    from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
+    from centerface_flow.settings import from_args
 
-    cfg = config_from_args(args)
+    cfg = from_args(PostprocessConfig, args)
     cands = load_candidates(args.candidates)
     summary = write_tree(cands, args.out, cfg)
     logging.getLogger(__name__).info(
