@@ -3,14 +3,7 @@ padding inside the graph and the cropped outputs equal the network run on the in
 import numpy as np
 import pytest
 
-from centerface_flow.export.graph import (
-    INPUT_NAME,
-    OUTPUT_NAMES,
-    make_onnx_dynamic,
-    name_onnx_io,
-    output_hw,
-    pad_reference,
-)
+from centerface_flow.export import graph as export_graph
 
 
 def tiny_graph(fixed: bool, up_stride: int = 2):
@@ -49,25 +42,25 @@ def session(model):
 
 
 def test_output_grid_covers_the_input():
-    assert output_hw(480, 640) == (120, 160)
-    assert output_hw(481, 643) == (121, 161)
-    assert output_hw(1, 3) == (1, 1)
+    assert export_graph.output_hw(480, 640) == (120, 160)
+    assert export_graph.output_hw(481, 643) == (121, 161)
+    assert export_graph.output_hw(1, 3) == (1, 1)
 
 
 def test_dynamic_graph_equals_the_network_on_padded_input():
     model = tiny_graph(fixed=True)
-    name_onnx_io(model)
-    make_onnx_dynamic(model)
+    export_graph.name_onnx_io(model)
+    export_graph.make_onnx_dynamic(model)
     dynamic, reference = session(model), session(tiny_graph(fixed=False))
-    assert [i.name for i in dynamic.get_inputs()] == [INPUT_NAME]
+    assert [i.name for i in dynamic.get_inputs()] == [export_graph.INPUT_NAME]
     assert dynamic.get_inputs()[0].shape == ["batch", 3, "height", "width"]
-    assert [o.name for o in dynamic.get_outputs()] == list(OUTPUT_NAMES)
+    assert [o.name for o in dynamic.get_outputs()] == list(export_graph.OUTPUT_NAMES)
     rng = np.random.default_rng(1)
     for shape in [(1, 3, 64, 64), (2, 3, 37, 90), (1, 3, 65, 33), (1, 3, 1, 1)]:
         x = rng.uniform(0, 255, shape).astype(np.float32)
-        outs = dynamic.run(None, {INPUT_NAME: x})
-        refs = pad_reference(lambda p: reference.run(None, {"x": p}), x)
-        oh, ow = output_hw(*shape[2:])
+        outs = dynamic.run(None, {export_graph.INPUT_NAME: x})
+        refs = export_graph.pad_reference(lambda p: reference.run(None, {"x": p}), x)
+        oh, ow = export_graph.output_hw(*shape[2:])
         assert [o.shape for o in outs] == [(shape[0], c, oh, ow) for c in (1, 2, 2, 10)]
         for out, ref in zip(outs, refs):
             np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
@@ -75,13 +68,13 @@ def test_dynamic_graph_equals_the_network_on_padded_input():
     x = rng.uniform(0, 255, (1, 3, 37, 90)).astype(np.float32)
     other = np.full((1, 3, 64, 96), 255.0, np.float32)
     other[:, :, :37, :90] = x
-    assert not np.allclose(reference.run(None, {"x": other})[0][:, :, :10, :23], dynamic.run(None, {INPUT_NAME: x})[0])
+    assert not np.allclose(reference.run(None, {"x": other})[0][:, :, :10, :23], dynamic.run(None, {export_graph.INPUT_NAME: x})[0])
 
 
 def test_other_transposed_convs_are_refused():
     model = tiny_graph(fixed=True, up_stride=3)
-    name_onnx_io(model)
+    export_graph.name_onnx_io(model)
     from centerface_flow.errors import UserError
 
     with pytest.raises(UserError, match="stride-2 kernel-2"):
-        make_onnx_dynamic(model)
+        export_graph.make_onnx_dynamic(model)
