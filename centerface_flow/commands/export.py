@@ -8,24 +8,28 @@ import argparse
 __all__ = ["register", "run"]
 
 
+#: The arguments every export needs: option -> its add_argument keywords.
+REQUIRED = {
+    "--weights": {"help": "a .ckpt written by this project"},
+    "--format": {"choices": ["mindir", "onnx", "air"]},
+    "--out": {"help": "output file"},
+    "--image": {"help": "a real image, or a folder (its first image), to verify the export on"},
+}
+
+
 def register(subparsers) -> None:
     from centerface_flow.export import ExportSettings
 
-    d = ExportSettings()
+    defaults = ExportSettings()
     parser = subparsers.add_parser("export", help="export a checkpoint to MINDIR, ONNX or AIR (Ascend only)",
                                    description=__doc__)
-    parser.add_argument("--weights", required=True, help="a .ckpt written by this project")
-    parser.add_argument("--format", required=True, choices=["mindir", "onnx", "air"])
-    parser.add_argument("--out", required=True, help="output file")
-    parser.add_argument("--image", required=True,
-                        help="a real image, or a folder (its first image), to verify the export on")
-    parser.add_argument("--width", type=int, default=d.width,
-                        help="input width of a fixed-shape export; with --dynamic the first width it is checked "
-                        "at (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=d.height,
-                        help="input height of a fixed-shape export; with --dynamic the first height it is checked "
-                        "at (default: %(default)s)")
-    parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=d.dynamic,
+    for option, keywords in REQUIRED.items():
+        parser.add_argument(option, required=True, **keywords)
+    for side in ("width", "height"):  # the export's settings: defaults from ExportSettings
+        parser.add_argument(f"--{side}", type=int, default=getattr(defaults, side),
+                            help=f"input {side} of a fixed-shape export; with --dynamic the first {side} it is "
+                                 "checked at (default: %(default)s)")
+    parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=defaults.dynamic,
                         help="ONNX / MINDIR: dynamic batch, height and width, padded to multiples of 32 inside the "
                         "graph; checked at three shapes (default: %(default)s)")
     parser.add_argument("--report", default=None, help="verification report (default: OUT.check.json)")
