@@ -79,7 +79,10 @@ def test_malformed_label_lines_name_file_and_line(tmp_path, text, where):
 
 def test_malformed_bbx_gt_count(tmp_path):
     path = _write(tmp_path, "gt.txt", "a.jpg\ntwo\n1 2 3 4\n")
-    with pytest.raises(UserError, match="gt.txt:2:"):
+    with pytest.raises(UserError, match="gt.txt:2: expected a face count, got 'two'"):
+        read_bbx_gt(path)
+    path = _write(tmp_path, "gt.txt", "a.jpg\n-3\n1 2 3 4\n")
+    with pytest.raises(UserError, match="gt.txt:2: expected a face count >= 0, got -3"):
         read_bbx_gt(path)
 
 

@@ -594,6 +594,9 @@ def test_image_pixel_cap(tmp_path, monkeypatch):
     monkeypatch.setenv("CENTERFACE_MAX_IMAGE_PIXELS", "lots")
     with pytest.raises(UserError, match="CENTERFACE_MAX_IMAGE_PIXELS='lots': expected a number of pixels"):
         read_image(small)
+    monkeypatch.setenv("CENTERFACE_MAX_IMAGE_PIXELS", "-5")
+    with pytest.raises(UserError, match=r"CENTERFACE_MAX_IMAGE_PIXELS='-5': expected a number of pixels .* >= 0, got -5"):
+        read_image(small)
 
 
 
