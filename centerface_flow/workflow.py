@@ -150,11 +150,9 @@ def select_best(summary_csv: str | os.PathLike, out: str | os.PathLike, metric: 
 
 def read_best(path: str | os.PathLike) -> str:
     """The model named on line 1 of ``results/best.txt``."""
-    text = Path(path).read_text(encoding="utf-8")
-    model = text.splitlines()[0].strip() if text.strip() else ""
-    if not model:
-        raise UserError(f"{path}: line 1 should name the best model, the file is empty")
-    return model
+    from centerface_flow.export.card import read_best_record
+
+    return read_best_record(path)[0]
 
 
 def training_data_identity(dataset: dict, demo: dict, weights: dict, is_demo: bool) -> dict:

@@ -16,14 +16,16 @@ from centerface_flow.export.graph import ALIGN, INPUT_NAME, OUTPUT_CHANNELS, OUT
 from centerface_flow.inference.decode import SIZE_DIVISOR, STRIDE
 from centerface_flow.io import atomic_write_text
 
-__all__ = ["model_card", "write_model_card"]
+__all__ = ["model_card", "read_best_record", "write_model_card"]
 
 _META_KEY = "centerface_meta"
 _AP_KEYS = ("easy", "medium", "hard")
 
 
-def _read_best(path: Path) -> tuple[str, dict[str, str]]:
-    """(model on line 1, the ``key: value`` lines after it) of ``best.txt``."""
+def read_best_record(path: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """(model on line 1, the ``key: value`` lines after it) of ``results/best.txt``
+    (written by :func:`centerface_flow.workflow.write_best`)."""
+    path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -193,7 +195,7 @@ def model_card(best_txt: str | os.PathLike, ap_csv: str | os.PathLike, checks: l
     """The Markdown model card (see the module docstring) of the model named in ``best_txt``, exported from
     ``checkpoint`` (copied to ``copy``) to ``onnx`` and the other files of the ``checks`` reports."""
     best_txt, ap_csv, onnx = Path(best_txt), Path(ap_csv), Path(onnx)
-    model, best = _read_best(best_txt)
+    model, best = read_best_record(best_txt)
     rows = _read_ap_rows(ap_csv)
     if model not in rows:
         raise UserError(f"{ap_csv}: no row for the best model {model!r} named in {best_txt}")
