@@ -34,7 +34,7 @@ native = [
         [str(cc.as_posix()) for cc in sorted(Path("kernels").glob("*.cc"))],
         depends=[str(h.as_posix()) for h in sorted(Path("kernels").glob("*.h"))],
         language="c++",
-        extra_compile_args=["-std=c++17", "-O3", "-fopenmp-simd", "-pthread",
+        extra_compile_args=["-std=c++17", "-O3", "-fopenmp-simd", "-pthread", "-Wno-psabi",
                             *os.environ.get("CENTERFACE_NATIVE_CFLAGS", "").split()],
         extra_link_args=["-pthread", "-ldl"],
     )

@@ -281,20 +281,39 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
 // small for a GEMM and whose stride-2 gather is slow): every input row is split once into its even and odd columns,
 // so each of the 27 taps is a unit-stride row, and 8 channels x 16 outputs are accumulated in vector registers.
 
-typedef float V16 __attribute__((vector_size(64)));  // 16 floats; GCC lowers it for each target_clones ISA
+// Vectors of L floats: L = 16 (one AVX-512 register) or 8 (one AVX2 register). The width is a template argument,
+// not one wide type for every clone: GCC lowers a 16-float vector on AVX2 through the stack, not into register
+// pairs, which made the stem 4x slower there. The stem is tiled in 16 output pixels (kJ = 16 / L vectors).
+template <int L>
+struct Vec;
+template <>
+struct Vec<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
 
-inline V16 Load16(const float *p) {
-  V16 v;
+template <int L>
+inline typename Vec<L>::type Load(const float *p) {
+  typename Vec<L>::type v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <int A>
-inline V16 Activate16(V16 v) {
-  const V16 zero = {};
+template <int L>
+inline void Store(float *p, typename Vec<L>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <int A, int L>
+inline typename Vec<L>::type ActivateVec(typename Vec<L>::type v) {
+  typedef typename Vec<L>::type V;
+  const V zero = {};
   v = v > zero ? v : zero;
   if (A == kRelu6) {
-    const V16 six = zero + 6.0f;
+    const V six = zero + 6.0f;
     v = v < six ? v : six;
   }
   return v;
@@ -302,29 +321,38 @@ inline V16 Activate16(V16 v) {
 
 // One stem output row for all C channels: out[c * ld + 1 + j] = act(bs[c] + sum_t ws[c * 27 + t] * taps[t][j]) for
 // j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
-// 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9).
-template <int A>
+// 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9). kC
+// channels x 16 pixels are accumulated in registers at a time.
+template <int A, int L, int kC>
 CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, const float *bs, int64_t c_out,
                        int64_t wo, int64_t vwo, float *out, int64_t ld) {
-  constexpr int kC = 8;
+  typedef typename Vec<L>::type V;
+  constexpr int kJ = 16 / L;
   int64_t c0 = 0;
   for (; c0 + kC <= c_out; c0 += kC) {
     int64_t j = 0;
     for (; j + 16 <= vwo; j += 16) {
-      V16 acc[kC];
-#pragma GCC unroll 8
-      for (int k = 0; k < kC; ++k) acc[k] = V16{} + bs[c0 + k];
+      V acc[kC][kJ];
+#pragma GCC unroll 16
+      for (int k = 0; k < kC; ++k)
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) acc[k][q] = V{} + bs[c0 + k];
       for (int t = 0; t < ntaps; ++t) {
-        const V16 v = Load16(taps[t] + j);
+        V v[kJ];
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) v[q] = Load<L>(taps[t] + j + q * L);
         const float *wt = ws + c0 * ntaps + t;
-#pragma GCC unroll 8
-        for (int k = 0; k < kC; ++k) acc[k] += wt[k * ntaps] * v;
+#pragma GCC unroll 16
+        for (int k = 0; k < kC; ++k) {
+          const float w = wt[k * ntaps];
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) acc[k][q] += w * v[q];
+        }
       }
-#pragma GCC unroll 8
-      for (int k = 0; k < kC; ++k) {
-        const V16 r = Activate16<A>(acc[k]);
-        std::memcpy(out + (c0 + k) * ld + 1 + j, &r, sizeof(r));
-      }
+#pragma GCC unroll 16
+      for (int k = 0; k < kC; ++k)
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) Store<L>(out + (c0 + k) * ld + 1 + j + q * L, ActivateVec<A, L>(acc[k][q]));
     }
     for (; j < vwo; ++j) {
       for (int k = 0; k < kC; ++k) {
@@ -334,7 +362,7 @@ CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, con
       }
     }
   }
-  for (; c0 < c_out; ++c0) {  // channels past a multiple of 8
+  for (; c0 < c_out; ++c0) {  // channels past a multiple of kC
     for (int64_t j = 0; j < vwo; ++j) {
       float a = bs[c0];
       for (int t = 0; t < ntaps; ++t) a += ws[c0 * ntaps + t] * taps[t][j];
@@ -364,38 +392,57 @@ CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float
 }
 
 // Depthwise 3x3 (stride 1) + bias + activation of C channels, then the 1x1 projection to Cout channels + bias, for
-// one output row: the depthwise values of 16 pixels are used while in a register (16 projection accumulators), so
-// they are never stored. stem: C planes `ld` floats apart, each a padded row block of `pw` floats per row whose
-// first row is the output row's top neighbour. wpt: the projection weight transposed, (C, Cout). y: Cout rows `ldy`
-// floats apart.
-template <int A>
+// one output row, 16 pixels at a time: the depthwise values of the 16 pixels for all C channels go to `tile` (C x 16
+// floats, stays in L1), then kCo projection outputs x 16 pixels are accumulated in registers per pass over it.
+// stem: C planes `ld` floats apart, each a padded row block of `pw` floats per row whose first row is the output
+// row's top neighbour. wpt: the projection weight transposed, (C, Cout). y: Cout rows `ldy` floats apart.
+template <int A, int L, int kCo>
 CF_CLONES void DwProjectRow(const float *stem, int64_t ld, int64_t pw, int64_t c, const float *wd, const float *bd,
-                            const float *wpt, const float *bp, int64_t cout, int64_t wo, float *y, int64_t ldy) {
-  constexpr int kCo = 16;
+                            const float *wpt, const float *bp, int64_t cout, int64_t wo, float *y, int64_t ldy,
+                            float *tile) {
+  typedef typename Vec<L>::type V;
+  constexpr int kJ = 16 / L;
   int64_t j = 0;
   if (cout % kCo == 0) {
     for (; j + 16 <= wo; j += 16) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float *k9 = wd + 9 * ch;
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) {
+          const float *p = stem + ch * ld + j + q * L;
+          V d = V{} + bd[ch];
+          d += k9[0] * Load<L>(p) + k9[1] * Load<L>(p + 1) + k9[2] * Load<L>(p + 2);
+          d += k9[3] * Load<L>(p + pw) + k9[4] * Load<L>(p + pw + 1) + k9[5] * Load<L>(p + pw + 2);
+          d += k9[6] * Load<L>(p + 2 * pw) + k9[7] * Load<L>(p + 2 * pw + 1) + k9[8] * Load<L>(p + 2 * pw + 2);
+          Store<L>(tile + 16 * ch + q * L, ActivateVec<A, L>(d));
+        }
+      }
       for (int64_t co0 = 0; co0 < cout; co0 += kCo) {
-        V16 acc[kCo];
+        V acc[kCo][kJ];
 #pragma GCC unroll 16
-        for (int k = 0; k < kCo; ++k) acc[k] = V16{} + bp[co0 + k];
+        for (int k = 0; k < kCo; ++k)
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) acc[k][q] = V{} + bp[co0 + k];
         for (int64_t ch = 0; ch < c; ++ch) {
-          const float *p = stem + ch * ld + j, *k9 = wd + 9 * ch;
-          V16 d = V16{} + bd[ch];
-          d += k9[0] * Load16(p) + k9[1] * Load16(p + 1) + k9[2] * Load16(p + 2);
-          d += k9[3] * Load16(p + pw) + k9[4] * Load16(p + pw + 1) + k9[5] * Load16(p + pw + 2);
-          d += k9[6] * Load16(p + 2 * pw) + k9[7] * Load16(p + 2 * pw + 1) + k9[8] * Load16(p + 2 * pw + 2);
-          d = Activate16<A>(d);
+          V d[kJ];
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) d[q] = Load<L>(tile + 16 * ch + q * L);
           const float *wk = wpt + ch * cout + co0;
 #pragma GCC unroll 16
-          for (int k = 0; k < kCo; ++k) acc[k] += wk[k] * d;
+          for (int k = 0; k < kCo; ++k) {
+            const float w = wk[k];
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) acc[k][q] += w * d[q];
+          }
         }
 #pragma GCC unroll 16
-        for (int k = 0; k < kCo; ++k) std::memcpy(y + (co0 + k) * ldy + j, &acc[k], sizeof(V16));
+        for (int k = 0; k < kCo; ++k)
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) Store<L>(y + (co0 + k) * ldy + j + q * L, acc[k][q]);
       }
     }
   }
-  for (; j < wo; ++j) {  // the rest (or every pixel when Cout is not a multiple of 16)
+  for (; j < wo; ++j) {  // the rest (or every pixel when Cout is not a multiple of kCo)
     for (int64_t co = 0; co < cout; ++co) y[co * ldy + j] = bp[co];
     for (int64_t ch = 0; ch < c; ++ch) {
       const float *p = stem + ch * ld + j, *k9 = wd + 9 * ch;
@@ -407,8 +454,20 @@ CF_CLONES void DwProjectRow(const float *stem, int64_t ld, int64_t pw, int64_t c
   }
 }
 
-template <int A>
-int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+// The stem's vector width and register tiles for this CPU, chosen once per process: with AVX-512 (32 registers of
+// 16 floats) 8 stem channels and 16 projection outputs are accumulated at once, with AVX2 (16 registers of 8 floats)
+// 4 and 4, each as 2 vectors of 8 pixels; a tile that does not fit in registers spills on every multiply-add.
+inline bool WideVectors() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  return wide;
+#else
+  return false;
+#endif
+}
+
+template <int A, int L, int kC, int kCo>
+int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   constexpr int64_t kMaxTaps = 64;
   if (nparam != 9) return 1;
   for (int i = 0; i < nparam; ++i)
@@ -447,8 +506,9 @@ int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   for (int64_t co = 0; co < cout; ++co)
     for (int64_t ch = 0; ch < c; ++ch) wpt[ch * cout + co] = wp[co * c + ch];
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> stem, split, zeros;
+    static thread_local std::vector<float> stem, split, zeros, tile;
     if (static_cast<int64_t>(stem.size()) < c * ld) stem.resize(c * ld);
+    if (static_cast<int64_t>(tile.size()) < c * 16) tile.resize(c * 16);
     if (static_cast<int64_t>(split.size()) < cin * 3 * (2 * wo + 1)) split.resize(cin * 3 * (2 * wo + 1));
     if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
     const float *taps[kMaxTaps];
@@ -484,14 +544,20 @@ int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const cha
             taps[tap + 2] = odd + 1;  // column 2j + 1
           }
         }
-        StemRow<A>(taps, static_cast<int>(cin * 9), ws, bs, c, wo, vwo, dst, ld);
+        StemRow<A, L, kC>(taps, static_cast<int>(cin * 9), ws, bs, c, wo, vwo, dst, ld);
       }
       for (int64_t o = 0; o < rows_out; ++o)
-        DwProjectRow<A>(stem.data() + o * pw, ld, pw, c, wd, bd, wpt.data(), bp, cout, wo,
-                        y + img * cout * howo + (o0 + o) * wo, howo);
+        DwProjectRow<A, L, kCo>(stem.data() + o * pw, ld, pw, c, wd, bd, wpt.data(), bp, cout, wo,
+                                y + img * cout * howo + (o0 + o) * wo, howo, tile.data());
     }
   });
   return 0;
+}
+
+template <int A>
+int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (WideVectors()) return StemBlockTiled<A, 16, 8, 16>(nparam, params, ndims, shapes, dtypes);
+  return StemBlockTiled<A, 8, 4, 4>(nparam, params, ndims, shapes, dtypes);
 }
 
 }  // namespace
