@@ -13,8 +13,9 @@ turn, so that all see the same load), the ratio to ONNX Runtime and the largest 
 
 Runtimes:
 
-* ``mindspore``: ours, exactly what ``centerface detect/infer`` run (``backends.make_runner``: oneDNN AVX2 fast path,
-  BatchNorm folded, native depthwise kernels, graph mode);
+* ``mindspore``: ours, exactly what ``centerface detect/infer`` run by default (``backends.make_runner`` in the mode
+  ``--mode auto`` picks: pynative on CPU; BatchNorm folded, native kernels);
+* ``mindspore-graph``: the same in graph mode (``--mode graph``);
 * ``mindspore-plain``: MindSpore's own operators, unfolded network, same fast-path environment;
 * ``onnxruntime``: the ONNX file through ``backends.make_runner`` (initializers removed from the graph inputs);
 * ``torch-eager`` / ``torch-eager-cl`` (channels-last) / ``torch-compile`` (with ``--torch-compile``): the PyTorch
@@ -61,12 +62,12 @@ def worker(args) -> int:
 
     if args.worker.startswith("mindspore"):
         from centerface_flow import runtime
+        from centerface_flow.inference.backends import make_runner, resolve_mode
 
-        ms = runtime.mindspore("graph")
-        if args.worker == "mindspore":
-            from centerface_flow.inference.backends import make_runner
-
-            fn = make_runner(args.weights, "mindspore")
+        mode = resolve_mode("auto") if args.worker == "mindspore" else "graph"
+        ms = runtime.mindspore(mode)
+        if args.worker in ("mindspore", "mindspore-graph"):
+            fn = make_runner(args.weights, "mindspore", mode=mode)
         else:
             from centerface_flow.checkpoint import load_network
             from centerface_flow.ops import native
@@ -237,7 +238,7 @@ def main() -> int:
             inputs[size] = x.astype(np.float32)
         np.savez(tmp / "inputs.npz", **inputs)
 
-        runtimes = ["onnxruntime", "mindspore", "mindspore-plain"]
+        runtimes = ["onnxruntime", "mindspore", "mindspore-graph", "mindspore-plain"]
         if _torch_ok(args.torch_python):
             runtimes += ["torch-eager", "torch-eager-cl"] + (["torch-compile"] if args.torch_compile else [])
         else:
