@@ -170,19 +170,27 @@ def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner
                     "MindSpore operators in use")
         pad_multiple = 0
 
+    call, kernels = net, "native kernels" if native.enabled() else "MindSpore operators"
+    if mode == "pynative" and native.enabled():
+        from centerface_flow.fused.program import NetworkProgram, TraceError
+
+        try:
+            call, kernels = NetworkProgram(net), "native kernels as one operator"
+        except TraceError as exc:
+            log.warning("running the network operator by operator: %s", exc)
+
     def tensor(batch: np.ndarray):
         # from_numpy shares the array's memory (ms.Tensor would copy the whole batch first)
         return ms.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
 
     def run(batch: np.ndarray):
         if not pad_multiple:
-            return [o.asnumpy() for o in net(tensor(batch))]
+            return [o.asnumpy() for o in call(tensor(batch))]
         h, w = batch.shape[2:]
         padded = _pad_to(batch, pad_multiple)
         set_valid_region(net, padded.shape[2:], (h, w))
-        return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in net(tensor(padded))]
+        return [o.asnumpy()[:, :, :h // STRIDE, :w // STRIDE] for o in call(tensor(padded))]
 
-    kernels = "native kernels" if native.enabled() else "MindSpore operators"
     padding = f", inputs padded to multiples of {pad_multiple}" if pad_multiple else ""
     return Runner(run, meta, "mindspore", weights, f"MindSpore {mode} mode, BatchNorm folded, {kernels}{padding}, "
                   f"{weights.name}")

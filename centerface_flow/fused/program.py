@@ -1,0 +1,197 @@
+"""The folded network as one MindSpore operator (``kernels/program.cc``): its native kernel calls, recorded once.
+
+With native kernels the folded network (:func:`centerface_flow.fused.fold.fold_bn`) is 26 AOT custom operators.
+In pynative mode each of them costs ~0.2 ms of Python and framework work on the calling thread while the kernels'
+worker thread waits: about a third of a 640×480 call on a 2-core machine. :func:`trace` runs the network once in
+pynative mode, records every kernel call (which kernel, which tensors in, which out) and encodes the sequence as
+an int64 "program"; :class:`NetworkProgram` then runs the whole sequence as one ``CfProgram`` operator, which calls
+the same kernels with the same arguments in the same order, so its outputs are identical to the network's.
+
+Shapes are not frozen: each recorded output's height and width follow from one earlier tensor's by a rule (same,
+halved by a stride-2 convolution, doubled by the 2×2 transposed convolution), so one trace serves every input
+size the network accepts. The weights stay the network's ``Parameter`` objects, passed by reference on every call
+(so :func:`centerface_flow.fused.fold.set_valid_region` still applies).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from centerface_flow.ops import native
+
+__all__ = ["NetworkProgram", "TraceError", "trace"]
+
+_VERSION = 1
+_SAME, _HALVED, _DOUBLED = 0, 1, 2
+#: The input size :func:`trace` runs the network at: small, and with sides whose rules cannot be confused
+#: (64 -> 32 halved, 32 -> 64 doubled; a side of 1 would make "same" and "halved" alike).
+TRACE_SHAPE = (1, 3, 64, 96)
+
+
+class TraceError(RuntimeError):
+    """The network does something the program cannot express (an operator other than a native kernel, an output
+    size that follows no rule); callers fall back to running the network operator by operator."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    kernel: str
+    inputs: tuple  # ("slot", i) | ("param", i)
+    outputs: tuple  # (slot, channels, source slot, rule_h, rule_w)
+
+
+def _rule(src: int, out: int) -> int:
+    if out == src:
+        return _SAME
+    if out == (src - 1) // 2 + 1:
+        return _HALVED
+    if out == 2 * src:
+        return _DOUBLED
+    raise TraceError(f"an output side of {out} does not follow from an input side of {src}")
+
+
+@contextlib.contextmanager
+def _recording(calls: list, tensors: dict):
+    """While active, every ``ops.Custom`` call is run and recorded in ``calls`` (kernel name, argument and result
+    tensors); ``tensors`` keeps every tensor seen alive, so that ``id()`` stays unique."""
+    from mindspore import ops
+
+    original = ops.Custom.__call__
+
+    def record(self, *args):
+        result = original(self, *args)
+        outs = result if isinstance(result, tuple) else (result,)
+        for t in (*args, *outs):
+            tensors[id(t)] = t
+        calls.append((str(self.func), args, outs))
+        return result
+
+    ops.Custom.__call__ = record
+    try:
+        yield
+    finally:
+        ops.Custom.__call__ = original
+
+
+def trace(net) -> tuple[np.ndarray, list, int]:
+    """Run ``net`` (folded, native kernels, pynative mode) once at :data:`TRACE_SHAPE` and return ``(program,
+    parameters, n_outputs)``: the int64 program of ``kernels/program.cc``, the weights in the program's order, and
+    the number of network outputs. Raises :class:`TraceError` if the network cannot be expressed."""
+    import mindspore as ms
+
+    library = str(native.library_path())
+    x = ms.Tensor(np.zeros(TRACE_SHAPE, np.float32))
+    calls, tensors = [], {}
+    with _recording(calls, tensors):
+        result = net(x)
+    results = result if isinstance(result, tuple) else (result,)
+    slots = {id(x): 0}
+    shapes = {0: tuple(TRACE_SHAPE)}
+    params, param_index = [], {}
+    names, name_index = [], {}
+    program_calls = []
+    for func, args, outs in calls:
+        path, _, kernel = func.rpartition(":")
+        if path != library:
+            raise TraceError(f"operator {func!r} is not a kernel of {library}")
+        inputs = []
+        for arg in args:
+            if id(arg) in slots:
+                inputs.append(("slot", slots[id(arg)]))
+            elif isinstance(arg, ms.Parameter):
+                if id(arg) not in param_index:
+                    param_index[id(arg)] = len(params)
+                    params.append(arg)
+                inputs.append(("param", param_index[id(arg)]))
+            else:
+                raise TraceError(f"{kernel}: an input is neither a parameter nor the output of a kernel before it")
+        source = next((i for kind, i in inputs if kind == "slot"), None)
+        if source is None:
+            raise TraceError(f"{kernel}: no input tensor to take the output size from")
+        outputs = []
+        for out in outs:
+            slot = len(shapes)
+            n, c, h, w = out.shape
+            src = shapes[source]
+            outputs.append((slot, c, source, _rule(src[2], h), _rule(src[3], w)))
+            slots[id(out)] = slot
+            shapes[slot] = (n, c, h, w)
+        name_index.setdefault(kernel, len(names))
+        if len(names) < len(name_index):
+            names.append(kernel)
+        program_calls.append(_Call(kernel, tuple(inputs), tuple(outputs)))
+    missing = [i for i, r in enumerate(results) if id(r) not in slots]
+    if missing:
+        raise TraceError(f"network outputs {missing} are not produced by a kernel")
+    words = [_VERSION, len(names), len(shapes), len(program_calls), len(results)]
+    for name in names:
+        words += [len(name), *name.encode("ascii")]
+    for call in program_calls:
+        words += [name_index[call.kernel], len(call.inputs)]
+        for kind, i in call.inputs:
+            words += [0 if kind == "slot" else 1, i]
+        words.append(len(call.outputs))
+        for out in call.outputs:
+            words += list(out)
+    words += [slots[id(r)] for r in results]
+    return np.asarray(words, np.int64), params, len(results)
+
+
+class NetworkProgram:
+    """``net`` (folded, native kernels) as one operator: ``program(x)`` returns what ``net(x)`` returns, computed
+    by the same kernel calls. Build it in pynative mode (:func:`trace` runs the network once)."""
+
+    def __init__(self, net) -> None:
+        import mindspore as ms
+        from mindspore import ops
+
+        words, self.params, n_outputs = trace(net)
+        self.program = ms.Tensor(words)
+        self._output_rules = self._rules(words)
+
+        def out_shape(x, *_):
+            return [self.output_shape(x, i) for i in range(n_outputs)]
+
+        self.op = ops.Custom(f"{native.library_path()}:CfProgram", out_shape=out_shape,
+                             out_dtype=lambda x, *_: [x] * n_outputs, func_type="aot")
+
+    @staticmethod
+    def _rules(words: np.ndarray) -> list:
+        """For each network output, its channels and the chain of (rule_h, rule_w) from the input."""
+        words = [int(w) for w in words]
+        _, n_names, _, n_ops, n_outputs = words[:5]
+        pos = 5
+        for _ in range(n_names):
+            pos += 1 + words[pos]
+        producers = {}
+        for _ in range(n_ops):
+            n_in = words[pos + 1]
+            pos += 2 + 2 * n_in
+            n_out = words[pos]
+            pos += 1
+            for _ in range(n_out):
+                slot, channels, source, rule_h, rule_w = words[pos:pos + 5]
+                producers[slot] = (channels, source, rule_h, rule_w)
+                pos += 5
+        rules = []
+        for slot in words[pos:pos + n_outputs]:
+            channels, chain = producers[slot][0], []
+            while slot != 0:
+                _, source, rule_h, rule_w = producers[slot]
+                chain.append((rule_h, rule_w))
+                slot = source
+            rules.append((channels, chain[::-1]))
+        return rules
+
+    def output_shape(self, x_shape, index: int) -> list:
+        channels, chain = self._output_rules[index]
+        h, w = x_shape[2], x_shape[3]
+        apply = {_SAME: lambda v: v, _HALVED: lambda v: (v - 1) // 2 + 1, _DOUBLED: lambda v: 2 * v}
+        for rule_h, rule_w in chain:
+            h, w = apply[rule_h](h), apply[rule_w](w)
+        return [x_shape[0], channels, h, w]
+
+    def __call__(self, x):
+        return self.op(x, self.program, *self.params)
