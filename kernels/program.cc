@@ -8,15 +8,19 @@
 // per-operator network, so the outputs are identical.
 //
 // Entry point (MindSpore's AOT signature, see kernels/depthwise.cc):
-//   CfProgram(x (N,C,H,W) float32, program (L,) int64, p_0 .. p_{P-1} float32) -> the program's outputs
-// Program layout (int64): [version, n_names, n_slots, n_ops, n_outputs,
+//   CfProgram(x (N,C,H,W) float32, program (L,) int64, weights (W,) float32, live_0 .. live_{K-1} float32)
+//       -> the program's outputs
+// `weights` holds the frozen weights one after the other (passing ~130 tensors one by one cost ~3 ms of framework
+// work per call); `live` tensors are read where they are on every call (the network's valid region).
+// Program layout (int64): [version, n_names, n_slots, n_ops, n_outputs, n_weights,
 //   names: (length, chars...) x n_names,
+//   weights: (offset in `weights`, ndim, 4 dims) x n_weights,
 //   ops: (name index, n_in, (kind, index) x n_in, n_out, (slot, channels, source slot, rule_h, rule_w) x n_out)
 //        x n_ops,
 //   outputs: slot x n_outputs]
-// An input (kind, index) is kind 0: slot `index` (slot 0 is x), kind 1: parameter p_index. An output slot has
-// shape (N, channels, rule_h(H_src), rule_w(W_src)) with H_src, W_src those of `source slot` and rule 0 = same,
-// 1 = halved by a stride-2 convolution ((v - 1) / 2 + 1), 2 = doubled.
+// An input (kind, index) is kind 0: slot `index` (slot 0 is x), kind 1: weight `index`, kind 2: live tensor
+// `index`. An output slot has shape (N, channels, rule_h(H_src), rule_w(W_src)) with H_src, W_src those of
+// `source slot` and rule 0 = same, 1 = halved by a stride-2 convolution ((v - 1) / 2 + 1), 2 = doubled.
 // Status codes: 1 bad arguments or program, 3 a kernel of the program could not be found, otherwise the status of
 // the first kernel that failed.
 
@@ -36,7 +40,11 @@ using cf_common::IsF32;
 
 using KernelFn = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
+
+struct Weight {
+  int64_t offset, ndim, dims[4];
+};
 
 struct Slot {
   int64_t shape[4] = {0, 0, 0, 0};
@@ -80,15 +88,21 @@ int64_t ApplyRule(int64_t v, int64_t rule) {
 }
 
 int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam < 3 || ndims[0] != 4 || ndims[1] != 1 || !IsF32(dtypes[0]) || std::strcmp(dtypes[1], "int64") != 0)
+  if (nparam < 4 || ndims[0] != 4 || ndims[1] != 1 || ndims[2] != 1 || !IsF32(dtypes[0]) ||
+      std::strcmp(dtypes[1], "int64") != 0)
     return 1;
-  Reader prog(static_cast<const int64_t *>(params[1]), shapes[1][0]);
+  const int64_t *words = static_cast<const int64_t *>(params[1]);
+  const int64_t n_words = shapes[1][0];
+  Reader prog(words, n_words);
   if (prog.Next() != kVersion) return 1;
-  const int64_t n_names = prog.Next(), n_slots = prog.Next(), n_ops = prog.Next(), n_outputs = prog.Next();
-  if (!prog.ok() || n_names < 1 || n_slots < 1 || n_ops < 1 || n_outputs < 1) return 1;
-  const int n_weights = nparam - 2 - static_cast<int>(n_outputs);
-  if (n_weights < 0) return 1;
-  for (int i = 2; i < 2 + n_weights + n_outputs; ++i)
+  const int64_t n_names = prog.Next(), n_slots = prog.Next(), n_ops = prog.Next(), n_outputs = prog.Next(),
+                n_weights = prog.Next();
+  if (!prog.ok() || n_names < 1 || n_slots < 1 || n_ops < 1 || n_outputs < 1 || n_weights < 0 ||
+      n_outputs > n_words)
+    return 1;
+  const int n_live = nparam - 3 - static_cast<int>(n_outputs);
+  if (n_live < 0) return 1;
+  for (int i = 2; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 1;
   std::vector<KernelFn> kernels;
   for (int64_t i = 0; i < n_names; ++i) {
@@ -100,6 +114,20 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
     if (fn == nullptr) return 3;
     kernels.push_back(fn);
   }
+  float *blob = static_cast<float *>(params[2]);
+  const int64_t blob_size = shapes[2][0];
+  std::vector<Weight> weights(n_weights);
+  for (Weight &wt : weights) {
+    wt.offset = prog.Next();
+    wt.ndim = prog.Next();
+    int64_t count = 1;
+    for (int64_t &d : wt.dims) {
+      d = prog.Next();
+      if (d < 0) return 1;
+    }
+    for (int64_t d = 0; d < wt.ndim && d < 4; ++d) count *= wt.dims[d];
+    if (!prog.ok() || wt.ndim < 1 || wt.ndim > 4 || wt.offset < 0 || wt.offset + count > blob_size) return 1;
+  }
   // The intermediate tensors live in buffers kept across calls (grown when a larger input comes); the program's
   // outputs are written straight into the operator's outputs.
   static std::vector<std::vector<float>> buffers;
@@ -107,7 +135,9 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
   std::vector<Slot> slots(n_slots);
   for (int d = 0; d < 4; ++d) slots[0].shape[d] = shapes[0][d];
   slots[0].data = static_cast<float *>(params[0]);
-  float **outputs = reinterpret_cast<float **>(params + 2 + n_weights);
+  float **outputs = reinterpret_cast<float **>(params + 3 + n_live);
+  int64_t *const *out_shapes = shapes + 3 + n_live;
+  const int *out_ndims = ndims + 3 + n_live;
 
   std::vector<void *> args;
   std::vector<int> arg_ndims;
@@ -127,9 +157,14 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
         arg_ndims.push_back(4);
         arg_shapes.push_back(slots[index].shape);
       } else if (kind == 1 && index >= 0 && index < n_weights) {
-        args.push_back(params[2 + index]);
-        arg_ndims.push_back(ndims[2 + index]);
-        arg_shapes.push_back(shapes[2 + index]);
+        Weight &wt = weights[index];
+        args.push_back(blob + wt.offset);
+        arg_ndims.push_back(static_cast<int>(wt.ndim));
+        arg_shapes.push_back(wt.dims);
+      } else if (kind == 2 && index >= 0 && index < n_live) {
+        args.push_back(params[3 + index]);
+        arg_ndims.push_back(ndims[3 + index]);
+        arg_shapes.push_back(shapes[3 + index]);
       } else {
         return 1;
       }
@@ -151,10 +186,8 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
       const int64_t count = s.shape[0] * s.shape[1] * s.shape[2] * s.shape[3];
       s.data = nullptr;
       for (int64_t k = 0; k < n_outputs; ++k) {  // a network output: the operator's own output tensor
-        const int64_t out_slot = static_cast<const int64_t *>(params[1])[shapes[1][0] - n_outputs + k];
-        if (out_slot == slot) {
-          const int64_t *out_shape = shapes[2 + n_weights + k];
-          if (ndims[2 + n_weights + k] != 4 || std::memcmp(out_shape, s.shape, sizeof(s.shape)) != 0) return 1;
+        if (words[n_words - n_outputs + k] == slot) {
+          if (out_ndims[k] != 4 || std::memcmp(out_shapes[k], s.shape, sizeof(s.shape)) != 0) return 1;
           s.data = outputs[k];
         }
       }

@@ -9,8 +9,9 @@ the same kernels with the same arguments in the same order, so its outputs are i
 
 Shapes are not frozen: each recorded output's height and width follow from one earlier tensor's by a rule (same,
 halved by a stride-2 convolution, doubled by the 2×2 transposed convolution), so one trace serves every input
-size the network accepts. The weights stay the network's ``Parameter`` objects, passed by reference on every call
-(so :func:`centerface_flow.fused.fold.set_valid_region` still applies).
+size the network accepts. The frozen weights are copied once into one buffer (passed as ~130 separate tensors
+they cost ~3 ms of framework work per call); the network's valid region stays its ``Parameter``, read on every
+call, so :func:`centerface_flow.fused.fold.set_valid_region` still applies.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from centerface_flow.ops import native
 
 __all__ = ["NetworkProgram", "TraceError", "trace"]
 
-_VERSION = 1
+_VERSION = 2
+_SLOT, _WEIGHT, _LIVE = 0, 1, 2
 _SAME, _HALVED, _DOUBLED = 0, 1, 2
 #: The input size :func:`trace` runs the network at: small, and with sides whose rules cannot be confused
 #: (64 -> 32 halved, 32 -> 64 doubled; a side of 1 would make "same" and "halved" alike).
@@ -38,7 +40,7 @@ class TraceError(RuntimeError):
 @dataclass(frozen=True)
 class _Call:
     kernel: str
-    inputs: tuple  # ("slot", i) | ("param", i)
+    inputs: tuple  # (_SLOT | _WEIGHT | _LIVE, index)
     outputs: tuple  # (slot, channels, source slot, rule_h, rule_w)
 
 
@@ -75,11 +77,14 @@ def _recording(calls: list, tensors: dict):
         ops.Custom.__call__ = original
 
 
-def trace(net) -> tuple[np.ndarray, list, int]:
+def trace(net) -> tuple[np.ndarray, np.ndarray, list, int]:
     """Run ``net`` (folded, native kernels, pynative mode) once at :data:`TRACE_SHAPE` and return ``(program,
-    parameters, n_outputs)``: the int64 program of ``kernels/program.cc``, the weights in the program's order, and
-    the number of network outputs. Raises :class:`TraceError` if the network cannot be expressed."""
+    weights, live, n_outputs)``: the int64 program of ``kernels/program.cc``, the frozen weights one after the other
+    (float32), the parameters read on every call (the valid region), and the number of network outputs. Raises
+    :class:`TraceError` if the network cannot be expressed."""
     import mindspore as ms
+
+    from centerface_flow.fused.fold import REGION_NAME
 
     library = str(native.library_path())
     x = ms.Tensor(np.zeros(TRACE_SHAPE, np.float32))
@@ -89,7 +94,7 @@ def trace(net) -> tuple[np.ndarray, list, int]:
     results = result if isinstance(result, tuple) else (result,)
     slots = {id(x): 0}
     shapes = {0: tuple(TRACE_SHAPE)}
-    params, param_index = [], {}
+    weights, live, param_index = [], [], {}
     names, name_index = [], {}
     program_calls = []
     for func, args, outs in calls:
@@ -99,15 +104,16 @@ def trace(net) -> tuple[np.ndarray, list, int]:
         inputs = []
         for arg in args:
             if id(arg) in slots:
-                inputs.append(("slot", slots[id(arg)]))
+                inputs.append((_SLOT, slots[id(arg)]))
             elif isinstance(arg, ms.Parameter):
                 if id(arg) not in param_index:
-                    param_index[id(arg)] = len(params)
-                    params.append(arg)
-                inputs.append(("param", param_index[id(arg)]))
+                    group = live if arg.name == REGION_NAME else weights
+                    param_index[id(arg)] = (_LIVE if group is live else _WEIGHT, len(group))
+                    group.append(arg)
+                inputs.append(param_index[id(arg)])
             else:
                 raise TraceError(f"{kernel}: an input is neither a parameter nor the output of a kernel before it")
-        source = next((i for kind, i in inputs if kind == "slot"), None)
+        source = next((i for kind, i in inputs if kind == _SLOT), None)
         if source is None:
             raise TraceError(f"{kernel}: no input tensor to take the output size from")
         outputs = []
@@ -118,25 +124,33 @@ def trace(net) -> tuple[np.ndarray, list, int]:
             outputs.append((slot, c, source, _rule(src[2], h), _rule(src[3], w)))
             slots[id(out)] = slot
             shapes[slot] = (n, c, h, w)
-        name_index.setdefault(kernel, len(names))
-        if len(names) < len(name_index):
+        if kernel not in name_index:
+            name_index[kernel] = len(names)
             names.append(kernel)
         program_calls.append(_Call(kernel, tuple(inputs), tuple(outputs)))
     missing = [i for i, r in enumerate(results) if id(r) not in slots]
     if missing:
         raise TraceError(f"network outputs {missing} are not produced by a kernel")
-    words = [_VERSION, len(names), len(shapes), len(program_calls), len(results)]
+    values = [np.ascontiguousarray(w.asnumpy(), np.float32) for w in weights]
+    if any(not 1 <= v.ndim <= 4 for v in values):
+        raise TraceError("a weight has more than 4 dimensions")
+    words = [_VERSION, len(names), len(shapes), len(program_calls), len(results), len(values)]
     for name in names:
         words += [len(name), *name.encode("ascii")]
+    offset = 0
+    for v in values:
+        words += [offset, v.ndim, *v.shape, *[0] * (4 - v.ndim)]
+        offset += v.size
     for call in program_calls:
         words += [name_index[call.kernel], len(call.inputs)]
         for kind, i in call.inputs:
-            words += [0 if kind == "slot" else 1, i]
+            words += [kind, i]
         words.append(len(call.outputs))
         for out in call.outputs:
             words += list(out)
     words += [slots[id(r)] for r in results]
-    return np.asarray(words, np.int64), params, len(results)
+    blob = np.concatenate([v.ravel() for v in values]) if values else np.zeros(1, np.float32)
+    return np.asarray(words, np.int64), blob, live, len(results)
 
 
 class NetworkProgram:
@@ -147,8 +161,9 @@ class NetworkProgram:
         import mindspore as ms
         from mindspore import ops
 
-        words, self.params, n_outputs = trace(net)
+        words, weights, self.live, n_outputs = trace(net)
         self.program = ms.Tensor(words)
+        self.weights = ms.Tensor(weights)
         self._output_rules = self._rules(words)
 
         def out_shape(x, *_):
@@ -161,10 +176,11 @@ class NetworkProgram:
     def _rules(words: np.ndarray) -> list:
         """For each network output, its channels and the chain of (rule_h, rule_w) from the input."""
         words = [int(w) for w in words]
-        _, n_names, _, n_ops, n_outputs = words[:5]
-        pos = 5
+        _, n_names, _, n_ops, n_outputs, n_weights = words[:6]
+        pos = 6
         for _ in range(n_names):
             pos += 1 + words[pos]
+        pos += 6 * n_weights
         producers = {}
         for _ in range(n_ops):
             n_in = words[pos + 1]
@@ -194,4 +210,4 @@ class NetworkProgram:
         return [x_shape[0], channels, h, w]
 
     def __call__(self, x):
-        return self.op(x, self.program, *self.params)
+        return self.op(x, self.program, self.weights, *self.live)
