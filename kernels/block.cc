@@ -39,32 +39,83 @@ inline float Activate(float v) {
   return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
 }
 
-// dst[0] = 0, dst[1 + j] = act(src[j] + b) for j < valid_w, 0 for valid_w <= j < w, dst[w + 1] = 0.
-template <int A>
+// A zero-padded input row of the depthwise convolution: padded column c (0 <= c < w + 2) holds v(c) = 0 for c == 0
+// and c > valid_w, else the input column c - 1 (with the expansion's bias and activation, for PadRow). With stride 1
+// the row is stored as it is; with stride 2 it is stored split, the even columns first and then the odd ones
+// (SplitEven(w) floats, then the rest), so that each of the three taps of a stride-2 output row is a unit-stride
+// run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]).
+inline int64_t SplitEven(int64_t w) { return (w + 3) / 2; }
+
+// dst = the padded row of act(src + b) (see above).
+template <int A, int S>
 CF_CLONES void PadRow(const float *__restrict src, float *__restrict dst, float b, int64_t w, int64_t valid_w) {
-  dst[0] = 0.0f;
+  if (S == 1) {
+    dst[0] = 0.0f;
 #pragma omp simd
-  for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(src[j] + b);
-  for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+    for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(src[j] + b);
+    for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+    return;
+  }
+  float *even = dst, *odd = dst + SplitEven(w);
+  even[0] = 0.0f;
+  const int64_t pairs = valid_w / 2;  // input columns 2k (-> odd[k]) and 2k + 1 (-> even[k + 1])
+#pragma omp simd
+  for (int64_t k = 0; k < pairs; ++k) {
+    odd[k] = Activate<A>(src[2 * k] + b);
+    even[k + 1] = Activate<A>(src[2 * k + 1] + b);
+  }
+  for (int64_t c = 2 * pairs + 1; c < w + 2; ++c) {  // the rest of the padded columns
+    const float v = c <= valid_w ? Activate<A>(src[c - 1] + b) : 0.0f;
+    if (c % 2 == 0) {
+      even[c / 2] = v;
+    } else {
+      odd[c / 2] = v;
+    }
+  }
 }
 
-// dst[0] = 0, dst[1 + j] = src[j] for j < valid_w, 0 for valid_w <= j < w, dst[w + 1] = 0.
+// dst = the padded row of src (see above).
+template <int S>
 inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t w, int64_t valid_w) {
-  dst[0] = 0.0f;
-  std::memcpy(dst + 1, src, sizeof(float) * valid_w);
-  for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+  if (S == 1) {
+    dst[0] = 0.0f;
+    std::memcpy(dst + 1, src, sizeof(float) * valid_w);
+    for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+    return;
+  }
+  float *even = dst, *odd = dst + SplitEven(w);
+  even[0] = 0.0f;
+  for (int64_t c = 1; c < w + 2; ++c) {
+    const float v = c <= valid_w ? src[c - 1] : 0.0f;
+    if (c % 2 == 0) {
+      even[c / 2] = v;
+    } else {
+      odd[c / 2] = v;
+    }
+  }
 }
 
-// One depthwise output row from three zero-padded input rows r0, r1, r2 (w + 2 floats each).
+// One depthwise output row from three padded input rows r0, r1, r2 of an input row w floats wide (w + 2 with the
+// padding; stored split for S = 2, see PadRow).
 template <int A, int S>
 CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
-                     const float *k, float b, int64_t wo, float *__restrict out) {
+                     const float *k, float b, int64_t w, int64_t wo, float *__restrict out) {
   const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+  if (S == 1) {
+#pragma omp simd
+    for (int64_t j = 0; j < wo; ++j) {
+      const float v = b + k0 * r0[j] + k1 * r0[j + 1] + k2 * r0[j + 2] + k3 * r1[j] + k4 * r1[j + 1] +
+                      k5 * r1[j + 2] + k6 * r2[j] + k7 * r2[j + 1] + k8 * r2[j + 2];
+      out[j] = Activate<A>(v);
+    }
+    return;
+  }
+  const int64_t ne = SplitEven(w);
+  const float *o0 = r0 + ne, *o1 = r1 + ne, *o2 = r2 + ne;
 #pragma omp simd
   for (int64_t j = 0; j < wo; ++j) {
-    const int64_t c = S * j;  // padded column of the left tap
-    const float v = b + k0 * r0[c] + k1 * r0[c + 1] + k2 * r0[c + 2] + k3 * r1[c] + k4 * r1[c + 1] +
-                    k5 * r1[c + 2] + k6 * r2[c] + k7 * r2[c + 1] + k8 * r2[c + 2];
+    const float v = b + k0 * r0[j] + k1 * o0[j] + k2 * r0[j + 1] + k3 * r1[j] + k4 * o1[j] + k5 * r1[j + 1] +
+                    k6 * r2[j] + k7 * o2[j] + k8 * r2[j + 1];
     out[j] = Activate<A>(v);
   }
 }
@@ -133,15 +184,15 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
           if (r == 0 || r > s.valid_h) {
             std::memset(p + r * pw, 0, sizeof(float) * pw);
           } else if (X) {
-            PadRow<A>(raw.data() + (e - e0) * hw + (r - 1) * s.w, p + r * pw, be[e], s.w, s.valid_w);
+            PadRow<A, S>(raw.data() + (e - e0) * hw + (r - 1) * s.w, p + r * pw, be[e], s.w, s.valid_w);
           } else {
-            PadCopy(xn + e * hw + (r - 1) * s.w, p + r * pw, s.w, s.valid_w);
+            PadCopy<S>(xn + e * hw + (r - 1) * s.w, p + r * pw, s.w, s.valid_w);
           }
         }
         float *out = dw + (n * s.e + e) * howo;
         for (int64_t o = 0; o < s.ho; ++o) {
           const float *r0 = p + o * S * pw;
-          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.wo, out + o * s.wo);
+          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.w, s.wo, out + o * s.wo);
         }
       }
     }
@@ -250,9 +301,9 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
           if (ir < v0 || ir >= v1) {
             std::memset(dst, 0, sizeof(float) * pw);
           } else if (X) {
-            PadRow<A>(raw.data() + e * nv * s.w + (ir - v0) * s.w, dst, be[e], s.w, s.valid_w);
+            PadRow<A, S>(raw.data() + e * nv * s.w + (ir - v0) * s.w, dst, be[e], s.w, s.valid_w);
           } else {
-            PadCopy(xn + e * hw + ir * s.w, dst, s.w, s.valid_w);
+            PadCopy<S>(xn + e * hw + ir * s.w, dst, s.w, s.valid_w);
           }
         }
       }
@@ -261,7 +312,8 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
         const float *base = padded.data() + e * rows_buf * pw;
         for (int64_t o = 0; o < rows_out; ++o) {
           const float *r0 = base + (o * S) * pw;
-          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.wo, dw.data() + (e * rows_out + o) * s.wo);
+          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.w, s.wo,
+                      dw.data() + (e * rows_out + o) * s.wo);
         }
       }
       // 4. projection straight into the output rows, + bias (+ residual)
