@@ -9,7 +9,7 @@ Usage::
 
 The detect latency covers what ``centerface detect`` does per image after loading the weights: pre-processing,
 the network, peak extraction + decoding, score threshold + NMS. The released weights are used for both backends:
-the converted checkpoint with MindSpore (graph mode, compiled on the warm-up run) and the released ONNX file with
+the converted checkpoint with MindSpore (in the mode ``--mode auto`` picks, as ``detect`` runs it) and the released ONNX file with
 ONNX Runtime. The postprocess + evaluate timing runs the real commands in fresh processes (best of 3).
 
 ``--stage-images`` times the whole test stage of one model as the workflow runs it, ``centerface infer`` →
@@ -89,11 +89,13 @@ def main() -> int:
     if args.stage_images:
         return test_stage(args.stage_images, args.gt, args.rounds)
 
-    runtime.mindspore("graph")
+    from centerface_flow.inference.backends import make_runner, resolve_mode
+
+    mode = resolve_mode("auto")
+    runtime.mindspore(mode)
     import cv2
 
     from centerface_flow.convert.released import convert_released, find_released_onnx
-    from centerface_flow.inference.backends import make_runner
     from centerface_flow.inference.detect import InferenceConfig
     from centerface_flow.inference.preprocess import read_image
     from centerface_flow.postprocess.predictions import PostprocessConfig
@@ -110,7 +112,7 @@ def main() -> int:
         ckpt = convert_released(None, Path(tmp) / "released.ckpt")
         rows = []
         for weights in (ckpt, find_released_onnx()):
-            runner = make_runner(weights)
+            runner = make_runner(weights, mode=mode)
             times = latency(runner, image, cfg, post, args.repeats)
             rows.append((runner.description, statistics.median(times), min(times)))
     print(f"detect latency, 640x480, released weights, {args.repeats} runs after 2 warm-up runs")
