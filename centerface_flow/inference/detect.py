@@ -112,14 +112,21 @@ def _decode_pass(cfg: InferenceConfig, outputs, b: int, input_hw: tuple[int, int
                         clamp_to=input_hw)
 
 
+#: The parts of the test stage :func:`infer_images` times (seconds summed over the images; ``write`` is the
+#: candidates file).
+STAGES = ("read", "preprocess", "network", "decode", "write")
+
+
 def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig,
-                 pass_seconds: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+                 pass_seconds: np.ndarray | None = None, stage_seconds: dict | None = None) -> tuple[np.ndarray, ...]:
     """Candidates of one BGR image: boxes (M, 4), scores (M,), landmarks (M, 5, 2) in original pixels, and
     passes (M,) uint8 (index into ``cfg.passes``), sorted by descending score.
 
     ``pass_seconds`` (len(cfg.passes),): when given, each pass's wall time is added to it (a flipped pass shares
-    its batch with the unflipped one, so the two split that batch's time).
+    its batch with the unflipped one, so the two split that batch's time). ``stage_seconds``: when given, the
+    time of pre-processing, the network and decoding is added to its keys of :data:`STAGES`.
     """
+    stages = stage_seconds if stage_seconds is not None else dict.fromkeys(STAGES, 0.0)
     meta = runner.meta
     longest = max(image_bgr.shape[:2]) * max(cfg.scales)
     base = min(1.0, cfg.max_side / longest) if cfg.max_side and cfg.size == "released" else 1.0
@@ -129,12 +136,18 @@ def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig,
         flips = [f for s, f in cfg.passes if s == scale]
         prepared = [prepare(image_bgr, cfg.size, meta.input_format, meta.mean, meta.std, scale=scale * base, flip=f,
                             letterbox_size=cfg.letterbox_size) for f in flips]
-        outputs = runner(np.stack([chw for chw, _ in prepared]))
+        batch = prepared[0][0][None] if len(prepared) == 1 else np.stack([chw for chw, _ in prepared])
+        network_start = time.perf_counter()
+        stages["preprocess"] += network_start - start
+        outputs = runner(batch)
+        decode_start = time.perf_counter()
+        stages["network"] += decode_start - network_start
         for b, (_, transform) in enumerate(prepared):
             dets = _decode_pass(cfg, outputs, b, (transform.input_h, transform.input_w), meta.landmark_origin)
             index = cfg.passes.index((scale, transform.flipped))
             parts.append((transform.boxes_to_original(dets.boxes), dets.scores,
                           transform.landmarks_to_original(dets.landmarks), np.full(len(dets), index, np.uint8)))
+        stages["decode"] += time.perf_counter() - decode_start
         if pass_seconds is not None:
             for _, transform in prepared:
                 pass_seconds[cfg.passes.index((scale, transform.flipped))] += (time.perf_counter() - start) / len(
@@ -161,20 +174,24 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
 
     builder = CandidatesBuilder()
     pass_seconds = np.zeros(len(cfg.passes))
+    stage_seconds = dict.fromkeys(STAGES, 0.0)
     for count, (path, rel) in enumerate(tqdm(images, desc="infer", unit="img", disable=not progress,
                                              dynamic_ncols=True)):
         if not progress and count and count % 50 == 0:
             log.info("%d / %d images", count, len(images))
+        start = time.perf_counter()
         try:
             image = read_image(path)
         except ImageReadError as exc:
             log.error("skipping %s", exc)
             builder.failed.append(rel)
             continue
-        boxes, scores, landmarks, passes = detect_image(runner, image, cfg, pass_seconds)
+        stage_seconds["read"] += time.perf_counter() - start
+        boxes, scores, landmarks, passes = detect_image(runner, image, cfg, pass_seconds, stage_seconds)
         builder.add(rel, (image.shape[1], image.shape[0]), boxes, scores, landmarks, passes)
     model_meta = asdict(runner.meta) if is_dataclass(runner.meta) else vars(runner.meta)
     meta = {"inference": cfg.to_meta(), "pass_seconds": [round(float(t), 3) for t in pass_seconds],
+            "stage_seconds": {k: round(v, 3) for k, v in stage_seconds.items()},
             "weights": str(runner.weights), "backend": runner.backend, "runner": runner.description,
             "model_meta": model_meta, **(extra_meta or {})}
     return builder.build(meta)
@@ -206,9 +223,13 @@ def infer_folder(weights: str | os.PathLike, images_dir: str | os.PathLike, out:
     cands = infer_images(runner, images, cfg, progress=progress, extra_meta={"images": str(images_dir)})
     seconds = time.perf_counter() - start
     cands.meta["seconds"] = round(seconds, 2)
+    write_start = time.perf_counter()
     save_candidates(out, cands)
+    stages = dict(cands.meta["stage_seconds"], write=time.perf_counter() - write_start)
+    count = max(len(images), 1)
     log.info("%d images in %.1f s (%.0f ms per image), %d candidates -> %s", len(cands), seconds,
-             1000 * seconds / max(len(images), 1), len(cands.scores), out)
+             1000 * seconds / count, len(cands.scores), out)
+    log.info("ms per image: %s", ", ".join(f"{k} {1000 * v / count:.1f}" for k, v in stages.items()))
     if cands.failed:
         log.error("%d images could not be read: %s", len(cands.failed), ", ".join(cands.failed))
     return cands

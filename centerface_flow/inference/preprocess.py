@@ -174,7 +174,13 @@ def _normalise(image_bgr: np.ndarray, input_format: str, mean: Sequence[float] |
                std: Sequence[float] | None) -> np.ndarray:
     """(H, W, 3) uint8 BGR → (3, H, W) float32 in the checkpoint's pixel format."""
     if input_format == "rgb255":
-        chw = image_bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+        # channel by channel from contiguous planes: numpy's cast of the reversed, transposed view is ~9x slower
+        import cv2
+
+        planes = cv2.split(image_bgr)
+        chw = np.empty((3, *image_bgr.shape[:2]), np.float32)
+        for c in range(3):
+            chw[c] = planes[2 - c]
     elif input_format == "bgr_meanstd":
         if mean is None or std is None:
             raise ValueError("input_format 'bgr_meanstd' needs mean and std")
