@@ -1,6 +1,7 @@
 """Inference to candidates: geometry through every size policy / scale / flip, and `centerface infer`."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,12 @@ def test_infer_command_with_released_onnx(tmp_path, released_onnx):
     cands = load_candidates(out)
     assert cands.failed == ["1--Two/c.jpg"] and len(cands) == 2
     assert len(cands.meta["inference"]["passes"]) == 4
+    # the time per image of each stage is reported, and kept with the candidates
+    assert re.search(r"ms per image: read [\d.]+, preprocess [\d.]+, network [\d.]+, decode [\d.]+, write [\d.]+",
+                     res.stderr), res.stderr
+    stages = cands.meta["stage_seconds"]
+    assert set(stages) == {"read", "preprocess", "network", "decode"}
+    assert all(v >= 0 for v in stages.values()) and stages["network"] > 0
     for i in range(2):
         boxes, scores, lms = cands.image(i)
         assert len(scores) <= 4 * 50 and scores[0] > 0.5, "the astronaut's face"

@@ -112,9 +112,9 @@ def _decode_pass(cfg: InferenceConfig, outputs, b: int, input_hw: tuple[int, int
                         clamp_to=input_hw)
 
 
-#: The parts of the test stage :func:`infer_images` times (seconds summed over the images; ``write`` is the
-#: candidates file).
-STAGES = ("read", "preprocess", "network", "decode", "write")
+#: The parts of the test stage :func:`infer_images` times per image (seconds summed over the images, kept in the
+#: candidates' ``stage_seconds``); :func:`infer_folder` also logs the time of writing the candidates file.
+STAGES = ("read", "preprocess", "network", "decode")
 
 
 def detect_image(runner, image_bgr: np.ndarray, cfg: InferenceConfig,
