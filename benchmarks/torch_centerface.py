@@ -199,7 +199,10 @@ def train(args) -> dict:
         if i:  # the first step allocates and warms caches
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
-    return {"median_step_s": med, "images_per_s": n / med, "steps": len(times)}
+    import resource
+
+    return {"median_step_s": med, "images_per_s": n / med, "steps": len(times),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:

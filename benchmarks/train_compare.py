@@ -79,7 +79,14 @@ def mindspore_worker(args) -> dict:
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
     return {"median_step_s": med, "images_per_s": args.batch / med, "steps": len(times),
-            "native": native.enabled()}
+            "native": native.enabled(), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports ru_maxrss in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
@@ -137,10 +144,11 @@ def compare(args) -> int:
                     results[name] = result
     load_end = " ".join(f"{v:.2f}" for v in os.getloadavg())
     base = results.get("torch eager channels-last", {}).get("images_per_s")
-    print(f"\n{'runtime':30s}{'s/step':>10s}{'images/s':>10s}{'x torch CL':>12s}")
+    print(f"\n{'runtime':30s}{'s/step':>10s}{'images/s':>10s}{'x torch CL':>12s}{'peak RSS MB':>13s}")
     for name, r in results.items():
         ratio = f"{r['images_per_s'] / base:12.2f}" if base else f"{'-':>12s}"
-        print(f"{name:30s}{r['median_step_s']:10.2f}{r['images_per_s']:10.2f}{ratio}")
+        peak = f"{r['peak_rss_mb']:13.0f}" if "peak_rss_mb" in r else f"{'-':>13s}"
+        print(f"{name:30s}{r['median_step_s']:10.2f}{r['images_per_s']:10.2f}{ratio}{peak}")
     print(f"\nbatch {args.batch}, {args.resolution}x{args.resolution}, fp32, median of {args.steps} steps after the "
           f"first, best of {args.rounds} round(s); load average {load_start} at start, {load_end} at end; {os.cpu_count()} CPUs")
     return 0
