@@ -22,6 +22,7 @@
 // Status codes: 1 bad arguments, 2 OpenBLAS could not be loaded.
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -509,13 +510,19 @@ CF_CLONES void DwProjectRow(const float *stem, int64_t ld, int64_t pw, int64_t c
 // The stem's vector width and register tiles for this CPU, chosen once per process: with AVX-512 (32 registers of
 // 16 floats) 8 stem channels and 16 projection outputs are accumulated at once, with AVX2 (16 registers of 8 floats)
 // 4 and 4, each as 2 vectors of 8 pixels; a tile that does not fit in registers spills on every multiply-add.
+// CENTERFACE_STEM_TILES=wide|narrow overrides the choice (both are correct on any CPU; the tests run both).
 inline bool WideVectors() {
+  static const bool wide = [] {
+    const char *forced = std::getenv("CENTERFACE_STEM_TILES");
+    if (forced != nullptr && std::strcmp(forced, "wide") == 0) return true;
+    if (forced != nullptr && std::strcmp(forced, "narrow") == 0) return false;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  static const bool wide = __builtin_cpu_supports("avx512f");
-  return wide;
+    return static_cast<bool>(__builtin_cpu_supports("avx512f"));
 #else
-  return false;
+    return false;
 #endif
+  }();
+  return wide;
 }
 
 template <int A, int L, int kC, int kCo>

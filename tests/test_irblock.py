@@ -2,6 +2,10 @@
 the valid region of a padded input, and as a MindSpore custom operator in graph and pynative mode."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -152,6 +156,18 @@ def test_stem_block_valid_region_equals_unpadded_image():
         out = native.call_kernel("CfStemIrDwRelu", [padded, *params, native.valid_region((h, w), (h0, w0))],
                                  (x.shape[0], params[4].shape[0], (h - 1) // 2 + 1, (w - 1) // 2 + 1))
         assert _rel(out[:, :, :ref.shape[2], :ref.shape[3]], ref) <= TOL, case
+
+
+@pytest.mark.parametrize("tiles", ["wide", "narrow"])
+def test_stem_block_register_tiles_of_both_widths(tiles):
+    """The stem's tiles follow the CPU (16-float vectors with AVX-512, 8-float with AVX2), chosen once per
+    process; CENTERFACE_STEM_TILES forces either, so both are checked on any CPU (in a child process)."""
+    env = {**os.environ, "CENTERFACE_STEM_TILES": tiles}
+    tests = "stem_block_kernel_matches_numpy_twin or stem_block_valid_region_equals_unpadded_image"
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
+                         env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "3 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_stem_block_bad_arguments_are_refused():
