@@ -44,8 +44,24 @@ inline float Activate(float v) {
 // and c > valid_w, else the input column c - 1 (with the expansion's bias and activation, for PadRow). With stride 1
 // the row is stored as it is; with stride 2 it is stored split, the even columns first and then the odd ones
 // (SplitEven(w) floats, then the rest), so that each of the three taps of a stride-2 output row is a unit-stride
-// run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]).
+// run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]; for an even w the last odd
+// column, the right padding, is never read).
 inline int64_t SplitEven(int64_t w) { return (w + 3) / 2; }
+
+// even[j] = x[2j] (j < wo), odd[j] = x[2j - 1] (j <= wo; odd[0] = 0), zero where the column is >= vw.
+CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float *__restrict even,
+                        float *__restrict odd) {
+  odd[0] = 0.0f;
+  const int64_t pairs = vw / 2 < wo ? vw / 2 : wo;  // j with both 2j and 2j + 1 inside the valid columns
+  for (int64_t j = 0; j < pairs; ++j) {
+    even[j] = x[2 * j];
+    odd[j + 1] = x[2 * j + 1];
+  }
+  for (int64_t j = pairs; j < wo; ++j) {
+    even[j] = 2 * j < vw ? x[2 * j] : 0.0f;
+    odd[j + 1] = 2 * j + 1 < vw ? x[2 * j + 1] : 0.0f;
+  }
+}
 
 // dst = the padded row of act(src + b) (see above).
 template <int A, int S>
@@ -84,16 +100,8 @@ inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t 
     for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
     return;
   }
-  float *even = dst, *odd = dst + SplitEven(w);
-  even[0] = 0.0f;
-  for (int64_t c = 1; c < w + 2; ++c) {
-    const float v = c <= valid_w ? src[c - 1] : 0.0f;
-    if (c % 2 == 0) {
-      even[c / 2] = v;
-    } else {
-      odd[c / 2] = v;
-    }
-  }
+  // padded column 2k + 1 is input column 2k and 2k + 2 is 2k + 1: SplitRow's even / odd columns, in that order
+  SplitRow(src, valid_w, (w + 1) / 2, dst + SplitEven(w), dst);
 }
 
 // One depthwise output row from three padded input rows r0, r1, r2 of an input row w floats wide (w + 2 with the
@@ -426,21 +434,6 @@ CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, con
     float *row = out + c * ld;
     row[0] = 0.0f;
     for (int64_t j = vwo; j <= wo; ++j) row[1 + j] = 0.0f;
-  }
-}
-
-// even[j] = x[2j] (j < wo), odd[j] = x[2j - 1] (j <= wo; odd[0] = 0), zero where the column is >= vw.
-CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float *__restrict even,
-                        float *__restrict odd) {
-  odd[0] = 0.0f;
-  const int64_t pairs = vw / 2 < wo ? vw / 2 : wo;  // j with both 2j and 2j + 1 inside the valid columns
-  for (int64_t j = 0; j < pairs; ++j) {
-    even[j] = x[2 * j];
-    odd[j + 1] = x[2 * j + 1];
-  }
-  for (int64_t j = pairs; j < wo; ++j) {
-    even[j] = 2 * j < vw ? x[2 * j] : 0.0f;
-    odd[j + 1] = 2 * j + 1 < vw ? x[2 * j + 1] : 0.0f;
   }
 }
 
