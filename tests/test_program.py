@@ -92,6 +92,17 @@ def test_untraceable_network_is_refused():
     with pytest.raises(TraceError, match="not produced by a kernel"):
         trace(Scaled(net))
 
+    class Masked(nn.Cell):  # a kernel fed a plain tensor (not a parameter, not a kernel's output)
+        def __init__(self):
+            super().__init__()
+            self.mask = native.mask_op()
+
+        def construct(self, x):
+            return self.mask(x, ms.Tensor(np.zeros(4, np.float32)))
+
+    with pytest.raises(TraceError, match="neither a parameter nor the output of a kernel"):
+        trace(Masked())
+
 
 def test_damaged_program_is_an_error():
     ms = runtime.mindspore("pynative")
@@ -102,6 +113,7 @@ def test_damaged_program_is_an_error():
     x = ms.Tensor(np.zeros((1, 3, 64, 64), np.float32))
     words = program.program.asnumpy().copy()
     for damage in (lambda w: w.__setitem__(0, 99),           # unknown version
+                   lambda w: w.__setitem__(7, ord("X")),     # a kernel name the library does not have
                    lambda w: w.__setitem__(slice(20, None), 0)):  # truncated operations
         broken = words.copy()
         damage(broken)

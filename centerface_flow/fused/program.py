@@ -22,7 +22,7 @@ import numpy as np
 
 from centerface_flow.ops import native
 
-__all__ = ["NetworkProgram", "TraceError", "trace"]
+__all__ = ["NetworkProgram", "Trace", "TraceError", "trace"]
 
 _VERSION = 2
 _SLOT, _WEIGHT, _LIVE = 0, 1, 2
@@ -44,13 +44,14 @@ class _Call:
     outputs: tuple  # (slot, channels, source slot, rule_h, rule_w)
 
 
+def _apply_rule(v: int, rule: int) -> int:
+    return {_SAME: v, _HALVED: (v - 1) // 2 + 1, _DOUBLED: 2 * v}[rule]
+
+
 def _rule(src: int, out: int) -> int:
-    if out == src:
-        return _SAME
-    if out == (src - 1) // 2 + 1:
-        return _HALVED
-    if out == 2 * src:
-        return _DOUBLED
+    for rule in (_SAME, _HALVED, _DOUBLED):
+        if _apply_rule(src, rule) == out:
+            return rule
     raise TraceError(f"an output side of {out} does not follow from an input side of {src}")
 
 
@@ -77,11 +78,21 @@ def _recording(calls: list, tensors: dict):
         ops.Custom.__call__ = original
 
 
-def trace(net) -> tuple[np.ndarray, np.ndarray, list, int]:
-    """Run ``net`` (folded, native kernels, pynative mode) once at :data:`TRACE_SHAPE` and return ``(program,
-    weights, live, n_outputs)``: the int64 program of ``kernels/program.cc``, the frozen weights one after the other
-    (float32), the parameters read on every call (the valid region), and the number of network outputs. Raises
-    :class:`TraceError` if the network cannot be expressed."""
+@dataclass(frozen=True)
+class Trace:
+    """What :func:`trace` recorded: the int64 ``program`` of ``kernels/program.cc``, the frozen ``weights`` one
+    after the other (float32), the ``live`` parameters read on every call (the valid region), and per network
+    output its channels and the chain of (rule_h, rule_w) from the input to it."""
+
+    program: np.ndarray
+    weights: np.ndarray
+    live: list
+    outputs: list
+
+
+def trace(net) -> Trace:
+    """Run ``net`` (folded, native kernels, pynative mode) once at :data:`TRACE_SHAPE` and return its
+    :class:`Trace`. Raises :class:`TraceError` if the network cannot be expressed."""
     import mindspore as ms
 
     from centerface_flow.fused.fold import REGION_NAME
@@ -150,7 +161,16 @@ def trace(net) -> tuple[np.ndarray, np.ndarray, list, int]:
             words += list(out)
     words += [slots[id(r)] for r in results]
     blob = np.concatenate([v.ravel() for v in values]) if values else np.zeros(1, np.float32)
-    return np.asarray(words, np.int64), blob, live, len(results)
+    producers = {out[0]: out[1:] for call in program_calls for out in call.outputs}  # slot -> (c, source, rules)
+    outputs = []
+    for r in results:
+        slot, chain = slots[id(r)], []
+        while slot != 0:
+            _, source, rule_h, rule_w = producers[slot]
+            chain.append((rule_h, rule_w))
+            slot = source
+        outputs.append((shapes[slots[id(r)]][1], chain[::-1]))
+    return Trace(np.asarray(words, np.int64), blob, live, outputs)
 
 
 class NetworkProgram:
@@ -161,10 +181,12 @@ class NetworkProgram:
         import mindspore as ms
         from mindspore import ops
 
-        words, weights, self.live, n_outputs = trace(net)
-        self.program = ms.Tensor(words)
-        self.weights = ms.Tensor(weights)
-        self._output_rules = self._rules(words)
+        traced = trace(net)
+        self.program = ms.Tensor(traced.program)
+        self.weights = ms.Tensor(traced.weights)
+        self.live = traced.live
+        self._outputs = traced.outputs
+        n_outputs = len(traced.outputs)
 
         def out_shape(x, *_):
             return [self.output_shape(x, i) for i in range(n_outputs)]
@@ -172,41 +194,12 @@ class NetworkProgram:
         self.op = ops.Custom(f"{native.library_path()}:CfProgram", out_shape=out_shape,
                              out_dtype=lambda x, *_: [x] * n_outputs, func_type="aot")
 
-    @staticmethod
-    def _rules(words: np.ndarray) -> list:
-        """For each network output, its channels and the chain of (rule_h, rule_w) from the input."""
-        words = [int(w) for w in words]
-        _, n_names, _, n_ops, n_outputs, n_weights = words[:6]
-        pos = 6
-        for _ in range(n_names):
-            pos += 1 + words[pos]
-        pos += 6 * n_weights
-        producers = {}
-        for _ in range(n_ops):
-            n_in = words[pos + 1]
-            pos += 2 + 2 * n_in
-            n_out = words[pos]
-            pos += 1
-            for _ in range(n_out):
-                slot, channels, source, rule_h, rule_w = words[pos:pos + 5]
-                producers[slot] = (channels, source, rule_h, rule_w)
-                pos += 5
-        rules = []
-        for slot in words[pos:pos + n_outputs]:
-            channels, chain = producers[slot][0], []
-            while slot != 0:
-                _, source, rule_h, rule_w = producers[slot]
-                chain.append((rule_h, rule_w))
-                slot = source
-            rules.append((channels, chain[::-1]))
-        return rules
-
     def output_shape(self, x_shape, index: int) -> list:
-        channels, chain = self._output_rules[index]
+        """The shape of network output ``index`` for an input of shape ``x_shape``."""
+        channels, chain = self._outputs[index]
         h, w = x_shape[2], x_shape[3]
-        apply = {_SAME: lambda v: v, _HALVED: lambda v: (v - 1) // 2 + 1, _DOUBLED: lambda v: 2 * v}
         for rule_h, rule_w in chain:
-            h, w = apply[rule_h](h), apply[rule_w](w)
+            h, w = _apply_rule(h, rule_h), _apply_rule(w, rule_w)
         return [x_shape[0], channels, h, w]
 
     def __call__(self, x):
