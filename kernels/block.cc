@@ -1,20 +1,31 @@
 // A whole MobileNetV2 inverted-residual block for inference (BatchNorm folded) in one MindSpore AOT custom
 // operator: 1x1 expansion + bias + activation -> 3x3 depthwise (stride 1 or 2, padding 1) + bias + activation ->
-// 1x1 projection + bias (+ the block input, when the block has a residual connection).
+// 1x1 projection + bias (+ the block input, when the block has a residual connection); and the network's stem
+// fused with its first block.
 //
 // Run layer by layer, the expanded tensor (6x the block's input channels, at the input resolution) is written to
 // memory by the expansion and read back by the depthwise convolution, and the depthwise output again by the
 // projection; at the high-resolution blocks of the network this memory traffic, not arithmetic, is the cost. Here
-// each thread takes a contiguous run of bands of output rows and, band by band, expands just the input rows the band
-// needs into a buffer that stays in its cache (the 1 or 2 rows it shares with the previous band are kept, not
-// recomputed), convolves it, and projects the result straight into the output: the expanded tensor never exists in
-// full. The two 1x1 convolutions are GEMMs in OpenBLAS (see cf_blas.h).
+// each thread takes a contiguous run of output rows and keeps only the three expanded input rows the current output
+// row needs, in a ring of rows that stays in its cache (each input row is expanded once per thread); the depthwise
+// output of one row goes to a buffer in cache and the projection reads it from there: neither the expanded nor the
+// depthwise tensor exists in full (RunBlock).
+//
+// There, both 1x1 convolutions are register-tiled matrix products written here rather than BLAS calls: their bias,
+// activation, zero padding and (for stride 2) even/odd column split are applied while a tile is still in registers,
+// and the weights are read in place (a BLAS GEMM packs both operands again on every call, and separate bias /
+// padding passes over the expanded rows cost about as much as the small-K products themselves). A tile is 16
+// pixels of one row, so rows much narrower than that waste part of it: small, low-resolution blocks (expanded image
+// up to CENTERFACE_BLOCK_WHOLE_KB) are instead computed on whole images with OpenBLAS GEMMs over all pixels at once
+// (WholeImage; see cf_blas.h).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
 //                                wp (Cout,E,1,1), bp (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
 //   CfIrDwS{1,2}{Relu,Relu6}(x, wd (Cin,1,3,3), bd, wp (Cout,Cin,1,1), bp, valid) -> y
 //       a block without expansion (MobileNetV2's first, t = 1): depthwise on x itself, then the projection
+//   CfStemIrDw{Relu,Relu6}(x (N,Cin,H,W), ws (C,Cin,3,3), bs (C,), wd (C,1,3,3), bd, wp (Cout,C,1,1), bp, valid)
+//       -> y (N,Cout,Ho,Wo): the stem (3x3 stride 2) and the first block (no expansion, stride 1)
 // with Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1; `Res` adds x (needs s == 1 and Cin == Cout). `valid` is the
 // valid-region input of kernels/depthwise.cc: expanded values at input rows / columns outside the image are taken as
 // zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
@@ -41,7 +52,7 @@ inline float Activate(float v) {
 }
 
 // A zero-padded input row of the depthwise convolution: padded column c (0 <= c < w + 2) holds v(c) = 0 for c == 0
-// and c > valid_w, else the input column c - 1 (with the expansion's bias and activation, for PadRow). With stride 1
+// and c > valid_w, else the input column c - 1 (after the expansion, ExpandRow). With stride 1
 // the row is stored as it is; with stride 2 it is stored split, the even columns first and then the odd ones
 // (SplitEven(w) floats, then the rest), so that each of the three taps of a stride-2 output row is a unit-stride
 // run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]; for an even w the last odd
@@ -61,6 +72,19 @@ CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float
     even[j] = 2 * j < vw ? x[2 * j] : 0.0f;
     odd[j + 1] = 2 * j + 1 < vw ? x[2 * j + 1] : 0.0f;
   }
+}
+
+// dst = the padded row of src (see above).
+template <int S>
+inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t w, int64_t valid_w) {
+  if (S == 1) {
+    dst[0] = 0.0f;
+    std::memcpy(dst + 1, src, sizeof(float) * valid_w);
+    for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
+    return;
+  }
+  // padded column 2k + 1 is input column 2k and 2k + 2 is 2k + 1: SplitRow's even / odd columns, in that order
+  SplitRow(src, valid_w, (w + 1) / 2, dst + SplitEven(w), dst);
 }
 
 // dst = the padded row of act(src + b) (see above).
@@ -91,43 +115,310 @@ CF_CLONES void PadRow(const float *__restrict src, float *__restrict dst, float 
   }
 }
 
-// dst = the padded row of src (see above).
-template <int S>
-inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t w, int64_t valid_w) {
-  if (S == 1) {
-    dst[0] = 0.0f;
-    std::memcpy(dst + 1, src, sizeof(float) * valid_w);
-    for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
-    return;
-  }
-  // padded column 2k + 1 is input column 2k and 2k + 2 is 2k + 1: SplitRow's even / odd columns, in that order
-  SplitRow(src, valid_w, (w + 1) / 2, dst + SplitEven(w), dst);
+// Vectors of L floats: L = 16 (one AVX-512 register) or 8 (one AVX2 register). The width is a template argument,
+// not one wide type for every clone: GCC lowers a 16-float vector on AVX2 through the stack, not into register
+// pairs, which made the stem 4x slower there. The stem is tiled in 16 output pixels (kJ = 16 / L vectors).
+template <int L>
+struct Vec;
+template <>
+struct Vec<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
+
+template <int L>
+inline typename Vec<L>::type Load(const float *p) {
+  typename Vec<L>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
 }
 
-// One depthwise output row from three padded input rows r0, r1, r2 of an input row w floats wide (w + 2 with the
-// padding; stored split for S = 2, see PadRow).
-template <int A, int S>
-CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
-                     const float *k, float b, int64_t w, int64_t wo, float *__restrict out) {
-  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
-  if (S == 1) {
-#pragma omp simd
-    for (int64_t j = 0; j < wo; ++j) {
-      const float v = b + k0 * r0[j] + k1 * r0[j + 1] + k2 * r0[j + 2] + k3 * r1[j] + k4 * r1[j + 1] +
-                      k5 * r1[j + 2] + k6 * r2[j] + k7 * r2[j + 1] + k8 * r2[j + 2];
-      out[j] = Activate<A>(v);
-    }
-    return;
+template <int L>
+inline void Store(float *p, typename Vec<L>::type v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <int A, int L>
+inline typename Vec<L>::type ActivateVec(typename Vec<L>::type v) {
+  typedef typename Vec<L>::type V;
+  const V zero = {};
+  v = v > zero ? v : zero;
+  if (A == kRelu6) {
+    const V six = zero + 6.0f;
+    v = v < six ? v : six;
   }
-  const int64_t ne = SplitEven(w);
-  const float *o0 = r0 + ne, *o1 = r1 + ne, *o2 = r2 + ne;
-#pragma omp simd
-  for (int64_t j = 0; j < wo; ++j) {
-    const float v = b + k0 * r0[j] + k1 * o0[j] + k2 * r0[j + 1] + k3 * r1[j] + k4 * o1[j] + k5 * r1[j + 1] +
-                    k6 * r2[j] + k7 * o2[j] + k8 * r2[j + 1];
-    out[j] = Activate<A>(v);
+  return v;
+}
+
+// The vector width and register tiles for this CPU, chosen once per process: with AVX-512 (32 registers of 16
+// floats) one vector of 16 pixels per channel, 8 stem channels and 12 outputs of a 1x1 convolution at once; with
+// AVX2 (16 registers of 8 floats) two vectors per channel, 4 stem channels and 6 outputs. A tile that does not fit
+// in registers spills on every multiply-add. CENTERFACE_TILES=wide|narrow overrides the choice (both are correct
+// on any CPU; the tests run both).
+inline bool WideVectors() {
+  static const bool wide = [] {
+    const char *forced = std::getenv("CENTERFACE_TILES");
+    if (forced != nullptr && std::strcmp(forced, "wide") == 0) return true;
+    if (forced != nullptr && std::strcmp(forced, "narrow") == 0) return false;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    return static_cast<bool>(__builtin_cpu_supports("avx512f"));
+#else
+    return false;
+#endif
+  }();
+  return wide;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Register tiles of the 1x1 convolutions: kM output channels x kTile pixels (kTile / L vectors per channel) are
+// accumulated in registers over all input channels; the caller applies bias, activation, residual and layout on
+// the way out. kM is 6 with AVX2 (12 accumulators, 2 vectors of B and a broadcast: 15 of the 16 registers) and 12
+// with AVX-512.
+
+constexpr int64_t kTile = 16;  // pixels per tile
+
+template <int L>
+using VecOf = typename Vec<L>::type;
+
+#define CF_INLINE __attribute__((always_inline)) inline
+
+// acc[i] = bias[i] + sum_kk a[i * lda + kk] * b[kk * ldb .. + kTile) for i < m (1 <= m <= kM; the rows past m
+// repeat row m - 1, so that the last, short panel of a matrix needs no code of its own). A's rows and B's rows are
+// read where they are (B's kTile floats of a row must be readable).
+template <int L, int kM>
+CF_INLINE void TileProduct(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb, const float *bias,
+                           int m, VecOf<L> (&acc)[kM][kTile / L]) {
+  constexpr int kJ = kTile / L;
+  const float *rows[kM];
+#pragma GCC unroll 16
+  for (int i = 0; i < kM; ++i) {
+    const int r = i < m ? i : m - 1;
+    rows[i] = a + r * lda;
+#pragma GCC unroll 2
+    for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
+  }
+  for (int64_t kk = 0; kk < k; ++kk) {
+    VecOf<L> v[kJ];
+#pragma GCC unroll 2
+    for (int q = 0; q < kJ; ++q) v[q] = Load<L>(b + kk * ldb + q * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < kM; ++i) {
+      const float s = rows[i][kk];
+#pragma GCC unroll 2
+      for (int q = 0; q < kJ; ++q) acc[i][q] += s * v[q];
+    }
   }
 }
+
+// Stores `count` consecutive pixels t[0 .. count) of one channel, input columns j .. j + count of one row, into
+// the row's padded depthwise input `out` (see SplitEven): input column c is padded column c + 1, for S = 2 in the
+// half of its parity.
+template <int S>
+CF_INLINE void StoreSegment(const float *t, int64_t count, float *out, int64_t j, int64_t w) {
+  if (S == 1) {
+    std::memcpy(out + 1 + j, t, sizeof(float) * count);
+    return;
+  }
+  float *even = out, *odd = out + SplitEven(w);
+  float *first = ((j + 1) % 2 == 0 ? even : odd) + (j + 1) / 2;   // padded columns j + 1, j + 3, ...
+  float *second = ((j + 2) % 2 == 0 ? even : odd) + (j + 2) / 2;  // padded columns j + 2, j + 4, ...
+  for (int64_t u = 0; u + 1 < count; u += 2) {
+    first[u / 2] = t[u];
+    second[u / 2] = t[u + 1];
+  }
+  if (count % 2 == 1) first[count / 2] = t[count - 1];
+}
+
+// Stores a tile's even lanes (0, 2, .. 14) at `even_lanes` and its odd lanes at `odd_lanes`, 8 floats each; the
+// tile is lo, hi for L = 8 (two vectors) and lo alone for L = 16.
+template <int L>
+CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *odd_lanes) {
+  if constexpr (L == 8) {
+    typedef int Index __attribute__((vector_size(32)));
+    Store<8>(even_lanes, __builtin_shuffle(lo, hi, Index{0, 2, 4, 6, 8, 10, 12, 14}));
+    Store<8>(odd_lanes, __builtin_shuffle(lo, hi, Index{1, 3, 5, 7, 9, 11, 13, 15}));
+  } else {
+    typedef int Index __attribute__((vector_size(64)));
+    float t[16];
+    Store<16>(t, __builtin_shuffle(lo, Index{0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15}));
+    std::memcpy(even_lanes, t, sizeof(float) * 8);
+    std::memcpy(odd_lanes, t + 8, sizeof(float) * 8);
+    (void)hi;
+  }
+}
+
+// The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
+// expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows pw floats apart) becomes the padded
+// row of act(be[e] + sum_k we[e * cin + k] * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
+// elsewhere. The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
+// waste nothing but the last tile; a tile that crosses a row end is stored in two segments. `scratch` (cin x kTile
+// floats) takes a short last tile.
+template <int A, int S, int L, int kM>
+CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float *we, const float *be, int64_t ne,
+                          int64_t w, int64_t vw, int64_t r0, int64_t rows, float *ring, int64_t ldc, int64_t ring_rows,
+                          float *scratch) {
+  constexpr int kJ = kTile / L;
+  const int64_t pw = w + 2, total = rows * w;
+  const float *xr = x + r0 * w;
+  for (int64_t p = 0; p < total; p += kTile) {
+    const int64_t cols = total - p < kTile ? total - p : kTile;
+    const float *b = xr + p;
+    int64_t ldb = ldx;
+    if (cols < kTile) {
+      for (int64_t k = 0; k < cin; ++k) {
+        std::memcpy(scratch + k * kTile, xr + k * ldx + p, sizeof(float) * cols);
+        std::memset(scratch + k * kTile + cols, 0, sizeof(float) * (kTile - cols));
+      }
+      b = scratch;
+      ldb = kTile;
+    } else {
+      // a tile's rows are cin cache lines a plane apart: too many streams for the hardware prefetcher
+      for (int64_t k = 0; k < cin && p + 4 * kTile < total; ++k) __builtin_prefetch(xr + k * ldx + p + 4 * kTile);
+    }
+    // the tile row by row: one segment, or more where it crosses row ends (pixel offset, count, ring row, column)
+    int64_t seg_at[kTile], seg_count[kTile], seg_col[kTile], segments = 0;
+    float *seg_row[kTile];
+    for (int64_t done = 0, q = p; done < cols; ++segments) {
+      const int64_t rr = r0 + q / w, cc = q % w, count = w - cc < cols - done ? w - cc : cols - done;
+      seg_at[segments] = done;
+      seg_count[segments] = count;
+      seg_col[segments] = cc;
+      seg_row[segments] = ring + ((rr + ring_rows) % ring_rows) * pw;
+      done += count;
+      q += count;
+    }
+    // a whole tile in one row is stored as vectors: for S = 2 its even and odd lanes to their halves of the row
+    const bool whole = segments == 1 && cols == kTile;
+    const int64_t c = seg_col[0], half = SplitEven(w);
+    const int64_t lanes_even = S == 1 ? 1 + c : ((c + 1) % 2 == 0 ? 0 : half) + (c + 1) / 2;  // padded c + 1, c + 3..
+    const int64_t lanes_odd = ((c + 2) % 2 == 0 ? 0 : half) + (c + 2) / 2;                   // padded c + 2, c + 4..
+    for (int64_t e0 = 0; e0 < ne; e0 += kM) {
+      const int m = ne - e0 < kM ? static_cast<int>(ne - e0) : kM;
+      VecOf<L> acc[kM][kJ];
+      TileProduct<L, kM>(cin, we + e0 * cin, cin, b, ldb, be + e0, m, acc);
+#pragma GCC unroll 16
+      for (int i = 0; i < kM; ++i) {
+        if (i >= m) break;
+        if (whole) {
+          float *out = seg_row[0] + (e0 + i) * ldc;
+          if (S == 1) {
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) Store<L>(out + lanes_even + q * L, ActivateVec<A, L>(acc[i][q]));
+          } else {
+            StoreSplit<L>(ActivateVec<A, L>(acc[i][0]), ActivateVec<A, L>(acc[i][kJ - 1]), out + lanes_even,
+                          out + lanes_odd);
+          }
+          continue;
+        }
+        float t[kTile];
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) Store<L>(t + q * L, ActivateVec<A, L>(acc[i][q]));
+        for (int64_t g = 0; g < segments; ++g)
+          StoreSegment<S>(t + seg_at[g], seg_count[g], seg_row[g] + (e0 + i) * ldc, seg_col[g], w);
+      }
+    }
+  }
+  for (int64_t r = r0; r < r0 + rows; ++r) {  // the zero padding: column 0 and the columns past the valid ones
+    float *row = ring + ((r + ring_rows) % ring_rows) * pw;
+    for (int64_t e = 0; e < ne; ++e) {
+      float *even = row + e * ldc, *odd = even + SplitEven(w);
+      even[0] = 0.0f;
+      for (int64_t col = vw + 1; col <= w + 1; ++col) {
+        if (S == 1) {
+          even[col] = 0.0f;
+        } else if (col % 2 == 0) {
+          even[col / 2] = 0.0f;
+        } else {
+          odd[col / 2] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+// One depthwise output row (3x3, stride S, + bias + activation) of one channel, `count` pixels from three padded
+// input rows (split for S = 2, see SplitEven). The three kernel rows are summed separately: three chains of 3
+// multiply-adds are shorter than one of 9.
+template <int A, int S>
+CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
+                     const float *k, float b, int64_t w, int64_t count, float *__restrict out) {
+  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+  const int64_t mid = S == 1 ? 1 : SplitEven(w), right = S == 1 ? 2 : 1;  // offsets of the 2nd and 3rd taps
+#pragma omp simd
+  for (int64_t j = 0; j < count; ++j) {
+    const float top = b + k0 * r0[j] + k1 * r0[j + mid] + k2 * r0[j + right];
+    const float centre = k3 * r1[j] + k4 * r1[j + mid] + k5 * r1[j + right];
+    const float bottom = k6 * r2[j] + k7 * r2[j + mid] + k8 * r2[j + right];
+    out[j] = Activate<A>(top + (centre + bottom));
+  }
+}
+
+// The `cout` projection outputs of kTile pixels (columns j .. j + cols of y) from the depthwise values b (ne rows
+// ldb apart, kTile readable floats each), + bias (+ the residual res, rows ldr apart), into y (rows ldy apart); kM
+// outputs at a time.
+template <bool R, int L, int kM>
+CF_INLINE void ProjectPanels(int64_t cout, const float *b, int64_t ldb, int64_t ne, const float *wp, const float *bp,
+                             const float *res, int64_t ldr, float *y, int64_t ldy, int64_t j, int64_t cols) {
+  constexpr int kJ = kTile / L;
+  for (int64_t co0 = 0; co0 < cout; co0 += kM) {
+    const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
+    VecOf<L> acc[kM][kJ];
+    TileProduct<L, kM>(ne, wp + co0 * ne, ne, b, ldb, bp + co0, m, acc);
+#pragma GCC unroll 16
+    for (int i = 0; i < kM; ++i) {
+      if (i >= m) break;
+      float *out = y + (co0 + i) * ldy + j;
+      const float *r = R ? res + (co0 + i) * ldr + j : nullptr;
+      if (cols == kTile) {
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) Store<L>(out + q * L, R ? acc[i][q] + Load<L>(r + q * L) : acc[i][q]);
+      } else {
+        float t[kTile];
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) Store<L>(t + q * L, acc[i][q]);
+        for (int64_t u = 0; u < cols; ++u) out[u] = R ? t[u] + r[u] : t[u];
+      }
+    }
+  }
+}
+
+// `rows` output rows of depthwise 3x3 (stride S) + bias + activation of `ne` channels into `dw` (per
+// channel the rows' wo-pixel runs one after the other, channels ldd >= rows * wo rounded up to kTile apart; in
+// cache), then the 1x1 projection to `cout` channels + bias (+ residual) from there, kTile pixels of the run at a
+// time (y's rows are contiguous too). Channel 0's padded input row i is at ring + ((i + R) % R) * pw, channels ldc
+// apart, and output row o0 + g reads input rows i0 + g * S .. + 2. Tiles past the run's end read, and never store,
+// the buffer's last floats.
+template <int A, int S, bool R, int L, int kM>
+CF_CLONES void DwProjectRows(const float *ring, int64_t ring_rows, int64_t ldc, int64_t i0, int64_t rows, int64_t ne,
+                             int64_t w, const float *wd, const float *bd, const float *wp, const float *bp,
+                             int64_t cout, int64_t wo, const float *res, int64_t ldr, float *y, int64_t ldy,
+                             float *dw, int64_t ldd) {
+  const int64_t pw = w + 2;
+  for (int64_t g = 0; g < rows; ++g) {
+    const int64_t i = i0 + g * S;  // the first of the three input rows
+    const float *t0 = ring + ((i + ring_rows) % ring_rows) * pw, *t1 = ring + ((i + 1 + ring_rows) % ring_rows) * pw,
+                *t2 = ring + ((i + 2 + ring_rows) % ring_rows) * pw;
+    for (int64_t ch = 0; ch < ne; ++ch)
+      DwRow<A, S>(t0 + ch * ldc, t1 + ch * ldc, t2 + ch * ldc, wd + 9 * ch, bd[ch], w, wo, dw + ch * ldd + g * wo);
+  }
+  const int64_t total = rows * wo;
+  for (int64_t p = 0; p < total; p += kTile)
+    ProjectPanels<R, L, kM>(cout, dw + p, ldd, ne, wp, bp, res, ldr, y, ldy, p, total - p < kTile ? total - p : kTile);
+}
+
+// Output pixels per group of rows that RunBlock computes together: rows narrower than this are grouped, so that the
+// projection's tiles are not mostly padding.
+constexpr int64_t kGroupPixels = 64;
+
+struct Shape {
+  int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
+};
+
+// Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
+enum Expand { kNoExpand = 0, kPointwise = 1 };
 
 // y[c, cols] += bias[c] (+ res[c, cols]) over `count` columns of each output channel row (ld apart).
 CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t cout, int64_t count, int64_t ld) {
@@ -145,28 +436,15 @@ CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t co
   }
 }
 
-// Bytes of band buffers per thread: CENTERFACE_BLOCK_BAND_KB (a tuning knob), default 1 MB.
-inline int64_t BandBytes() {
-  static const int64_t bytes = [] {
-    const int64_t kb = EnvInt("CENTERFACE_BLOCK_BAND_KB", 0);
-    return (kb > 0 ? kb : 1024) * 1024;
-  }();
-  return bytes;
-}
-
-// Largest expanded image (E x H x W floats, in bytes) computed whole rather than in bands:
+// Largest expanded image (E x H x W floats, in bytes) computed whole (WholeImage) rather than row by row:
 // CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 3 MB.
 inline int64_t WholeBytes() {
   const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
   return (kb >= 0 ? kb : 3072) * 1024;
 }
 
-struct Shape {
-  int64_t n, cin, h, w, e, cout, ho, wo, valid_h, valid_w;
-};
-
-// The block on whole images, for the small (low-resolution) ones: in bands, every thread would read both weight
-// matrices and OpenBLAS would pack them again for every band, while here they are read once. Phase 1 splits the
+// The block on whole images with OpenBLAS, for the small (low-resolution) ones, whose rows are too narrow for
+// RunBlock's 16-pixel tiles; each weight matrix is packed once per call. Phase 1 splits the
 // expanded channels between the threads (expansion GEMM over the whole image, then the depthwise convolution one
 // channel plane at a time) into a buffer of all depthwise outputs; phase 2 splits the output pixels (projection
 // GEMM, bias, residual; splitting the output channels instead makes the GEMMs too flat when Cout is small).
@@ -218,8 +496,57 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
   });
 }
 
-// Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
-enum Expand { kNoExpand = 0, kPointwise = 1 };
+template <int A, int S, bool R, int X, int L, int kM>
+void RunBlock(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
+              const float *wp, const float *bp, float *y) {
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2;
+  const int64_t group = (kGroupPixels + s.wo - 1) / s.wo;  // output rows computed together
+  // per channel a ring of the padded input rows a group needs: input row i is in ring row (i + R) % R
+  const int64_t ring_rows = (group - 1) * S + 3, ldc = ring_rows * pw;
+  const int64_t ldd = (group * s.wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
+  cf_threads::Parallel([&](int t, int threads) {
+    static thread_local std::vector<float> ring, dw, scratch;
+    if (static_cast<int64_t>(ring.size()) < s.e * ldc + 2 * kTile) ring.resize(s.e * ldc + 2 * kTile);
+    if (static_cast<int64_t>(dw.size()) < s.e * ldd + kTile) dw.resize(s.e * ldd + kTile);
+    if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
+    // a contiguous run of output rows per thread, so that each thread expands an input row once
+    int64_t first, last;
+    cf_threads::Split(s.n * s.ho, t, threads, &first, &last);
+    int64_t next = 0;  // the next input row of the current image to put in the ring
+    for (int64_t item = first; item < last;) {
+      const int64_t n = item / s.ho, o0 = item % s.ho;
+      int64_t rows = group;  // this group's output rows: within the thread's run and the image
+      if (rows > last - item) rows = last - item;
+      if (rows > s.ho - o0) rows = s.ho - o0;
+      const float *xn = x + n * s.cin * hw;
+      if (item == first || o0 == 0) next = o0 * S - 1;
+      const int64_t need = (o0 + rows - 1) * S + 1;  // the group's last input row
+      // rows outside the image are zero; the valid ones are expanded in one run
+      const int64_t v0 = next > 0 ? next : 0, v1 = need + 1 < s.valid_h ? need + 1 : s.valid_h;
+      for (int64_t i = next; i <= need; ++i) {
+        if (i >= v0 && i < v1) continue;
+        float *slot = ring.data() + ((i + ring_rows) % ring_rows) * pw;
+        for (int64_t e = 0; e < s.e; ++e) std::memset(slot + e * ldc, 0, sizeof(float) * pw);
+      }
+      if (v1 > v0) {
+        if (X) {
+          ExpandRows<A, S, L, kM>(xn, hw, s.cin, we, be, s.e, s.w, s.valid_w, v0, v1 - v0, ring.data(), ldc,
+                                  ring_rows, scratch.data());
+        } else {
+          for (int64_t i = v0; i < v1; ++i) {
+            float *slot = ring.data() + ((i + ring_rows) % ring_rows) * pw;
+            for (int64_t e = 0; e < s.e; ++e) PadCopy<S>(xn + e * hw + i * s.w, slot + e * ldc, s.w, s.valid_w);
+          }
+        }
+      }
+      next = need + 1;
+      DwProjectRows<A, S, R, L, kM>(ring.data(), ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout, s.wo,
+                                    R ? xn + o0 * s.w : nullptr, hw, y + n * s.cout * howo + o0 * s.wo, howo,
+                                    dw.data(), ldd);
+      item += rows;
+    }
+  });
+}
 
 template <int A, int S, bool R, int X>
 int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
@@ -243,7 +570,7 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   if (R && (S != 1 || s.cin != s.cout)) return 1;
   // valid region (cf_common.h ValidPlane)
   if (!ValidPlane(static_cast<const float *>(params[5 + off]), s.h, s.w, &s.valid_h, &s.valid_w)) return 1;
-  if (!cf_blas::LoadBlas()) return 2;
+  if (s.n == 0) return 0;
   const float *x = static_cast<const float *>(params[0]);
   const float *we = X ? static_cast<const float *>(params[1]) : nullptr;
   const float *be = X ? static_cast<const float *>(params[2]) : nullptr;
@@ -253,84 +580,13 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
   const float *bp = static_cast<const float *>(params[4 + off]);
   float *y = static_cast<float *>(params[out]);
   if (s.e * s.h * s.w * 4 <= WholeBytes()) {
+    if (!cf_blas::LoadBlas()) return 2;
     WholeImage<A, S, R, X>(s, x, we, be, wd, bd, wp, bp, y);
-    return 0;
+  } else if (WideVectors()) {
+    RunBlock<A, S, R, X, 16, 12>(s, x, we, be, wd, bd, wp, bp, y);
+  } else {
+    RunBlock<A, S, R, X, 8, 6>(s, x, we, be, wd, bd, wp, bp, y);
   }
-
-  // Output rows per band: the band's buffers (expanded rows, padded copy, depthwise rows) within BandBytes(), but
-  // no more than an even share of the image per thread (every thread gets work).
-  const int64_t per_out_row = s.e * 4 * (S * (2 * s.w + 2) + s.wo);
-  int64_t band = BandBytes() / (per_out_row > 0 ? per_out_row : 1);
-  const int64_t share = (s.ho + cf_threads::Threads() - 1) / cf_threads::Threads();
-  if (band > share) band = share;
-  if (band < 1) band = 1;
-  if (band > s.ho) band = s.ho;
-  const int64_t bands = (s.ho + band - 1) / band;
-  const int64_t hw = s.h * s.w, howo = s.ho * s.wo;
-  const int64_t rows_buf = (band - 1) * S + 3;  // input rows of a full band (channel stride of the buffer)
-  const int64_t pw = s.w + 2;
-  const int64_t items = s.n * bands;
-  cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> raw, padded, dw;
-    if (X && static_cast<int64_t>(raw.size()) < s.e * rows_buf * s.w) raw.resize(s.e * rows_buf * s.w);
-    if (static_cast<int64_t>(padded.size()) < s.e * rows_buf * pw) padded.resize(s.e * rows_buf * pw);
-    if (static_cast<int64_t>(dw.size()) < s.e * band * s.wo) dw.resize(s.e * band * s.wo);
-    // Each thread takes a contiguous run of bands, so that the (3 - S) input rows a band shares with the previous
-    // one are moved, not expanded again.
-    int64_t first, last;
-    cf_threads::Split(items, t, threads, &first, &last);
-    for (int64_t item = first; item < last; ++item) {
-      const int64_t n = item / bands, o0 = (item % bands) * band;
-      const int64_t o1 = o0 + band < s.ho ? o0 + band : s.ho;
-      const int64_t rows_out = o1 - o0;
-      const int64_t i_lo = o0 * S - 1;                  // first input row of the band (may be -1)
-      const int64_t rows_in = (rows_out - 1) * S + 3;   // input rows i_lo .. i_lo + rows_in - 1
-      // rows kept from the previous band of the same image: buffer rows S*band .. S*band + 2 - S
-      const int64_t keep = (item > first && item % bands != 0) ? 3 - S : 0;
-      if (keep > 0) {
-        for (int64_t e = 0; e < s.e; ++e) {
-          float *base = padded.data() + e * rows_buf * pw;
-          std::memmove(base, base + S * band * pw, sizeof(float) * keep * pw);
-        }
-      }
-      // new input rows i_lo + keep .. i_lo + rows_in - 1; those inside the valid image: [v0, v1)
-      const int64_t v0 = i_lo + keep < 0 ? 0 : i_lo + keep;
-      int64_t v1 = i_lo + rows_in;
-      if (v1 > s.valid_h) v1 = s.valid_h;
-      const int64_t nv = v1 > v0 ? v1 - v0 : 0;
-      const float *xn = x + n * s.cin * hw;
-      // 1. expansion of the new valid input rows: raw (E x nv*W) = we . x[:, v0:v1 rows]
-      if (X == kPointwise && nv > 0)
-        cf_blas::Gemm(false, false, s.e, nv * s.w, s.cin, we, s.cin, xn + v0 * s.w, hw, raw.data(), nv * s.w);
-      // 2. bias + activation into zero-padded rows (rows / columns outside the valid image are zero)
-      for (int64_t e = 0; e < s.e; ++e) {
-        for (int64_t r = keep; r < rows_in; ++r) {
-          float *dst = padded.data() + (e * rows_buf + r) * pw;
-          const int64_t ir = i_lo + r;
-          if (ir < v0 || ir >= v1) {
-            std::memset(dst, 0, sizeof(float) * pw);
-          } else if (X) {
-            PadRow<A, S>(raw.data() + e * nv * s.w + (ir - v0) * s.w, dst, be[e], s.w, s.valid_w);
-          } else {
-            PadCopy<S>(xn + e * hw + ir * s.w, dst, s.w, s.valid_w);
-          }
-        }
-      }
-      // 3. depthwise 3x3 + bias + activation
-      for (int64_t e = 0; e < s.e; ++e) {
-        const float *base = padded.data() + e * rows_buf * pw;
-        for (int64_t o = 0; o < rows_out; ++o) {
-          const float *r0 = base + (o * S) * pw;
-          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.w, s.wo,
-                      dw.data() + (e * rows_out + o) * s.wo);
-        }
-      }
-      // 4. projection straight into the output rows, + bias (+ residual)
-      float *yn = y + n * s.cout * howo + o0 * s.wo;
-      cf_blas::Gemm(false, false, s.cout, rows_out * s.wo, s.e, wp, s.e, dw.data(), rows_out * s.wo, yn, howo);
-      AddBias(yn, bp, R ? xn + o0 * s.wo : nullptr, s.cout, rows_out * s.wo, howo);
-    }
-  });
   return 0;
 }
 
@@ -340,45 +596,17 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
 // output (C = 32 channels at half the input size, ~10 MB at 640x480) would be written to memory and read back; here
 // it exists only as a band of rows in cache. The stem runs directly (not as im2col + GEMM, whose K = 27 is too
 // small for a GEMM and whose stride-2 gather is slow): every input row is split once into its even and odd columns,
-// so each of the 27 taps is a unit-stride row, and 8 channels x 16 outputs are accumulated in vector registers.
+// so each of the 27 taps is a unit-stride row, and kC channels x 16 outputs are accumulated in vector registers.
 
-// Vectors of L floats: L = 16 (one AVX-512 register) or 8 (one AVX2 register). The width is a template argument,
-// not one wide type for every clone: GCC lowers a 16-float vector on AVX2 through the stack, not into register
-// pairs, which made the stem 4x slower there. The stem is tiled in 16 output pixels (kJ = 16 / L vectors).
-template <int L>
-struct Vec;
-template <>
-struct Vec<8> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec<16> {
-  typedef float type __attribute__((vector_size(64)));
-};
-
-template <int L>
-inline typename Vec<L>::type Load(const float *p) {
-  typename Vec<L>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
+// Bytes of the stem's band buffer per thread: CENTERFACE_BLOCK_BAND_KB (a tuning knob), default 1 MB.
+inline int64_t BandBytes() {
+  static const int64_t bytes = [] {
+    const int64_t kb = EnvInt("CENTERFACE_BLOCK_BAND_KB", 0);
+    return (kb > 0 ? kb : 1024) * 1024;
+  }();
+  return bytes;
 }
 
-template <int L>
-inline void Store(float *p, typename Vec<L>::type v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
-template <int A, int L>
-inline typename Vec<L>::type ActivateVec(typename Vec<L>::type v) {
-  typedef typename Vec<L>::type V;
-  const V zero = {};
-  v = v > zero ? v : zero;
-  if (A == kRelu6) {
-    const V six = zero + 6.0f;
-    v = v < six ? v : six;
-  }
-  return v;
-}
 
 // One stem output row for all C channels: out[c * ld + 1 + j] = act(bs[c] + sum_t ws[c * 27 + t] * taps[t][j]) for
 // j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
@@ -437,88 +665,7 @@ CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, con
   }
 }
 
-// Depthwise 3x3 (stride 1) + bias + activation of C channels, then the 1x1 projection to Cout channels + bias, for
-// one output row, 16 pixels at a time: the depthwise values of the 16 pixels for all C channels go to `tile` (C x 16
-// floats, stays in L1), then kCo projection outputs x 16 pixels are accumulated in registers per pass over it.
-// stem: C planes `ld` floats apart, each a padded row block of `pw` floats per row whose first row is the output
-// row's top neighbour. wpt: the projection weight transposed, (C, Cout). y: Cout rows `ldy` floats apart.
-template <int A, int L, int kCo>
-CF_CLONES void DwProjectRow(const float *stem, int64_t ld, int64_t pw, int64_t c, const float *wd, const float *bd,
-                            const float *wpt, const float *bp, int64_t cout, int64_t wo, float *y, int64_t ldy,
-                            float *tile) {
-  typedef typename Vec<L>::type V;
-  constexpr int kJ = 16 / L;
-  int64_t j = 0;
-  if (cout % kCo == 0) {
-    for (; j + 16 <= wo; j += 16) {
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const float *k9 = wd + 9 * ch;
-#pragma GCC unroll 2
-        for (int q = 0; q < kJ; ++q) {
-          const float *p = stem + ch * ld + j + q * L;
-          V d = V{} + bd[ch];
-          d += k9[0] * Load<L>(p) + k9[1] * Load<L>(p + 1) + k9[2] * Load<L>(p + 2);
-          d += k9[3] * Load<L>(p + pw) + k9[4] * Load<L>(p + pw + 1) + k9[5] * Load<L>(p + pw + 2);
-          d += k9[6] * Load<L>(p + 2 * pw) + k9[7] * Load<L>(p + 2 * pw + 1) + k9[8] * Load<L>(p + 2 * pw + 2);
-          Store<L>(tile + 16 * ch + q * L, ActivateVec<A, L>(d));
-        }
-      }
-      for (int64_t co0 = 0; co0 < cout; co0 += kCo) {
-        V acc[kCo][kJ];
-#pragma GCC unroll 16
-        for (int k = 0; k < kCo; ++k)
-#pragma GCC unroll 2
-          for (int q = 0; q < kJ; ++q) acc[k][q] = V{} + bp[co0 + k];
-        for (int64_t ch = 0; ch < c; ++ch) {
-          V d[kJ];
-#pragma GCC unroll 2
-          for (int q = 0; q < kJ; ++q) d[q] = Load<L>(tile + 16 * ch + q * L);
-          const float *wk = wpt + ch * cout + co0;
-#pragma GCC unroll 16
-          for (int k = 0; k < kCo; ++k) {
-            const float w = wk[k];
-#pragma GCC unroll 2
-            for (int q = 0; q < kJ; ++q) acc[k][q] += w * d[q];
-          }
-        }
-#pragma GCC unroll 16
-        for (int k = 0; k < kCo; ++k)
-#pragma GCC unroll 2
-          for (int q = 0; q < kJ; ++q) Store<L>(y + (co0 + k) * ldy + j + q * L, acc[k][q]);
-      }
-    }
-  }
-  for (; j < wo; ++j) {  // the rest (or every pixel when Cout is not a multiple of kCo)
-    for (int64_t co = 0; co < cout; ++co) y[co * ldy + j] = bp[co];
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const float *p = stem + ch * ld + j, *k9 = wd + 9 * ch;
-      const float d = Activate<A>(bd[ch] + k9[0] * p[0] + k9[1] * p[1] + k9[2] * p[2] + k9[3] * p[pw] +
-                                  k9[4] * p[pw + 1] + k9[5] * p[pw + 2] + k9[6] * p[2 * pw] + k9[7] * p[2 * pw + 1] +
-                                  k9[8] * p[2 * pw + 2]);
-      for (int64_t co = 0; co < cout; ++co) y[co * ldy + j] += wpt[ch * cout + co] * d;
-    }
-  }
-}
-
-// The stem's vector width and register tiles for this CPU, chosen once per process: with AVX-512 (32 registers of
-// 16 floats) 8 stem channels and 16 projection outputs are accumulated at once, with AVX2 (16 registers of 8 floats)
-// 4 and 4, each as 2 vectors of 8 pixels; a tile that does not fit in registers spills on every multiply-add.
-// CENTERFACE_STEM_TILES=wide|narrow overrides the choice (both are correct on any CPU; the tests run both).
-inline bool WideVectors() {
-  static const bool wide = [] {
-    const char *forced = std::getenv("CENTERFACE_STEM_TILES");
-    if (forced != nullptr && std::strcmp(forced, "wide") == 0) return true;
-    if (forced != nullptr && std::strcmp(forced, "narrow") == 0) return false;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    return static_cast<bool>(__builtin_cpu_supports("avx512f"));
-#else
-    return false;
-#endif
-  }();
-  return wide;
-}
-
-template <int A, int L, int kC, int kCo>
+template <int A, int L, int kC, int kM>
 int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   constexpr int64_t kMaxTaps = 64;
   if (nparam != 9) return 1;
@@ -554,13 +701,11 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   if (band < 1) band = 1;
   const int64_t bands = (ho + band - 1) / band, items = n * bands;
   const int64_t ld = (band + 2) * pw;  // channel stride of the stem buffer
-  std::vector<float> wpt(c * cout);     // the projection weight transposed: (C, Cout)
-  for (int64_t co = 0; co < cout; ++co)
-    for (int64_t ch = 0; ch < c; ++ch) wpt[ch * cout + co] = wp[co * c + ch];
+  const int64_t ldd = (wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> stem, split, zeros, tile;
-    if (static_cast<int64_t>(stem.size()) < c * ld) stem.resize(c * ld);
-    if (static_cast<int64_t>(tile.size()) < c * 16) tile.resize(c * 16);
+    if (static_cast<int64_t>(stem.size()) < c * ld + 2 * kTile + 4) stem.resize(c * ld + 2 * kTile + 4);
+    if (static_cast<int64_t>(tile.size()) < c * ldd + kTile) tile.resize(c * ldd + kTile);
     if (static_cast<int64_t>(split.size()) < cin * 3 * (2 * wo + 1)) split.resize(cin * 3 * (2 * wo + 1));
     if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
     const float *taps[kMaxTaps];
@@ -598,9 +743,10 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
         }
         StemRow<A, L, kC>(taps, static_cast<int>(cin * 9), ws, bs, c, wo, vwo, dst, ld);
       }
-      for (int64_t o = 0; o < rows_out; ++o)
-        DwProjectRow<A, L, kCo>(stem.data() + o * pw, ld, pw, c, wd, bd, wpt.data(), bp, cout, wo,
-                                y + img * cout * howo + (o0 + o) * wo, howo, tile.data());
+      for (int64_t o = 0; o < rows_out; ++o) {
+        DwProjectRows<A, 1, false, L, kM>(stem.data(), band + 2, ld, o, 1, c, wo, wd, bd, wp, bp, cout, wo, nullptr, 0,
+                                          y + img * cout * howo + (o0 + o) * wo, howo, tile.data(), ldd);
+      }
     }
   });
   return 0;
@@ -608,8 +754,8 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
 
 template <int A>
 int StemBlock(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (WideVectors()) return StemBlockTiled<A, 16, 8, 16>(nparam, params, ndims, shapes, dtypes);
-  return StemBlockTiled<A, 8, 4, 4>(nparam, params, ndims, shapes, dtypes);
+  if (WideVectors()) return StemBlockTiled<A, 16, 8, 12>(nparam, params, ndims, shapes, dtypes);
+  return StemBlockTiled<A, 8, 4, 6>(nparam, params, ndims, shapes, dtypes);
 }
 
 }  // namespace

@@ -18,8 +18,9 @@ TOL = 1e-5
 pytestmark = pytest.mark.skipif(not irblock.available(),
                                 reason="native block kernel unavailable (library not built or scipy-openblas32 missing)")
 
-# (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes, both strides, both activations;
-# in band mode the larger ones are cut into several ~1 MB bands per thread
+# (N, Cin, E, Cout, H, W, stride, activation, residual): 1-pixel and odd planes (rows that are not a multiple of the
+# kernel's 16-pixel tiles), both strides, both activations, channel counts that are not multiples of its register
+# tiles (6 or 12 outputs), two images (the threads' runs of rows cross from one image to the next)
 CASES = [
     (1, 16, 96, 24, 37, 45, 2, "relu", False),
     (2, 24, 144, 24, 20, 17, 1, "relu6", True),
@@ -28,16 +29,17 @@ CASES = [
     (1, 8, 48, 16, 2, 3, 1, "relu6", False),
     (1, 32, 192, 32, 30, 80, 1, "relu", True),
     (2, 12, 30, 20, 9, 2, 2, "relu6", False),
-    (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many bands per thread: rows shared with the previous band reused
+    (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many rows per thread: the ring of expanded rows wraps around
+    (3, 13, 25, 13, 7, 33, 1, "relu6", True),
 ]
 
 
-@pytest.fixture(params=["bands", "whole", "unparsed"])
+@pytest.fixture(params=["rows", "whole", "unparsed"])
 def mode(request, monkeypatch):
-    """Both ways the kernel computes a block: in bands of rows, or (small images) whole, channels split between
-    threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image computed whole) on every call; a
-    value that is not an integer means the default."""
-    value = {"bands": "0", "whole": "1000000", "unparsed": "3MB"}[request.param]
+    """Both ways the kernel computes a block: row by row with its own register tiles, or (small images) whole with
+    OpenBLAS, channels split between threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image
+    computed whole) on every call; a value that is not an integer means the default."""
+    value = {"rows": "0", "whole": "1000000", "unparsed": "3MB"}[request.param]
     monkeypatch.setenv("CENTERFACE_BLOCK_WHOLE_KB", value)
     return request.param
 
@@ -159,15 +161,16 @@ def test_stem_block_valid_region_equals_unpadded_image():
 
 
 @pytest.mark.parametrize("tiles", ["wide", "narrow"])
-def test_stem_block_register_tiles_of_both_widths(tiles):
-    """The stem's tiles follow the CPU (16-float vectors with AVX-512, 8-float with AVX2), chosen once per
-    process; CENTERFACE_STEM_TILES forces either, so both are checked on any CPU (in a child process)."""
-    env = {**os.environ, "CENTERFACE_STEM_TILES": tiles}
-    tests = "stem_block_kernel_matches_numpy_twin or stem_block_valid_region_equals_unpadded_image"
+def test_register_tiles_of_both_widths(tiles):
+    """The kernels' register tiles follow the CPU (16-float vectors with AVX-512, 8-float with AVX2), chosen once
+    per process; CENTERFACE_TILES forces either, so both are checked on any CPU (in a child process)."""
+    env = {**os.environ, "CENTERFACE_TILES": tiles}
+    tests = ("kernel_matches_numpy_twin or block_without_expansion or valid_region_equals_unpadded_image or "
+             "stem_block_valid_region_equals_unpadded_image")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "3 passed" in res.stdout, res.stdout[-2000:]
+    assert "12 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_stem_block_bad_arguments_are_refused():

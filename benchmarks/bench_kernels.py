@@ -1,0 +1,144 @@
+"""Time every native kernel call of the folded inference network on its own: where a network call's time goes.
+
+    .venv/bin/python benchmarks/bench_kernels.py [--size 640x480] [--runs 30] [--weights CKPT] [--threads N]
+        [--library OTHER.so ...] [--only I ...]
+
+The folded network (released weights, or ``--weights``) runs once in pynative mode at the given size while its
+kernel calls are recorded (``centerface_flow.fused.program``'s recorder); each call is then repeated ``--runs``
+times through ctypes on the same arrays, outside MindSpore. The table lists per call the kernel, its input and
+output shapes, the median and minimum time, its multiply-adds and the GFLOP/s reached, and the sum over calls
+(the network's kernel time without any framework work). Compare it with ``bench_inference.py``'s figure to see
+the framework's share. ``--library`` adds builds of the kernel library to compare (A/B): each call is then timed
+with every library in turn, run by run, so that all see the same machine load, and each gets a column of medians.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def _macs(kernel: str, ins: list, outs: list) -> float:
+    """Multiply-adds of one call, from its name and shapes (0 when unknown)."""
+    x, y = ins[0], outs[0]
+    n, cin, h, w = x.shape
+    if kernel.startswith("CfIr"):
+        ho, wo = y.shape[2:]
+        cout = y.shape[1]
+        if kernel.startswith("CfIrDw"):
+            return n * (cin * ho * wo * 9 + cout * cin * ho * wo)
+        e = ins[1].shape[0]
+        return n * (e * cin * h * w + e * ho * wo * 9 + cout * e * ho * wo)
+    if kernel.startswith("CfStem"):
+        c, ho, wo = ins[1].shape[0], y.shape[2], y.shape[3]
+        return n * ho * wo * (c * cin * 9 + c * 9 + y.shape[1] * c)
+    total = 0.0
+    for o in outs:
+        k = cin if kernel.startswith("CfConvT") else int(np.prod(ins[1].shape[1:]))
+        total += float(np.prod(o.shape)) * k
+    return total
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="640x480", help="WxH (default 640x480)")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--weights", help="a checkpoint (default: the released weights, converted)")
+    parser.add_argument("--threads", type=int, help="CENTERFACE_NUM_THREADS for the kernels")
+    parser.add_argument("--only", type=int, nargs="*", help="time only these calls (0-based, in network order)")
+    parser.add_argument("--library", action="append", default=[],
+                        help="another build of the kernel library to time side by side (repeatable)")
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="per call, the median (default) or the minimum of the runs (steadier on a noisy VM)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        os.environ["CENTERFACE_NUM_THREADS"] = str(args.threads)
+    from centerface_flow import runtime
+
+    ms = runtime.mindspore("pynative")
+    from centerface_flow.checkpoint import load_network
+    from centerface_flow.fused.fold import fold_bn
+    from centerface_flow.fused.program import _recording
+    from centerface_flow.ops import native
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights
+        if weights is None:
+            weights = Path(tmp) / "released.ckpt"
+            subprocess.run([sys.executable, "-m", "centerface_flow.cli", "convert", "released", "--out", str(weights)],
+                           check=True, capture_output=True)
+        net, _ = load_network(weights)
+    fold_bn(net)
+    w, h = (int(v) for v in args.size.split("x"))
+    x = ms.Tensor(np.random.default_rng(0).random((1, 3, h, w), np.float32))
+    calls, tensors = [], {}
+    with _recording(calls, tensors):
+        net(x)
+    paths = [str(native.library_path()), *args.library]
+    libs = [ctypes.CDLL(p) for p in paths]
+    rows = []
+    for index, (func, ins, outs) in enumerate(calls):
+        if args.only and index not in args.only:
+            continue
+        kernel = func.rpartition(":")[2]
+        arrays = [np.ascontiguousarray(t.asnumpy(), np.float32) for t in ins]
+        results = [np.empty(o.shape, np.float32) for o in outs]
+        everything = arrays + results
+        count = len(everything)
+        params = (ctypes.c_void_p * count)(*[a.ctypes.data for a in everything])
+        ndims = (ctypes.c_int * count)(*[a.ndim for a in everything])
+        shape_arrays = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in everything]
+        shapes = (ctypes.POINTER(ctypes.c_int64) * count)(
+            *[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shape_arrays])
+        dtypes = (ctypes.c_char_p * count)(*[b"float32"] * count)
+        fns = []
+        for lib in libs:
+            fn = getattr(lib, kernel)
+            fn.restype = ctypes.c_int
+            fns.append(fn)
+        times = [[] for _ in fns]
+        for i in range(args.runs + 3):
+            for which, fn in enumerate(fns):
+                start = time.perf_counter()
+                status = fn(count, params, ndims, shapes, dtypes, None, None)
+                if i >= 3:
+                    times[which].append(time.perf_counter() - start)
+                if status:
+                    raise SystemExit(f"{paths[which]}: {kernel} returned {status}")
+                for got, want in zip(results, outs):
+                    want = want.asnumpy()
+                    scale = float(np.abs(want).max()) or 1.0
+                    if float(np.abs(got - want).max()) > 1e-4 * scale:
+                        raise SystemExit(f"{paths[which]}: call {index} ({kernel}) differs from the network's")
+        stat = min if args.stat == "min" else statistics.median
+        medians = [1e3 * stat(t) for t in times]
+        macs = _macs(kernel, arrays, results)
+        rows.append((index, kernel, "x".join(map(str, arrays[0].shape[1:])),
+                     "x".join(map(str, results[0].shape[1:])), medians, macs / 1e6,
+                     2 * macs / (medians[0] * 1e6) if macs else 0.0))
+    first = "min ms" if args.stat == "min" else "med ms"
+    labels = "".join(f" {first if i == 0 else f'lib{i} ms':>8}" for i in range(len(libs)))
+    print(f"{'#':>2} {'kernel':22} {'in':>12} {'out':>12}{labels} {'MMAC':>7} {'GFLOP/s':>8}")
+    for index, kernel, i, o, medians, mmac, gflops in rows:
+        cols = "".join(f" {m:8.2f}" for m in medians)
+        print(f"{index:2d} {kernel:22} {i:>12} {o:>12}{cols} {mmac:7.1f} {gflops:8.1f}")
+    sums = "".join(f" {sum(r[4][i] for r in rows):8.2f}" for i in range(len(libs)))
+    print(f"{'':2} {'sum':22} {'':>12} {'':>12}{sums} {sum(r[5] for r in rows):7.1f}")
+    for i, p in enumerate(paths[1:], 1):
+        print(f"lib{i}: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
