@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ms = runtime.mindspore("pynative")
     from centerface_flow.checkpoint import load_network
     from centerface_flow.fused.fold import fold_bn
-    from centerface_flow.fused.program import _recording
+    from centerface_flow.fused.program import NetworkProgram, _recording, as_panels, panel_rows
     from centerface_flow.ops import native
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,48 +81,72 @@ def main(argv=None) -> int:
         net, _ = load_network(weights)
     fold_bn(net)
     w, h = (int(v) for v in args.size.split("x"))
-    x = ms.Tensor(np.random.default_rng(0).random((1, 3, h, w), np.float32))
+    x_np = np.random.default_rng(0).random((1, 3, h, w), np.float32)
+    x = ms.Tensor(x_np)
     calls, tensors = [], {}
     with _recording(calls, tensors):
         net(x)
     paths = [str(native.library_path()), *args.library]
     libs = [ctypes.CDLL(p) for p in paths]
-    rows = []
+    # Every selected call is checked once against the network's outputs, then timed: each run replays the calls in
+    # network order, library by library, so that caches and the worker threads are as warm as in a network call
+    # (a call repeated on its own, or after a Python check, runs on cold threads and reads as slower).
+    prepared = []
     for index, (func, ins, outs) in enumerate(calls):
         if args.only and index not in args.only:
             continue
         kernel = func.rpartition(":")[2]
-        arrays = [np.ascontiguousarray(t.asnumpy(), np.float32) for t in ins]
+        plain = [np.ascontiguousarray(t.asnumpy(), np.float32) for t in ins]
+        # the weights the kernels read as panels are passed so, as the one-operator network passes them (to a
+        # library that takes panels: an older build gets MindSpore's layout)
+        packed = [as_panels(a, panel_rows(kernel, i)) if panel_rows(kernel, i) else a for i, a in enumerate(plain)]
         results = [np.empty(o.shape, np.float32) for o in outs]
-        everything = arrays + results
-        count = len(everything)
-        params = (ctypes.c_void_p * count)(*[a.ctypes.data for a in everything])
-        ndims = (ctypes.c_int * count)(*[a.ndim for a in everything])
-        shape_arrays = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in everything]
-        shapes = (ctypes.POINTER(ctypes.c_int64) * count)(
-            *[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shape_arrays])
-        dtypes = (ctypes.c_char_p * count)(*[b"float32"] * count)
-        fns = []
-        for lib in libs:
+        fns, calls_args = [], []
+        for which, lib in enumerate(libs):
+            everything = (packed if hasattr(lib, "CfPanelRows") else plain) + results
+            count = len(everything)
+            params = (ctypes.c_void_p * count)(*[a.ctypes.data for a in everything])
+            ndims = (ctypes.c_int * count)(*[a.ndim for a in everything])
+            shape_arrays = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in everything]
+            shapes = (ctypes.POINTER(ctypes.c_int64) * count)(
+                *[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in shape_arrays])
+            dtypes = (ctypes.c_char_p * count)(*[b"float32"] * count)
             fn = getattr(lib, kernel)
             fn.restype = ctypes.c_int
+            status = fn(count, params, ndims, shapes, dtypes, None, None)
+            if status:
+                raise SystemExit(f"{paths[which]}: {kernel} returned {status}")
+            for got, want in zip(results, outs):
+                want = want.asnumpy()
+                scale = float(np.abs(want).max()) or 1.0
+                if float(np.abs(got - want).max()) > 1e-4 * scale:
+                    raise SystemExit(f"{paths[which]}: call {index} ({kernel}) differs from the network's")
             fns.append(fn)
-        times = [[] for _ in fns]
-        for i in range(args.runs + 3):
-            for which, fn in enumerate(fns):
-                start = time.perf_counter()
-                status = fn(count, params, ndims, shapes, dtypes, None, None)
-                if i >= 3:
-                    times[which].append(time.perf_counter() - start)
-                if status:
-                    raise SystemExit(f"{paths[which]}: {kernel} returned {status}")
-                for got, want in zip(results, outs):
-                    want = want.asnumpy()
-                    scale = float(np.abs(want).max()) or 1.0
-                    if float(np.abs(got - want).max()) > 1e-4 * scale:
-                        raise SystemExit(f"{paths[which]}: call {index} ({kernel}) differs from the network's")
-        stat = min if args.stat == "min" else statistics.median
-        medians = [1e3 * stat(t) for t in times]
+            calls_args.append((count, params, ndims, shapes, dtypes, shape_arrays, everything))
+        prepared.append((index, kernel, plain, results, calls_args, fns))
+    times = {(p[0], which): [] for p in prepared for which in range(len(libs))}
+    # the installed library's whole network as one MindSpore operator, input tensor to numpy outputs, in the same
+    # rounds: what it adds to the sum of its kernel calls is the framework's share
+    program = None if args.only else NetworkProgram(net)
+    whole = []
+    clock = time.perf_counter
+    for run in range(args.runs + 3):
+        if program is not None:
+            start = clock()
+            _ = [o.asnumpy() for o in program(ms.from_numpy(x_np))]
+            if run >= 3:
+                whole.append(clock() - start)
+        for which in range(len(libs)):
+            for index, _, _, _, calls_args, fns in prepared:
+                count, params, ndims, shapes, dtypes, _, _ = calls_args[which]
+                start = clock()
+                fns[which](count, params, ndims, shapes, dtypes, None, None)
+                if run >= 3:
+                    times[index, which].append(clock() - start)
+    stat = min if args.stat == "min" else statistics.median
+    rows = []
+    for index, kernel, arrays, results, _, _ in prepared:
+        medians = [1e3 * stat(times[index, which]) for which in range(len(libs))]
         macs = _macs(kernel, arrays, results)
         rows.append((index, kernel, "x".join(map(str, arrays[0].shape[1:])),
                      "x".join(map(str, results[0].shape[1:])), medians, macs / 1e6,
@@ -135,6 +159,9 @@ def main(argv=None) -> int:
         print(f"{index:2d} {kernel:22} {i:>12} {o:>12}{cols} {mmac:7.1f} {gflops:8.1f}")
     sums = "".join(f" {sum(r[4][i] for r in rows):8.2f}" for i in range(len(libs)))
     print(f"{'':2} {'sum':22} {'':>12} {'':>12}{sums} {sum(r[5] for r in rows):7.1f}")
+    if program is not None:
+        print(f"{'':2} {'network call (CfProgram)':22} {'':>12} {'':>12} {1e3 * stat(whole):8.2f}"
+              "   (one MindSpore operator, installed library)")
     for i, p in enumerate(paths[1:], 1):
         print(f"lib{i}: {p}")
     return 0

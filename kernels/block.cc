@@ -11,17 +11,18 @@
 // output of one row goes to a buffer in cache and the projection reads it from there: neither the expanded nor the
 // depthwise tensor exists in full (RunBlock).
 //
-// There, both 1x1 convolutions are register-tiled matrix products written here rather than BLAS calls: their bias,
-// activation, zero padding and (for stride 2) even/odd column split are applied while a tile is still in registers,
-// and the weights are read in place (a BLAS GEMM packs both operands again on every call, and separate bias /
-// padding passes over the expanded rows cost about as much as the small-K products themselves). A tile is 16
-// pixels of one row, so rows much narrower than that waste part of it: small, low-resolution blocks (expanded image
-// up to CENTERFACE_BLOCK_WHOLE_KB) are instead computed on whole images with OpenBLAS GEMMs over all pixels at once
-// (WholeImage; see cf_blas.h).
+// Both 1x1 convolutions are register-tiled matrix products written here rather than BLAS calls: their bias,
+// activation, zero padding and (for stride 2) even/odd column split are applied while a tile is still in registers
+// (separate bias / padding passes over the expanded rows cost about as much as the small-K products themselves),
+// and their weights are read as panels (PackPanels), which a caller that runs the network many times packs once
+// (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks (expanded image
+// up to CENTERFACE_BLOCK_WHOLE_KB) run on whole images instead, threads splitting channels and then pixels
+// (WholeImage).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
 //                                wp (Cout,E,1,1), bp (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
+//       (we and wp, and the stem block's wp, may also come as panels: see CfPanelRows)
 //   CfIrDwS{1,2}{Relu,Relu6}(x, wd (Cin,1,3,3), bd, wp (Cout,Cin,1,1), bp, valid) -> y
 //       a block without expansion (MobileNetV2's first, t = 1): depthwise on x itself, then the projection
 //   CfStemIrDw{Relu,Relu6}(x (N,Cin,H,W), ws (C,Cin,3,3), bs (C,), wd (C,1,3,3), bd, wp (Cout,C,1,1), bp, valid)
@@ -30,14 +31,13 @@
 // valid-region input of kernels/depthwise.cc: expanded values at input rows / columns outside the image are taken as
 // zero (the depthwise convolution's own zero padding of the unpadded image), so the valid part of the output equals
 // the unpadded network's; outside it the output is finite but meaningless (later layers ignore it the same way).
-// Status codes: 1 bad arguments, 2 OpenBLAS could not be loaded.
+// Status code: 1 bad arguments.
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "cf_blas.h"
 #include "cf_common.h"
 #include "cf_threads.h"
 
@@ -85,34 +85,6 @@ inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t 
   }
   // padded column 2k + 1 is input column 2k and 2k + 2 is 2k + 1: SplitRow's even / odd columns, in that order
   SplitRow(src, valid_w, (w + 1) / 2, dst + SplitEven(w), dst);
-}
-
-// dst = the padded row of act(src + b) (see above).
-template <int A, int S>
-CF_CLONES void PadRow(const float *__restrict src, float *__restrict dst, float b, int64_t w, int64_t valid_w) {
-  if (S == 1) {
-    dst[0] = 0.0f;
-#pragma omp simd
-    for (int64_t j = 0; j < valid_w; ++j) dst[1 + j] = Activate<A>(src[j] + b);
-    for (int64_t j = valid_w; j <= w; ++j) dst[1 + j] = 0.0f;
-    return;
-  }
-  float *even = dst, *odd = dst + SplitEven(w);
-  even[0] = 0.0f;
-  const int64_t pairs = valid_w / 2;  // input columns 2k (-> odd[k]) and 2k + 1 (-> even[k + 1])
-#pragma omp simd
-  for (int64_t k = 0; k < pairs; ++k) {
-    odd[k] = Activate<A>(src[2 * k] + b);
-    even[k + 1] = Activate<A>(src[2 * k + 1] + b);
-  }
-  for (int64_t c = 2 * pairs + 1; c < w + 2; ++c) {  // the rest of the padded columns
-    const float v = c <= valid_w ? Activate<A>(src[c - 1] + b) : 0.0f;
-    if (c % 2 == 0) {
-      even[c / 2] = v;
-    } else {
-      odd[c / 2] = v;
-    }
-  }
 }
 
 // Vectors of L floats: L = 16 (one AVX-512 register) or 8 (one AVX2 register). The width is a template argument,
@@ -185,18 +157,44 @@ using VecOf = typename Vec<L>::type;
 
 #define CF_INLINE __attribute__((always_inline)) inline
 
-// acc[i] = bias[i] + sum_kk a[i * lda + kk] * b[kk * ldb .. + kTile) for i < m (1 <= m <= kM; the rows past m
-// repeat row m - 1, so that the last, short panel of a matrix needs no code of its own). A's rows and B's rows are
-// read where they are (B's kTile floats of a row must be readable).
+// A 1x1 convolution's weight matrix (rows x k: output channels x input channels) as the tiles read it: panels of
+// kM rows, panel p holding, input channel by input channel, the kM weights of its rows (k x kM floats, contiguous;
+// rows past the matrix repeat its last row, so that a short last panel needs no code of its own). One pointer
+// walks a panel front to back, where the matrix's own rows would be kM streams a row apart.
+inline void PackPanels(const float *a, int64_t rows, int64_t k, int km, float *out) {
+  const int64_t panels = (rows + km - 1) / km;
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int i = 0; i < km; ++i) {
+        const int64_t r = p * km + i < rows ? p * km + i : rows - 1;
+        *out++ = a[r * k + kk];
+      }
+}
+
+// A weight input given either as panels, a 3-D tensor (panels, k, kM), used where it is, or in MindSpore's layout
+// (rows, k, 1, 1), packed into `scratch` (on every call: a caller that calls often packs once and passes panels,
+// see kernels/program.cc). nullptr if the shape is neither.
+template <int kM>
+const float *Panels(const void *param, int ndim, const int64_t *shape, int64_t rows, int64_t k,
+                    std::vector<float> *scratch) {
+  const float *a = static_cast<const float *>(param);
+  const int64_t panels = (rows + kM - 1) / kM;
+  if (ndim == 3) return shape[0] == panels && shape[1] == k && shape[2] == kM ? a : nullptr;
+  if (Count(ndim, shape) != rows * k) return nullptr;
+  scratch->resize(panels * k * kM);
+  PackPanels(a, rows, k, kM, scratch->data());
+  return scratch->data();
+}
+
+// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kM: panel pa (see PackPanels) times a
+// kTile-pixel tile of B (kTile readable floats per row); rows i >= m (the short last panel) take bias[m - 1].
 template <int L, int kM>
-CF_INLINE void TileProduct(int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb, const float *bias,
-                           int m, VecOf<L> (&acc)[kM][kTile / L]) {
+CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
+                           VecOf<L> (&acc)[kM][kTile / L]) {
   constexpr int kJ = kTile / L;
-  const float *rows[kM];
 #pragma GCC unroll 16
   for (int i = 0; i < kM; ++i) {
     const int r = i < m ? i : m - 1;
-    rows[i] = a + r * lda;
 #pragma GCC unroll 2
     for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
   }
@@ -206,9 +204,9 @@ CF_INLINE void TileProduct(int64_t k, const float *a, int64_t lda, const float *
     for (int q = 0; q < kJ; ++q) v[q] = Load<L>(b + kk * ldb + q * L);
 #pragma GCC unroll 16
     for (int i = 0; i < kM; ++i) {
-      const float s = rows[i][kk];
+      const float w = pa[kk * kM + i];
 #pragma GCC unroll 2
-      for (int q = 0; q < kJ; ++q) acc[i][q] += s * v[q];
+      for (int q = 0; q < kJ; ++q) acc[i][q] += w * v[q];
     }
   }
 }
@@ -252,8 +250,8 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
 
 // The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
 // expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows pw floats apart) becomes the padded
-// row of act(be[e] + sum_k we[e * cin + k] * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
-// elsewhere. The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
+// row of act(be[e] + sum_k we(e, k) * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
+// elsewhere (`we`: the expansion weights as panels, see PackPanels; `ne` a multiple of kM or the matrix's end). The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
 // waste nothing but the last tile; a tile that crosses a row end is stored in two segments. `scratch` (cin x kTile
 // floats) takes a short last tile.
 template <int A, int S, int L, int kM>
@@ -298,7 +296,7 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
     for (int64_t e0 = 0; e0 < ne; e0 += kM) {
       const int m = ne - e0 < kM ? static_cast<int>(ne - e0) : kM;
       VecOf<L> acc[kM][kJ];
-      TileProduct<L, kM>(cin, we + e0 * cin, cin, b, ldb, be + e0, m, acc);
+      TileProduct<L, kM>(cin, we + e0 * cin, b, ldb, be + e0, m, acc);
 #pragma GCC unroll 16
       for (int i = 0; i < kM; ++i) {
         if (i >= m) break;
@@ -366,7 +364,7 @@ CF_INLINE void ProjectPanels(int64_t cout, const float *b, int64_t ldb, int64_t 
   for (int64_t co0 = 0; co0 < cout; co0 += kM) {
     const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
     VecOf<L> acc[kM][kJ];
-    TileProduct<L, kM>(ne, wp + co0 * ne, ne, b, ldb, bp + co0, m, acc);
+    TileProduct<L, kM>(ne, wp + co0 * ne, b, ldb, bp + co0, m, acc);
 #pragma GCC unroll 16
     for (int i = 0; i < kM; ++i) {
       if (i >= m) break;
@@ -420,79 +418,86 @@ struct Shape {
 // Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
 enum Expand { kNoExpand = 0, kPointwise = 1 };
 
-// y[c, cols] += bias[c] (+ res[c, cols]) over `count` columns of each output channel row (ld apart).
-CF_CLONES void AddBias(float *y, const float *bias, const float *res, int64_t cout, int64_t count, int64_t ld) {
-  for (int64_t c = 0; c < cout; ++c) {
-    float *row = y + c * ld;
-    const float b = bias[c];
-    if (res != nullptr) {
-      const float *rrow = res + c * ld;
-#pragma omp simd
-      for (int64_t j = 0; j < count; ++j) row[j] += b + rrow[j];
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < count; ++j) row[j] += b;
-    }
+// Largest expanded image (E x H x W floats, in bytes) computed whole (WholeImage) rather than row by row:
+// CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 1200 KB:
+// on a 2-core Zen 4 the 30x40 blocks of a 640x480 input (1.8-2.7 MB) ran 10-15% faster row by row, the 15x20 ones
+// (1.15 MB) faster whole.
+inline int64_t WholeBytes() {
+  const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
+  return (kb >= 0 ? kb : 1200) * 1024;
+}
+
+// Pixels [p0, p1) of the projection of whole depthwise planes `dw` (ne planes `plane` floats apart) to `cout`
+// planes of y, + bias (+ res, planes alike), kTile pixels at a time. A tile's ne x kTile values are gathered first:
+// read where they are by every panel, each of its rows (a plane apart) would cost a TLB miss each time.
+template <bool R, int L, int kM>
+CF_CLONES void ProjectPixels(int64_t cout, const float *dw, int64_t plane, int64_t ne, const float *wp,
+                             const float *bp, const float *res, float *y, int64_t p0, int64_t p1) {
+  static thread_local std::vector<float> tile;
+  if (static_cast<int64_t>(tile.size()) < ne * kTile) tile.resize(ne * kTile);
+  for (int64_t p = p0; p < p1; p += kTile) {
+    const int64_t cols = p1 - p < kTile ? p1 - p : kTile;
+    for (int64_t e = 0; e < ne; ++e) std::memcpy(tile.data() + e * kTile, dw + e * plane + p, sizeof(float) * cols);
+    ProjectPanels<R, L, kM>(cout, tile.data(), kTile, ne, wp, bp, res, plane, y, plane, p, cols);
   }
 }
 
-// Largest expanded image (E x H x W floats, in bytes) computed whole (WholeImage) rather than row by row:
-// CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 3 MB.
-inline int64_t WholeBytes() {
-  const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
-  return (kb >= 0 ? kb : 3072) * 1024;
-}
-
-// The block on whole images with OpenBLAS, for the small (low-resolution) ones, whose rows are too narrow for
-// RunBlock's 16-pixel tiles; each weight matrix is packed once per call. Phase 1 splits the
-// expanded channels between the threads (expansion GEMM over the whole image, then the depthwise convolution one
-// channel plane at a time) into a buffer of all depthwise outputs; phase 2 splits the output pixels (projection
-// GEMM, bias, residual; splitting the output channels instead makes the GEMMs too flat when Cout is small).
-template <int A, int S, bool R, int X>
+// The block on whole images, for the small (low-resolution) ones: row by row, each thread would expand the input
+// rows next to its share again and read both weight matrices for a few rows only. Phase 1 splits the expanded
+// channels between the threads: a chunk of channels at a time (whole padded planes in cache) is expanded, then
+// convolved into a buffer of all depthwise outputs; phase 2 splits the output pixels (the projection; splitting
+// its output channels instead would leave each thread a few panels only when Cout is small).
+template <int A, int S, bool R, int X, int L, int kM>
 void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
                 const float *wp, const float *bp, float *y) {
-  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2, ph = s.h + 2;
-  static thread_local std::vector<float> dw_all;  // E x Ho*Wo per image
-  if (static_cast<int64_t>(dw_all.size()) < s.n * s.e * howo) dw_all.resize(s.n * s.e * howo);
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2, ph = s.h + 2, plane = ph * pw;
+  // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
+  int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
+  if (chunk < kM) chunk = kM;
+  static thread_local std::vector<float> dw_all;  // E x Ho*Wo per image (+ a tile read past the end)
+  if (static_cast<int64_t>(dw_all.size()) < s.n * s.e * howo + kTile) dw_all.resize(s.n * s.e * howo + kTile);
   float *dw = dw_all.data();
   cf_threads::Parallel([&](int t, int threads) {
     int64_t e0, e1;
-    cf_threads::SplitChunks(s.e, 16, t, threads, &e0, &e1);
+    cf_threads::SplitChunks(s.e, kM, t, threads, &e0, &e1);
     if (e1 <= e0) return;
-    static thread_local std::vector<float> raw, plane;
-    if (X && static_cast<int64_t>(raw.size()) < (e1 - e0) * hw) raw.resize((e1 - e0) * hw);
-    if (static_cast<int64_t>(plane.size()) < ph * pw) plane.resize(ph * pw);
+    static thread_local std::vector<float> planes, scratch;
+    if (static_cast<int64_t>(planes.size()) < chunk * plane + 2 * kTile) planes.resize(chunk * plane + 2 * kTile);
+    if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     for (int64_t n = 0; n < s.n; ++n) {
       const float *xn = x + n * s.cin * hw;
-      if (X) cf_blas::Gemm(false, false, e1 - e0, hw, s.cin, we + e0 * s.cin, s.cin, xn, hw, raw.data(), hw);
-      for (int64_t e = e0; e < e1; ++e) {
-        float *p = plane.data();
-        for (int64_t r = 0; r < ph; ++r) {  // padded row r holds input row r - 1
-          if (r == 0 || r > s.valid_h) {
-            std::memset(p + r * pw, 0, sizeof(float) * pw);
-          } else if (X) {
-            PadRow<A, S>(raw.data() + (e - e0) * hw + (r - 1) * s.w, p + r * pw, be[e], s.w, s.valid_w);
-          } else {
-            PadCopy<S>(xn + e * hw + (r - 1) * s.w, p + r * pw, s.w, s.valid_w);
-          }
+      for (int64_t c0 = e0; c0 < e1; c0 += chunk) {
+        const int64_t ne = e1 - c0 < chunk ? e1 - c0 : chunk;
+        // padded input row i (-1 <= i <= h) of a channel is its plane's row (i + ph) % ph (ExpandRows' ring)
+        for (int64_t e = 0; e < ne; ++e) {
+          float *p = planes.data() + e * plane;
+          std::memset(p + (ph - 1) * pw, 0, sizeof(float) * pw);  // row -1
+          for (int64_t i = s.valid_h; i <= s.h; ++i) std::memset(p + i * pw, 0, sizeof(float) * pw);
+          if (!X)
+            for (int64_t i = 0; i < s.valid_h; ++i)
+              PadCopy<S>(xn + (c0 + e) * hw + i * s.w, p + i * pw, s.w, s.valid_w);
         }
-        float *out = dw + (n * s.e + e) * howo;
-        for (int64_t o = 0; o < s.ho; ++o) {
-          const float *r0 = p + o * S * pw;
-          DwRow<A, S>(r0, r0 + pw, r0 + 2 * pw, wd + 9 * e, bd[e], s.w, s.wo, out + o * s.wo);
+        if (X)
+          ExpandRows<A, S, L, kM>(xn, hw, s.cin, we + c0 * s.cin, be + c0, ne, s.w, s.valid_w, 0, s.valid_h,
+                                  planes.data(), plane, ph, scratch.data());
+        for (int64_t e = 0; e < ne; ++e) {
+          const float *p = planes.data() + e * plane;
+          float *out = dw + (n * s.e + c0 + e) * howo;
+          for (int64_t o = 0; o < s.ho; ++o) {
+            const int64_t i = o * S - 1;  // the first of the output row's three input rows
+            DwRow<A, S>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw, wd + 9 * (c0 + e),
+                        bd[c0 + e], s.w, s.wo, out + o * s.wo);
+          }
         }
       }
     }
   });
   cf_threads::Parallel([&](int t, int threads) {
     int64_t p0, p1;
-    cf_threads::SplitChunks(howo, 16, t, threads, &p0, &p1);
-    if (p1 <= p0) return;
-    for (int64_t n = 0; n < s.n; ++n) {
-      float *yn = y + n * s.cout * howo + p0;
-      cf_blas::Gemm(false, false, s.cout, p1 - p0, s.e, wp, s.e, dw + n * s.e * howo + p0, howo, yn, howo);
-      AddBias(yn, bp, R ? x + n * s.cin * hw + p0 : nullptr, s.cout, p1 - p0, howo);
-    }
+    cf_threads::SplitChunks(howo, kTile, t, threads, &p0, &p1);
+    for (int64_t n = 0; n < s.n; ++n)
+      ProjectPixels<R, L, kM>(s.cout, dw + n * s.e * howo, howo, s.e, wp, bp, R ? x + n * s.cin * hw : nullptr,
+                              y + n * s.cout * howo, p0, p1);
   });
 }
 
@@ -548,6 +553,29 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
   });
 }
 
+// Block() once the shapes are checked, with this CPU's tiles: the weights as panels, then whole images or rows.
+template <int A, int S, bool R, int X, int L, int kM>
+int TiledBlock(const Shape &s, void **params, int *ndims, int64_t **shapes) {
+  const int off = X ? 2 : 0;
+  static thread_local std::vector<float> we_panels, wp_panels;
+  const float *we = X ? Panels<kM>(params[1], ndims[1], shapes[1], s.e, s.cin, &we_panels) : nullptr;
+  const float *wp = Panels<kM>(params[3 + off], ndims[3 + off], shapes[3 + off], s.cout, s.e, &wp_panels);
+  if ((X && we == nullptr) || wp == nullptr) return 1;
+  if (s.n == 0) return 0;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *be = X ? static_cast<const float *>(params[2]) : nullptr;
+  const float *wd = static_cast<const float *>(params[1 + off]);
+  const float *bd = static_cast<const float *>(params[2 + off]);
+  const float *bp = static_cast<const float *>(params[4 + off]);
+  float *y = static_cast<float *>(params[6 + off]);
+  if (s.e * s.h * s.w * 4 <= WholeBytes()) {
+    WholeImage<A, S, R, X, L, kM>(s, x, we, be, wd, bd, wp, bp, y);
+  } else {
+    RunBlock<A, S, R, X, L, kM>(s, x, we, be, wd, bd, wp, bp, y);
+  }
+  return 0;
+}
+
 template <int A, int S, bool R, int X>
 int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   const int off = X ? 2 : 0;  // index shift of wd.. after the expansion's two inputs
@@ -562,32 +590,15 @@ int Block(int nparam, void **params, int *ndims, int64_t **shapes, const char **
     return 1;
   s.ho = (s.h - 1) / S + 1;
   s.wo = (s.w - 1) / S + 1;
-  if ((X && Count(ndims[1], shapes[1]) != s.e * s.cin) || Count(ndims[1 + off], shapes[1 + off]) != s.e * 9 ||
-      Count(ndims[2 + off], shapes[2 + off]) != s.e || Count(ndims[3 + off], shapes[3 + off]) != s.cout * s.e ||
+  if (Count(ndims[1 + off], shapes[1 + off]) != s.e * 9 || Count(ndims[2 + off], shapes[2 + off]) != s.e ||
       Count(ndims[5 + off], shapes[5 + off]) != 4)
     return 1;
   if (shapes[out][0] != s.n || shapes[out][1] != s.cout || shapes[out][2] != s.ho || shapes[out][3] != s.wo) return 1;
   if (R && (S != 1 || s.cin != s.cout)) return 1;
   // valid region (cf_common.h ValidPlane)
   if (!ValidPlane(static_cast<const float *>(params[5 + off]), s.h, s.w, &s.valid_h, &s.valid_w)) return 1;
-  if (s.n == 0) return 0;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *we = X ? static_cast<const float *>(params[1]) : nullptr;
-  const float *be = X ? static_cast<const float *>(params[2]) : nullptr;
-  const float *wd = static_cast<const float *>(params[1 + off]);
-  const float *bd = static_cast<const float *>(params[2 + off]);
-  const float *wp = static_cast<const float *>(params[3 + off]);
-  const float *bp = static_cast<const float *>(params[4 + off]);
-  float *y = static_cast<float *>(params[out]);
-  if (s.e * s.h * s.w * 4 <= WholeBytes()) {
-    if (!cf_blas::LoadBlas()) return 2;
-    WholeImage<A, S, R, X>(s, x, we, be, wd, bd, wp, bp, y);
-  } else if (WideVectors()) {
-    RunBlock<A, S, R, X, 16, 12>(s, x, we, be, wd, bd, wp, bp, y);
-  } else {
-    RunBlock<A, S, R, X, 8, 6>(s, x, we, be, wd, bd, wp, bp, y);
-  }
-  return 0;
+  if (WideVectors()) return TiledBlock<A, S, R, X, 16, 12>(s, params, ndims, shapes);
+  return TiledBlock<A, S, R, X, 8, 6>(s, params, ndims, shapes);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -677,7 +688,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   if (n < 0 || cin < 1 || h < 1 || w < 1 || c < 1 || cout < 1 || cin * 9 > kMaxTaps) return 1;
   if (shapes[1][1] != cin || shapes[1][2] != 3 || shapes[1][3] != 3 || Count(ndims[2], shapes[2]) != c ||
       Count(ndims[3], shapes[3]) != c * 9 || Count(ndims[4], shapes[4]) != c ||
-      Count(ndims[5], shapes[5]) != cout * c || Count(ndims[7], shapes[7]) != 4)
+      Count(ndims[7], shapes[7]) != 4)
     return 1;
   const int64_t ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
   if (shapes[8][0] != n || shapes[8][1] != cout || shapes[8][2] != ho || shapes[8][3] != wo) return 1;
@@ -688,7 +699,9 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const float *bs = static_cast<const float *>(params[2]);
   const float *wd = static_cast<const float *>(params[3]);
   const float *bd = static_cast<const float *>(params[4]);
-  const float *wp = static_cast<const float *>(params[5]);
+  static thread_local std::vector<float> wp_panels;
+  const float *wp = Panels<kM>(params[5], ndims[5], shapes[5], cout, c, &wp_panels);
+  if (wp == nullptr) return 1;
   const float *bp = static_cast<const float *>(params[6]);
   float *y = static_cast<float *>(params[8]);
   const int64_t vho = (vh - 1) / 2 + 1, vwo = (vw - 1) / 2 + 1;  // the stem output's valid part
@@ -776,4 +789,15 @@ int CfIrDwS1Relu6(CF_SIG) { return Block<kRelu6, 1, false, kNoExpand>(CF_ARGS); 
 int CfIrDwS2Relu6(CF_SIG) { return Block<kRelu6, 2, false, kNoExpand>(CF_ARGS); }
 int CfStemIrDwRelu(CF_SIG) { return StemBlock<kRelu>(CF_ARGS); }
 int CfStemIrDwRelu6(CF_SIG) { return StemBlock<kRelu6>(CF_ARGS); }
+
+// For callers that pack the weights once (centerface_flow/fused/program.py): the panel height kM of this process's
+// tiles if input `input` of kernel `name` may be given as panels (a (panels, k, kM) tensor, see PackPanels) instead
+// of MindSpore's layout, else 0. The 1x1 convolutions' weights of the blocks: expansion and projection.
+int CfPanelRows(const char *name, int input) {
+  const int km = WideVectors() ? 12 : 6;
+  if (std::strncmp(name, "CfStemIrDw", 10) == 0) return input == 5 ? km : 0;
+  if (std::strncmp(name, "CfIrDw", 6) == 0) return input == 3 ? km : 0;
+  if (std::strncmp(name, "CfIr", 4) == 0) return input == 1 || input == 5 ? km : 0;
+  return 0;
+}
 }

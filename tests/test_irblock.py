@@ -36,8 +36,8 @@ CASES = [
 
 @pytest.fixture(params=["rows", "whole", "unparsed"])
 def mode(request, monkeypatch):
-    """Both ways the kernel computes a block: row by row with its own register tiles, or (small images) whole with
-    OpenBLAS, channels split between threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image
+    """Both ways the kernel computes a block: row by row, or (small images) whole, channels and then pixels split
+    between threads. The kernel reads CENTERFACE_BLOCK_WHOLE_KB (largest expanded image
     computed whole) on every call; a value that is not an integer means the default."""
     value = {"rows": "0", "whole": "1000000", "unparsed": "3MB"}[request.param]
     monkeypatch.setenv("CENTERFACE_BLOCK_WHOLE_KB", value)
@@ -51,6 +51,12 @@ def _data(case, seed):
     params = [rng.standard_normal((e, cin, 1, 1)) * 0.3, rng.standard_normal(e), rng.standard_normal((e, 1, 3, 3)) * 0.3,
               rng.standard_normal(e), rng.standard_normal((cout, e, 1, 1)) * 0.1, rng.standard_normal(cout)]
     return x, [p.astype(np.float32) for p in params]
+
+
+def panel_rows_of(kernel):
+    from centerface_flow.fused.program import panel_rows
+
+    return panel_rows(kernel, 1)
 
 
 def _name(stride, activation, residual):
@@ -110,8 +116,44 @@ def test_valid_region_equals_unpadded_image(mode):
         assert _rel(valid, ref) <= TOL, case
 
 
+def test_weights_given_as_panels(mode):
+    """The 1x1 weights packed once as the tiles' panels (what the one-operator network passes) give exactly the
+    output of the same weights in MindSpore's layout, which the kernel packs itself; for the stem block too."""
+    from centerface_flow.fused.program import as_panels, panel_rows
+
+    for i, case in enumerate(CASES):
+        x, params = _data(case, i)
+        stride, act, res = case[6:]
+        name = _name(stride, act, res)
+        rows = panel_rows(name, 1)
+        assert rows in (6, 12) and panel_rows(name, 5) == rows and panel_rows(name, 3) == 0
+        packed = [as_panels(params[0], rows), *params[1:4], as_panels(params[4], rows), params[5]]
+        region = np.zeros(4, np.float32)
+        plain = native.call_kernel(name, [x, *params, region], (x.shape[0], case[3], *_out_hw(case)))
+        assert np.array_equal(native.call_kernel(name, [x, *packed, region], plain.shape), plain), case
+    x, params = _stem_data(STEM_CASES[0], 0)
+    region = np.zeros(4, np.float32)
+    out_shape = (1, 16, 19, 23)
+    plain = native.call_kernel("CfStemIrDwRelu", [x, *params, region], out_shape)
+    packed = [*params[:4], as_panels(params[4], panel_rows("CfStemIrDwRelu", 5)), params[5]]
+    assert np.array_equal(native.call_kernel("CfStemIrDwRelu", [x, *packed, region], out_shape), plain)
+
+
+def _out_hw(case):
+    h, w, stride = case[4], case[5], case[6]
+    return (h - 1) // stride + 1, (w - 1) // stride + 1
+
+
 def test_bad_arguments_are_refused():
     x, params = _data(CASES[0], 0)
+    with pytest.raises(RuntimeError, match="returned 1"):  # panels of another height than this CPU's tiles
+        rows = 18 - panel_rows_of("CfIrS2Relu")
+        from centerface_flow.fused.program import as_panels
+
+        native.call_kernel("CfIrS2Relu", [x, as_panels(params[0], rows), *params[1:], np.zeros(4, np.float32)],
+                           (1, 24, 19, 23))
+    with pytest.raises(RuntimeError, match="returned 1"):  # a weight of the wrong size
+        native.call_kernel("CfIrS2Relu", [x, params[0][:-1], *params[1:], np.zeros(4, np.float32)], (1, 24, 19, 23))
     with pytest.raises(RuntimeError, match="returned 1"):  # residual needs stride 1 and Cin == Cout
         native.call_kernel("CfIrS1ReluRes", [x, *params, np.zeros(4, np.float32)], (1, 24, 37, 45))
     with pytest.raises(RuntimeError, match="returned 1"):  # wrong output shape
@@ -166,11 +208,12 @@ def test_register_tiles_of_both_widths(tiles):
     per process; CENTERFACE_TILES forces either, so both are checked on any CPU (in a child process)."""
     env = {**os.environ, "CENTERFACE_TILES": tiles}
     tests = ("kernel_matches_numpy_twin or block_without_expansion or valid_region_equals_unpadded_image or "
+             "weights_given_as_panels or "
              "stem_block_valid_region_equals_unpadded_image")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "12 passed" in res.stdout, res.stdout[-2000:]
+    assert "15 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_stem_block_bad_arguments_are_refused():

@@ -50,6 +50,25 @@ def test_program_equals_the_network(head_width, activation):
             np.testing.assert_array_equal(g, e)
 
 
+def test_block_weights_are_stored_as_panels():
+    """The blocks' 1x1 weights go into the program packed as the kernels' panels (3-D), once; the other weights
+    keep their layout."""
+    runtime.mindspore("pynative")
+    from centerface_flow.fused.program import _VERSION, trace
+
+    traced = trace(_folded())
+    words = traced.program
+    assert words[0] == _VERSION
+    n_names, n_weights = int(words[1]), int(words[5])
+    pos = 6
+    for _ in range(n_names):
+        pos += 1 + int(words[pos])
+    ndims = [int(words[pos + 6 * i + 1]) for i in range(n_weights)]
+    # the stem block's projection, and the expansion and projection of each of the 16 blocks after it
+    assert ndims.count(3) == 1 + 2 * 16
+    assert set(ndims) <= {1, 3, 4}
+
+
 def test_program_follows_the_valid_region():
     """set_valid_region changes the network's shared region parameter in place: the program reads it too."""
     ms = runtime.mindspore("pynative")

@@ -11,18 +11,22 @@ Shapes are not frozen: each recorded output's height and width follow from one e
 halved by a stride-2 convolution, doubled by the 2×2 transposed convolution), so one trace serves every input
 size the network accepts. The frozen weights are copied once into one buffer (passed as ~130 separate tensors
 they cost ~3 ms of framework work per call); the network's valid region stays its ``Parameter``, read on every
-call, so :func:`centerface_flow.fused.fold.set_valid_region` still applies.
+call, so :func:`centerface_flow.fused.fold.set_valid_region` still applies. The weights of the 1x1 convolutions
+that the kernels read as panels of their register tiles (``CfPanelRows`` in ``kernels/block.cc``) are stored
+packed so, once, instead of being packed by the kernel on every call.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from centerface_flow.ops import native
 
-__all__ = ["NetworkProgram", "Trace", "TraceError", "trace"]
+__all__ = ["NetworkProgram", "Trace", "TraceError", "as_panels", "panel_rows", "trace"]
 
 _VERSION = 2
 _SLOT, _WEIGHT, _LIVE = 0, 1, 2
@@ -53,6 +57,25 @@ def _rule(src: int, out: int) -> int:
         if _apply_rule(src, rule) == out:
             return rule
     raise TraceError(f"an output side of {out} does not follow from an input side of {src}")
+
+
+@functools.cache
+def panel_rows(kernel: str, index: int) -> int:
+    """The panel height this process's kernels use if input ``index`` of ``kernel`` may be passed as panels
+    (:func:`as_panels`), else 0 (``CfPanelRows``: the tiles, and so the height, follow the CPU)."""
+    fn = ctypes.CDLL(str(native.library_path())).CfPanelRows
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return int(fn(kernel.encode("ascii"), index))
+
+
+def as_panels(weight: np.ndarray, rows: int) -> np.ndarray:
+    """A 1x1 convolution's weight (out, in, ...) as the kernels' panels (``PackPanels`` in ``kernels/block.cc``):
+    (panels, in, rows), panel p holding outputs p * rows .. + rows, the last output repeated past the end."""
+    a = weight.reshape(weight.shape[0], -1)
+    panels = -(-a.shape[0] // rows)
+    index = np.minimum(np.arange(panels * rows), a.shape[0] - 1)
+    return np.ascontiguousarray(a[index].reshape(panels, rows, a.shape[1]).transpose(0, 2, 1), np.float32)
 
 
 @contextlib.contextmanager
@@ -143,6 +166,15 @@ def trace(net) -> Trace:
     if missing:
         raise TraceError(f"network outputs {missing} are not produced by a kernel")
     values = [np.ascontiguousarray(w.asnumpy(), np.float32) for w in weights]
+    # a weight every use of which takes panels of one height is stored as panels
+    heights = {}
+    for call in program_calls:
+        for position, (kind, i) in enumerate(call.inputs):
+            if kind == _WEIGHT:
+                heights.setdefault(i, set()).add(panel_rows(call.kernel, position))
+    for i, found in heights.items():
+        if len(found) == 1 and 0 not in found:
+            values[i] = as_panels(values[i], found.pop())
     if any(not 1 <= v.ndim <= 4 for v in values):
         raise TraceError("a weight has more than 4 dimensions")
     words = [_VERSION, len(names), len(shapes), len(program_calls), len(results), len(values)]
