@@ -11,6 +11,7 @@ import pytest
 
 from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
+from centerface_flow.fused.program import as_panels, panel_rows
 from centerface_flow.ops import irblock, native
 
 TOL = 1e-5
@@ -51,12 +52,6 @@ def _data(case, seed):
     params = [rng.standard_normal((e, cin, 1, 1)) * 0.3, rng.standard_normal(e), rng.standard_normal((e, 1, 3, 3)) * 0.3,
               rng.standard_normal(e), rng.standard_normal((cout, e, 1, 1)) * 0.1, rng.standard_normal(cout)]
     return x, [p.astype(np.float32) for p in params]
-
-
-def panel_rows_of(kernel):
-    from centerface_flow.fused.program import panel_rows
-
-    return panel_rows(kernel, 1)
 
 
 def _name(stride, activation, residual):
@@ -119,8 +114,6 @@ def test_valid_region_equals_unpadded_image(mode):
 def test_weights_given_as_panels(mode):
     """The 1x1 weights packed once as the tiles' panels (what the one-operator network passes) give exactly the
     output of the same weights in MindSpore's layout, which the kernel packs itself; for the stem block too."""
-    from centerface_flow.fused.program import as_panels, panel_rows
-
     for i, case in enumerate(CASES):
         x, params = _data(case, i)
         stride, act, res = case[6:]
@@ -147,9 +140,7 @@ def _out_hw(case):
 def test_bad_arguments_are_refused():
     x, params = _data(CASES[0], 0)
     with pytest.raises(RuntimeError, match="returned 1"):  # panels of another height than this CPU's tiles
-        rows = 18 - panel_rows_of("CfIrS2Relu")
-        from centerface_flow.fused.program import as_panels
-
+        rows = 18 - panel_rows("CfIrS2Relu", 1)
         native.call_kernel("CfIrS2Relu", [x, as_panels(params[0], rows), *params[1:], np.zeros(4, np.float32)],
                            (1, 24, 19, 23))
     with pytest.raises(RuntimeError, match="returned 1"):  # a weight of the wrong size
