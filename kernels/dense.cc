@@ -1,18 +1,21 @@
 // Dense (ungrouped) 3x3 convolution (padding 1, stride 1 or 2) and 2x2 stride-2 transposed convolution on NCHW
 // float32 tensors, inference only (bias + activation fused), as MindSpore AOT custom-operator entry points.
 //
-// Both run as GEMMs in OpenBLAS's single-precision GEMM, loaded at run time with dlopen from the path in the
-// environment variable CENTERFACE_OPENBLAS_LIB (see kernels/pointwise.cc, set by centerface_flow/ops/pointwise.py).
-// MindSpore's CPU backend instead runs them through oneDNN on plain NCHW tensors with separate BiasAdd and ReLU
-// passes, which for the first layer of the network (3 -> 32 channels on the full-size input) costs as much as
-// several of the depthwise layers together.
+// The transposed convolution and the stride-2 3x3 convolution run as GEMMs in OpenBLAS's single-precision GEMM,
+// loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (see
+// kernels/pointwise.cc, set by centerface_flow/ops/pointwise.py); the stride-1 3x3 convolution runs directly on
+// register tiles (kernels/cf_tiles.h, DirectConv3x3). MindSpore's CPU backend instead runs them through oneDNN on
+// plain NCHW tensors with separate BiasAdd and ReLU passes, which for the first layer of the network (3 -> 32
+// channels on the full-size input) costs as much as several of the depthwise layers together.
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfConv3x3S{1,2}Bias{,Relu,Relu6}Valid(x (N,Cin,H,W), w (Cout,Cin,3,3), b (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
-//       Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, zero padding of 1 on every side. Each worker thread takes a
-//       band of output rows of one image, gathers its input patches into a thread-local (Cin*9) x (rows*Wo) matrix
-//       (im2col) and multiplies it by the weight (Cout x Cin*9) with a single-threaded sgemm straight into y, then
-//       applies bias + activation to the band while it is in cache.
+//       Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, zero padding of 1 on every side. Stride 1: each worker thread
+//       takes a band of output rows of one image, copies its input rows zero-padded into a thread-local band and
+//       accumulates Cout x 16-pixel register tiles over Cin x 9 taps read in place (DirectConv3x3). Stride 2: the
+//       band's input patches are gathered into a thread-local (Cin*9) x (rows*Wo) matrix (im2col) and multiplied by
+//       the weight (Cout x Cin*9) with a single-threaded sgemm straight into y, then bias + activation are applied
+//       to the band while it is in cache.
 //       valid = (H0, W0, h0, w0) float32 has the meaning of ValidPlane in kernels/cf_common.h: the input is a
 //       bottom/right zero-padded tensor of a network whose input was H0 x W0 around an h0 x w0 image; input rows /
 //       columns past the image (h0 / r, w0 / r at this layer's input stride r) are treated as the convolution's
@@ -33,10 +36,12 @@
 #include "cf_blas.h"
 #include "cf_common.h"
 #include "cf_threads.h"
+#include "cf_tiles.h"
 
 namespace {
 
 using namespace cf_common;  // NOLINT(build/namespaces): IsF32, Count, activations
+using namespace cf_tiles;   // NOLINT(build/namespaces): vectors, register tiles, panels
 
 // Target size (floats) of a thread's im2col matrix / transposed-conv product: 128 KB, well inside a core's L2 with its
 // output band (16K-256K floats measured within 10-20 % of each other on this machine; 32K the best or near it).
@@ -101,6 +106,143 @@ void Im2col(const float *x, int64_t cin, int64_t h, int64_t w, int64_t vh, int64
   }
 }
 
+// The padded input rows of one band of a direct stride-1 convolution: for each channel (ldc floats apart) rows
+// r = 0 .. rows + 1 of pw = vw + 2 floats holding input row i0 - 1 + r, input column c at padded column c + 1;
+// padded columns 0 and vw + 1 and rows outside the valid rows [0, vh) are zero.
+void PadBand(const float *x, int64_t cin, int64_t h, int64_t w, int64_t vh, int64_t vw, int64_t i0, int64_t rows,
+             float *band, int64_t ldc) {
+  const int64_t pw = vw + 2;
+  for (int64_t c = 0; c < cin; ++c) {
+    for (int64_t r = 0; r < rows + 2; ++r) {
+      float *dst = band + c * ldc + r * pw;
+      const int64_t i = i0 - 1 + r;
+      if (i < 0 || i >= vh) {
+        std::memset(dst, 0, sizeof(float) * pw);
+        continue;
+      }
+      dst[0] = 0.0f;
+      std::memcpy(dst + 1, x + (c * h + i) * w, sizeof(float) * vw);
+      dst[vw + 1] = 0.0f;
+    }
+  }
+}
+
+// acc[i] = bias[i] + sum over input channels c and taps (ki, kj) of pa[((c * 3 + ki) * 3 + kj) * kM + i] times the
+// kTile pixels b[c * ldc + ki * pw + kj ..]: a 3x3 stride-1 convolution's register tile, reading its input where it
+// lies in the padded band (no im2col copy). Rows i >= m take bias[m - 1] (see PackPanels).
+template <int L, int kM>
+CF_INLINE void TileConv3x3(int64_t cin, const float *pa, const float *b, int64_t ldc, int64_t pw, const float *bias,
+                           int m, VecOf<L> (&acc)[kM][kTile / L]) {
+  constexpr int kJ = kTile / L;
+#pragma GCC unroll 16
+  for (int i = 0; i < kM; ++i) {
+    const int r = i < m ? i : m - 1;
+#pragma GCC unroll 2
+    for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
+  }
+  for (int64_t c = 0; c < cin; ++c, b += ldc) {
+#pragma GCC unroll 3
+    for (int ki = 0; ki < 3; ++ki) {
+#pragma GCC unroll 3
+      for (int kj = 0; kj < 3; ++kj, pa += kM) {
+        VecOf<L> v[kJ];
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) v[q] = Load<L>(b + ki * pw + kj + q * L);
+#pragma GCC unroll 16
+        for (int i = 0; i < kM; ++i) {
+          const float wt = pa[i];
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) acc[i][q] += wt * v[q];
+        }
+      }
+    }
+  }
+}
+
+// Output rows [i0, i0 + rows) of a direct 3x3 stride-1 convolution from their padded band (PadBand): kM output
+// channels x kTile pixels at a time, + bias + activation in registers, into y (channel planes `plane` floats apart,
+// rows wo floats apart); columns vwo .. wo (outside the valid region) are written as zeros.
+template <int A, int L, int kM>
+CF_CLONES void Conv3x3Band(const float *band, int64_t ldc, int64_t cin, const float *panels, const float *bias,
+                           int64_t cout, int64_t i0, int64_t rows, int64_t vwo, int64_t wo, float *y, int64_t plane) {
+  constexpr int kJ = kTile / L;
+  const int64_t pw = vwo + 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < vwo; j += kTile) {
+      const int64_t cols = vwo - j < kTile ? vwo - j : kTile;
+      for (int64_t co0 = 0; co0 < cout; co0 += kM) {
+        const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
+        VecOf<L> acc[kM][kJ];
+        TileConv3x3<L, kM>(cin, panels + co0 * cin * 9, band + r * pw + j, ldc, pw, bias + co0, m, acc);
+#pragma GCC unroll 16
+        for (int i = 0; i < kM; ++i) {
+          if (i >= m) break;
+          float *out = y + (co0 + i) * plane + (i0 + r) * wo + j;
+          if (cols == kTile) {
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) Store<L>(out + q * L, ActivateVec<A, L>(acc[i][q]));
+          } else {
+            float t[kTile];
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) Store<L>(t + q * L, ActivateVec<A, L>(acc[i][q]));
+            std::memcpy(out, t, sizeof(float) * cols);
+          }
+        }
+      }
+    }
+    if (vwo < wo)
+      for (int64_t co = 0; co < cout; ++co) std::memset(y + co * plane + (i0 + r) * wo + vwo, 0, sizeof(float) * (wo - vwo));
+  }
+}
+
+// A 3x3 stride-1 convolution computed directly with register tiles (Conv3x3Band): as im2col + sgemm, a layer with
+// few output channels (the neck's 24) ran at about half the FMA peak (OpenBLAS packs the im2col matrix again and
+// its kernels are shaped for larger M), and the im2col matrix itself is 9x the input band. Threads take bands of
+// output rows whose padded input stays in L2.
+template <int A, int L, int kM>
+void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, int64_t n, int64_t cin, int64_t h,
+                   int64_t w, int64_t cout, int64_t vh, int64_t vw) {
+  static thread_local std::vector<float> panels;
+  panels.resize((cout + kM - 1) / kM * kM * cin * 9);
+  PackPanels(k, cout, cin * 9, kM, panels.data());
+  const int64_t pw = vw + 2, plane = h * w;
+  // bands of output rows whose padded input fills at most ~256 KB, as many per image as a multiple of the threads
+  // (one image: equal shares)
+  int64_t rows = (256 * 1024 / 4) / (cin * pw) - 2;
+  if (rows < 1) rows = 1;
+  int64_t bands = (vh + rows - 1) / rows;
+  if (n == 1) {
+    const int64_t threads = cf_threads::Threads();
+    bands = (bands + threads - 1) / threads * threads;
+  }
+  rows = (vh + bands - 1) / bands;
+  bands = (vh + rows - 1) / rows;
+  const int64_t items = n * bands, ldc = (rows + 2) * pw;
+  std::atomic<int64_t> next{0};
+  const float *pa = panels.data();
+  cf_threads::Parallel([&](int t, int threads) {
+    static thread_local std::vector<float> band;
+    if (static_cast<int64_t>(band.size()) < cin * ldc + 2 * kTile) band.resize(cin * ldc + 2 * kTile);
+    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
+      PadBand(x + img * cin * plane, cin, h, w, vh, vw, i0, count, band.data(), ldc);
+      Conv3x3Band<A, L, kM>(band.data(), ldc, cin, pa, bias, cout, i0, count, vw, w, y + img * cout * plane, plane);
+    }
+    if (vh < h) {  // rows past the valid region are zero (no other thread writes them)
+      int64_t p0, p1;
+      cf_threads::Split(n * cout, t, threads, &p0, &p1);
+      for (int64_t p = p0; p < p1; ++p) std::memset(y + p * plane + vh * w, 0, sizeof(float) * (h - vh) * w);
+    }
+  });
+}
+
+template <int A>
+void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, int64_t n, int64_t cin, int64_t h,
+                   int64_t w, int64_t cout, int64_t vh, int64_t vw) {
+  if (WideVectors()) return DirectConv3x3<A, 16, 12>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+  DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+}
+
 int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, int act) {
   if (nparam != 5) return 1;
   for (int i = 0; i < nparam; ++i)
@@ -117,11 +259,26 @@ int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   if (ndims[3] != 1 || shapes[3][0] != 4) return 5;
   int64_t vh, vw;
   if (!ValidPlane(static_cast<const float *>(params[3]), h, w, &vh, &vw)) return 5;
-  if (!cf_blas::LoadBlas()) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const float *k = static_cast<const float *>(params[1]);
   const float *bias = static_cast<const float *>(params[2]);
   float *y = static_cast<float *>(params[4]);
+  if (stride == 1) {
+    const float *x = static_cast<const float *>(params[0]);
+    const float *k = static_cast<const float *>(params[1]);
+    const float *bias = static_cast<const float *>(params[2]);
+    float *y = static_cast<float *>(params[4]);
+    if (n == 0) return 0;
+    if (act == kRelu) {
+      DirectConv3x3<kRelu>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+    } else if (act == kRelu6) {
+      DirectConv3x3<kRelu6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+    } else {
+      DirectConv3x3<kNone>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+    }
+    return 0;
+  }
+  if (!cf_blas::LoadBlas()) return 2;
   const int64_t vho = (vh - 1) / stride + 1, vwo = (vw - 1) / stride + 1;
   const int64_t kdim = cin * 9, plane = ho * wo;
   const bool full_width = vwo == wo;

@@ -1,7 +1,11 @@
-"""Native dense 3×3 and 2×2 stride-2 transposed convolution kernels (GEMMs through OpenBLAS, inference only): the
-C++ library vs its numpy twins vs MindSpore's own operators, including valid regions of padded inputs, and as
-custom operators in graph and pynative mode."""
+"""Native dense 3×3 and 2×2 stride-2 transposed convolution kernels (inference only; stride-1 3×3 as register tiles,
+the others as GEMMs through OpenBLAS): the C++ library vs its numpy twins vs MindSpore's own operators, including
+valid regions of padded inputs, and as custom operators in graph and pynative mode."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +93,18 @@ def test_valid_region_equals_unpadded():
         vh, vw = ref.shape[2:]
         assert _rel(got[:, :, :vh, :vw], ref) <= TOL, stride
         assert not got[:, :, vh:].any() and not got[:, :, :, vw:].any(), stride
+
+
+@pytest.mark.parametrize("tiles", ["wide", "narrow"])
+def test_register_tiles_of_both_widths(tiles):
+    """The stride-1 3×3 convolution's register tiles follow the CPU (CENTERFACE_TILES forces either width, so both
+    are checked on any CPU, in a child process)."""
+    env = {**os.environ, "CENTERFACE_TILES": tiles}
+    tests = "conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded"
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
+                         env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "2 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_bad_shapes_are_refused():
