@@ -123,7 +123,8 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
 // The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
 // expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows pw floats apart) becomes the padded
 // row of act(be[e] + sum_k we(e, k) * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
-// elsewhere (`we`: the expansion weights as panels, see PackPanels; `ne` a multiple of kM or the matrix's end). The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
+// elsewhere (`we`: the expansion weights as panels, see PackPanels; `ne` a multiple of kM or the matrix's end).
+// The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
 // waste nothing but the last tile; a tile that crosses a row end is stored in two segments. `scratch` (cin x kTile
 // floats) takes a short last tile.
 template <int A, int S, int L, int kM>
@@ -299,43 +300,61 @@ inline int64_t WholeBytes() {
   return (kb >= 0 ? kb : 1200) * 1024;
 }
 
-// Pixels [p0, p1) of the projection of whole depthwise planes `dw` (ne planes `plane` floats apart) to `cout`
-// planes of y, + bias (+ res, planes alike), kTile pixels at a time. A tile's ne x kTile values are gathered first:
-// read where they are by every panel, each of its rows (a plane apart) would cost a TLB miss each time.
+// The projection of depthwise values stored tile by tile (`tiles`: for each kTile-pixel tile its ne x kTile values,
+// channel by channel) to `cout` planes of y (`plane` floats apart), + bias (+ res, planes alike), for work items
+// [i0, i1) of tiles x panels (item = tile * panels + panel of kM outputs): a tile's values are contiguous, so every
+// panel streams them from L1/L2 without a TLB miss per channel, and splitting items rather than tiles keeps the
+// threads' shares equal when an image has few tiles.
 template <bool R, int L, int kM>
-CF_CLONES void ProjectPixels(int64_t cout, const float *dw, int64_t plane, int64_t ne, const float *wp,
-                             const float *bp, const float *res, float *y, int64_t p0, int64_t p1) {
-  static thread_local std::vector<float> tile;
-  if (static_cast<int64_t>(tile.size()) < ne * kTile) tile.resize(ne * kTile);
-  for (int64_t p = p0; p < p1; p += kTile) {
-    const int64_t cols = p1 - p < kTile ? p1 - p : kTile;
-    for (int64_t e = 0; e < ne; ++e) std::memcpy(tile.data() + e * kTile, dw + e * plane + p, sizeof(float) * cols);
-    ProjectPanels<R, L, kM>(cout, tile.data(), kTile, ne, wp, bp, res, plane, y, plane, p, cols);
+CF_CLONES void ProjectTiles(int64_t cout, const float *tiles, int64_t ne, const float *wp, const float *bp,
+                            const float *res, float *y, int64_t plane, int64_t i0, int64_t i1) {
+  const int64_t panels = (cout + kM - 1) / kM;
+  for (int64_t item = i0; item < i1;) {
+    const int64_t t = item / panels, first = item % panels;
+    const int64_t last = panels < first + (i1 - item) ? panels : first + (i1 - item);
+    const int64_t p = t * kTile, cols = plane - p < kTile ? plane - p : kTile;
+    const int64_t co0 = first * kM, co1 = last * kM < cout ? last * kM : cout;
+    ProjectPanels<R, L, kM>(co1 - co0, tiles + t * ne * kTile, kTile, ne, wp + co0 * ne, bp + co0,
+                            R ? res + co0 * plane : nullptr, plane, y + co0 * plane, plane, p, cols);
+    item += last - first;
   }
+}
+
+// One channel's depthwise plane (`count` floats, contiguous) into its rows of the tile-major buffer (see
+// ProjectTiles; channel e of tile t at tiles + (t * ne + e) * kTile). Lanes past `count` in the last tile take
+// the plane buffer's floats after it (finite, never stored by the projection).
+template <int L>
+CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float *tiles) {
+  constexpr int kJ = kTile / L;
+  for (int64_t t = 0; t * kTile < count; ++t)
+#pragma GCC unroll 2
+    for (int q = 0; q < kJ; ++q) Store<L>(tiles + t * ne * kTile + q * L, Load<L>(plane + t * kTile + q * L));
 }
 
 // The block on whole images, for the small (low-resolution) ones: row by row, each thread would expand the input
 // rows next to its share again and read both weight matrices for a few rows only. Phase 1 splits the expanded
 // channels between the threads: a chunk of channels at a time (whole padded planes in cache) is expanded, then
-// convolved into a buffer of all depthwise outputs; phase 2 splits the output pixels (the projection; splitting
-// its output channels instead would leave each thread a few panels only when Cout is small).
+// convolved plane by plane into a buffer of all depthwise outputs, tile-major (PlaneToTiles); phase 2 splits the
+// projection's (tile, panel) items (ProjectTiles).
 template <int A, int S, bool R, int X, int L, int kM>
 void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
                 const float *wp, const float *bp, float *y) {
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2, ph = s.h + 2, plane = ph * pw;
+  const int64_t tiles = (howo + kTile - 1) / kTile, image = tiles * s.e * kTile;  // tile-major floats per image
   // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
   int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
   if (chunk < kM) chunk = kM;
-  static thread_local std::vector<float> dw_all;  // E x Ho*Wo per image (+ a tile read past the end)
-  if (static_cast<int64_t>(dw_all.size()) < s.n * s.e * howo + kTile) dw_all.resize(s.n * s.e * howo + kTile);
+  static thread_local std::vector<float> dw_all;  // the tile-major depthwise outputs of all images
+  if (static_cast<int64_t>(dw_all.size()) < s.n * image) dw_all.resize(s.n * image);
   float *dw = dw_all.data();
   cf_threads::Parallel([&](int t, int threads) {
     int64_t e0, e1;
     cf_threads::SplitChunks(s.e, kM, t, threads, &e0, &e1);
     if (e1 <= e0) return;
-    static thread_local std::vector<float> planes, scratch;
+    static thread_local std::vector<float> planes, scratch, out;
     if (static_cast<int64_t>(planes.size()) < chunk * plane + 2 * kTile) planes.resize(chunk * plane + 2 * kTile);
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
+    if (static_cast<int64_t>(out.size()) < tiles * kTile) out.resize(tiles * kTile);  // zeros past howo
     for (int64_t n = 0; n < s.n; ++n) {
       const float *xn = x + n * s.cin * hw;
       for (int64_t c0 = e0; c0 < e1; c0 += chunk) {
@@ -354,22 +373,23 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
                                   planes.data(), plane, ph, scratch.data());
         for (int64_t e = 0; e < ne; ++e) {
           const float *p = planes.data() + e * plane;
-          float *out = dw + (n * s.e + c0 + e) * howo;
           for (int64_t o = 0; o < s.ho; ++o) {
             const int64_t i = o * S - 1;  // the first of the output row's three input rows
             DwRow<A, S>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw, wd + 9 * (c0 + e),
-                        bd[c0 + e], s.w, s.wo, out + o * s.wo);
+                        bd[c0 + e], s.w, s.wo, out.data() + o * s.wo);
           }
+          PlaneToTiles<L>(out.data(), howo, s.e, dw + n * image + (c0 + e) * kTile);
         }
       }
     }
   });
+  const int64_t items = tiles * ((s.cout + kM - 1) / kM);
   cf_threads::Parallel([&](int t, int threads) {
-    int64_t p0, p1;
-    cf_threads::SplitChunks(howo, kTile, t, threads, &p0, &p1);
+    int64_t i0, i1;
+    cf_threads::Split(items, t, threads, &i0, &i1);
     for (int64_t n = 0; n < s.n; ++n)
-      ProjectPixels<R, L, kM>(s.cout, dw + n * s.e * howo, howo, s.e, wp, bp, R ? x + n * s.cin * hw : nullptr,
-                              y + n * s.cout * howo, p0, p1);
+      ProjectTiles<R, L, kM>(s.cout, dw + n * image, s.e, wp, bp, R ? x + n * s.cin * hw : nullptr,
+                             y + n * s.cout * howo, howo, i0, i1);
   });
 }
 
@@ -417,8 +437,8 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
         }
       }
       next = need + 1;
-      DwProjectRows<A, S, R, L, kM>(ring.data(), ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout, s.wo,
-                                    R ? xn + o0 * s.w : nullptr, hw, y + n * s.cout * howo + o0 * s.wo, howo,
+      DwProjectRows<A, S, R, L, kM>(ring.data(), ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout,
+                                    s.wo, R ? xn + o0 * s.w : nullptr, hw, y + n * s.cout * howo + o0 * s.wo, howo,
                                     dw.data(), ldd);
       item += rows;
     }

@@ -191,7 +191,8 @@ CF_CLONES void Conv3x3Band(const float *band, int64_t ldc, int64_t cin, const fl
       }
     }
     if (vwo < wo)
-      for (int64_t co = 0; co < cout; ++co) std::memset(y + co * plane + (i0 + r) * wo + vwo, 0, sizeof(float) * (wo - vwo));
+      for (int64_t co = 0; co < cout; ++co)
+        std::memset(y + co * plane + (i0 + r) * wo + vwo, 0, sizeof(float) * (wo - vwo));
   }
 }
 
