@@ -237,7 +237,7 @@ CF_INLINE void ProjectPanels(int64_t cout, const float *b, int64_t ldb, int64_t 
   for (int64_t co0 = 0; co0 < cout; co0 += kM) {
     const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
     VecOf<L> acc[kM][kJ];
-    TileProduct<L, kM>(ne, wp + co0 * ne, b, ldb, bp + co0, m, acc);
+    PanelProduct<L, kM>(ne, wp + co0 * ne, b, ldb, bp + co0, m, acc);
 #pragma GCC unroll 16
     for (int i = 0; i < kM; ++i) {
       if (i >= m) break;

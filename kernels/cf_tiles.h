@@ -124,14 +124,15 @@ const float *Panels(const void *param, int ndim, const int64_t *shape, int64_t r
   return scratch->data();
 }
 
-// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kM: panel pa (see PackPanels) times a
-// kTile-pixel tile of B (kTile readable floats per row); rows i >= m (the short last panel) take bias[m - 1].
-template <int L, int kM>
+// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kR (kR <= kM rows of the panel are
+// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kTile-pixel tile of B (kTile readable
+// floats per row); rows i >= m (the short last panel) take bias[m - 1].
+template <int L, int kM, int kR = kM>
 CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
                            VecOf<L> (&acc)[kM][kTile / L]) {
   constexpr int kJ = kTile / L;
 #pragma GCC unroll 16
-  for (int i = 0; i < kM; ++i) {
+  for (int i = 0; i < kR; ++i) {
     const int r = i < m ? i : m - 1;
 #pragma GCC unroll 2
     for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
@@ -141,11 +142,26 @@ CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t l
 #pragma GCC unroll 2
     for (int q = 0; q < kJ; ++q) v[q] = Load<L>(b + kk * ldb + q * L);
 #pragma GCC unroll 16
-    for (int i = 0; i < kM; ++i) {
+    for (int i = 0; i < kR; ++i) {
       const float w = pa[kk * kM + i];
 #pragma GCC unroll 2
       for (int q = 0; q < kJ; ++q) acc[i][q] += w * v[q];
     }
+  }
+}
+
+// TileProduct for the first m rows of a panel: a short last panel (a matrix whose rows are not a multiple of kM,
+// e.g. 64 = 5 x 12 + 4) computes a third or two thirds of the panel's rows instead of all of them.
+template <int L, int kM>
+CF_INLINE void PanelProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
+                            VecOf<L> (&acc)[kM][kTile / L]) {
+  static_assert(kM % 3 == 0, "panels are cut in thirds");
+  if (m > 2 * kM / 3) {
+    TileProduct<L, kM>(k, pa, b, ldb, bias, m, acc);
+  } else if (m > kM / 3) {
+    TileProduct<L, kM, 2 * kM / 3>(k, pa, b, ldb, bias, m, acc);
+  } else {
+    TileProduct<L, kM, kM / 3>(k, pa, b, ldb, bias, m, acc);
   }
 }
 
