@@ -15,9 +15,9 @@
 // activation, zero padding and (for stride 2) even/odd column split are applied while a tile is still in registers
 // (separate bias / padding passes over the expanded rows cost about as much as the small-K products themselves),
 // and their weights are read as panels (PackPanels), which a caller that runs the network many times packs once
-// (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks (expanded image
-// up to CENTERFACE_BLOCK_WHOLE_KB) run on whole images instead, threads splitting channels and then pixels
-// (WholeImage).
+// (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks, and those whose ring
+// of rows would crowd a core's L2 (UseWholeImage), run on whole images instead, threads splitting channels and then
+// pixels (WholeImage).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
@@ -291,13 +291,27 @@ struct Shape {
 // Expansion kinds: none (inputs x, wd, bd, wp, bp, valid) or 1x1 (x, we, be, wd, bd, wp, bp, valid).
 enum Expand { kNoExpand = 0, kPointwise = 1 };
 
-// Largest expanded image (E x H x W floats, in bytes) computed whole (WholeImage) rather than row by row:
-// CENTERFACE_BLOCK_WHOLE_KB (a tuning knob; read on every call, so that tests can cover both ways), default 1200 KB:
-// on a 2-core Zen 4 the 30x40 blocks of a 640x480 input (1.8-2.7 MB) ran 10-15% faster row by row, the 15x20 ones
-// (1.15 MB) faster whole.
-inline int64_t WholeBytes() {
+// Output rows that RunBlock computes together, and the rows of its per-thread ring of expanded input rows.
+inline int64_t GroupRows(const Shape &s) { return (kGroupPixels + s.wo - 1) / s.wo; }
+template <int S>
+int64_t RingRows(const Shape &s) {
+  return (GroupRows(s) - 1) * S + 3;
+}
+
+// Whether a block runs on whole images (WholeImage) rather than row by row (RunBlock): when its expanded image
+// (E x H x W floats) is at most 1200 KB, or when the ring of expanded rows RunBlock keeps per thread would be more
+// than 768 KB, most of a core's 1 MB L2, so that the weights read again for every group of rows would come from
+// L3 (a stride-2 block with narrow output rows groups many input rows: 576 channels x 9 rows of 42 floats,
+// 870 KB, for 30x40 -> 15x20). Measured on a 2-core Zen 4: the 30x40 blocks of a 640x480 input (1.8-2.7 MB,
+// rings of 260-390 KB) ran 10-15% faster row by row; the 15x20 ones (1.15 MB) and the stride-2 30x40 -> 15x20
+// block 10-15% faster whole. CENTERFACE_BLOCK_WHOLE_KB (read on every call, so that tests can cover both ways)
+// replaces the rule by "expanded image at most that many KB".
+template <int S>
+bool UseWholeImage(const Shape &s) {
+  const int64_t expanded = s.e * s.h * s.w * 4;
   const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
-  return (kb >= 0 ? kb : 1200) * 1024;
+  if (kb >= 0) return expanded <= kb * 1024;
+  return expanded <= 1200 * 1024 || s.e * RingRows<S>(s) * (s.w + 2) * 4 > 768 * 1024;
 }
 
 // The projection of depthwise values stored tile by tile (`tiles`: for each kTile-pixel tile its ne x kTile values,
@@ -397,9 +411,9 @@ template <int A, int S, bool R, int X, int L, int kM>
 void RunBlock(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
               const float *wp, const float *bp, float *y) {
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2;
-  const int64_t group = (kGroupPixels + s.wo - 1) / s.wo;  // output rows computed together
+  const int64_t group = GroupRows(s);  // output rows computed together
   // per channel a ring of the padded input rows a group needs: input row i is in ring row (i + R) % R
-  const int64_t ring_rows = (group - 1) * S + 3, ldc = ring_rows * pw;
+  const int64_t ring_rows = RingRows<S>(s), ldc = ring_rows * pw;
   const int64_t ldd = (group * s.wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> ring, dw, scratch;
@@ -460,7 +474,7 @@ int TiledBlock(const Shape &s, void **params, int *ndims, int64_t **shapes) {
   const float *bd = static_cast<const float *>(params[2 + off]);
   const float *bp = static_cast<const float *>(params[4 + off]);
   float *y = static_cast<float *>(params[6 + off]);
-  if (s.e * s.h * s.w * 4 <= WholeBytes()) {
+  if (UseWholeImage<S>(s)) {
     WholeImage<A, S, R, X, L, kM>(s, x, we, be, wd, bd, wp, bp, y);
   } else {
     RunBlock<A, S, R, X, L, kM>(s, x, we, be, wd, bd, wp, bp, y);
