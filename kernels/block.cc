@@ -15,9 +15,9 @@
 // activation, zero padding and (for stride 2) even/odd column split are applied while a tile is still in registers
 // (separate bias / padding passes over the expanded rows cost about as much as the small-K products themselves),
 // and their weights are read as panels (PackPanels), which a caller that runs the network many times packs once
-// (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks, and those whose ring
-// of rows would crowd a core's L2 (UseWholeImage), run on whole images instead, threads splitting channels and then
-// pixels (WholeImage).
+// (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks, and those whose
+// ring of rows would crowd a core's L2 (UseWholeImage), run on whole images instead, threads splitting channels and
+// then pixels (WholeImage).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
