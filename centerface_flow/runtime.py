@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-__all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "kernel_threads", "mindspore",
-           "use_threads"]
+__all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "idle_mindspore_threads",
+           "kernel_threads", "mindspore", "use_threads"]
 
 #: Threads of the native kernels' worker pool (read by ``kernels/cf_threads.h``); default: the CPUs this process
 #: may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the process environment when it is imported,
@@ -123,6 +123,8 @@ def mindspore(mode: str = "graph"):
     import mindspore as ms
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    if mode == "graph":
+        idle_mindspore_threads(idle=False)  # a pynative runner earlier in this process may have set them idle
     device = device_target()
     ms.set_device(device)
     _set_mindspore_threads(ms, kernel_threads())
@@ -141,3 +143,36 @@ def _run_operators_on_caller(ms) -> None:
     conf = op_tuning.RuntimeConf.get_instance()
     if not conf.is_launch_blocking():
         ms.runtime.launch_blocking()
+
+
+#: Name prefix of MindSpore's runtime threads that busy-wait: they call sched_yield in a loop for a while after each
+#: task, which costs nothing on an idle core but takes a core from the native kernels when the process has as
+#: many kernel threads as CPUs.
+_SPINNING_THREAD_PREFIX = "ActorThread"
+
+
+def idle_mindspore_threads(idle: bool = True) -> int:
+    """Put MindSpore's busy-waiting runtime threads of this process under ``SCHED_IDLE`` (Linux; elsewhere
+    nothing), or back under the normal policy with ``idle=False``; returns how many threads were changed. Idle, they
+    run only on a CPU nothing else wants.
+
+    For pynative inference on CPU, where the network runs on the calling thread and the native kernels' workers
+    (``launch_blocking``, one operator): there these threads only spin. Measured on the 2-core VM, the first 10-20
+    calls of a runner at 640x480 took 57 ms instead of 27 while two of them spun (docs/performance.md, "MindSpore's
+    spinning threads"). Graph mode runs the graph on them: :func:`mindspore` puts them back for it.
+    """
+    tasks = "/proc/self/task"
+    if not hasattr(os, "sched_setscheduler") or not os.path.isdir(tasks):
+        return 0
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    changed = 0
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/comm", encoding="utf-8") as f:
+                name = f.read().strip()
+            if name.startswith(_SPINNING_THREAD_PREFIX) and os.sched_getscheduler(int(tid)) != policy:
+                os.sched_setscheduler(int(tid), policy, os.sched_param(0))
+                changed += 1
+        except OSError:  # the thread has exited, or the policy cannot be changed here: leave it
+            continue
+    return changed

@@ -3,6 +3,9 @@ network run operator by operator, for any input size from one trace, padded inpu
 is refused; a damaged program is an error, not wrong numbers; the pynative runner uses it."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -156,3 +159,13 @@ def test_pynative_runner_runs_the_program(tmp_path):
     assert "as one operator" in runner.description
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
     assert [o.shape for o in runner(x)] == [(1, 1, 24, 32), (1, 2, 24, 32), (1, 2, 24, 32), (1, 10, 24, 32)]
+    if sys.platform.startswith("linux"):  # MindSpore's spinning runtime threads yield to the kernels'
+        policies = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/comm", encoding="utf-8") as f:
+                if f.read().startswith("ActorThread"):
+                    policies[tid] = os.sched_getscheduler(int(tid))
+        assert policies and set(policies.values()) == {os.SCHED_IDLE}, policies
+        runtime.mindspore("graph")  # graph mode runs the graph on them: back to the normal policy
+        assert {os.sched_getscheduler(int(tid)) for tid in policies} == {os.SCHED_OTHER}
+        runtime.mindspore("pynative")

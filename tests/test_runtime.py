@@ -1,10 +1,13 @@
-"""The environment set before MindSpore is imported: the oneDNN fast path and the native kernels' thread count."""
+"""The environment set before MindSpore is imported: the oneDNN fast path and the native kernels' thread count; and
+MindSpore's spinning runtime threads put under SCHED_IDLE."""
 from __future__ import annotations
 
 import ast
+import ctypes
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -62,3 +65,35 @@ def test_use_threads_gives_the_job_its_share(monkeypatch):
     assert runtime.use_threads(2) == 2 and os.environ[runtime.THREADS_ENV] == "2"
     assert runtime.kernel_threads() == 2
     assert runtime.use_threads(0) == 1  # never zero threads
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names and SCHED_IDLE are Linux's")
+def test_only_mindspore_runtime_threads_are_set_idle():
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_void_p
+    named, done = threading.Event(), threading.Event()
+    tids = {}
+
+    def thread(name: bytes) -> None:
+        libc.pthread_setname_np(ctypes.c_void_p(libc.pthread_self()), name)
+        tids[name] = threading.get_native_id()
+        if len(tids) == 2:
+            named.set()
+        done.wait(30)
+
+    workers = [threading.Thread(target=thread, args=(n,)) for n in (b"ActorThread_9", b"cf_kernels")]
+    for w in workers:
+        w.start()
+    try:
+        assert named.wait(30)
+        assert runtime.idle_mindspore_threads() >= 1
+        assert os.sched_getscheduler(tids[b"ActorThread_9"]) == os.SCHED_IDLE
+        assert os.sched_getscheduler(tids[b"cf_kernels"]) == os.SCHED_OTHER
+        assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
+        assert runtime.idle_mindspore_threads() == 0  # already idle: nothing to change
+        assert runtime.idle_mindspore_threads(idle=False) >= 1
+        assert os.sched_getscheduler(tids[b"ActorThread_9"]) == os.SCHED_OTHER
+    finally:
+        done.set()
+        for w in workers:
+            w.join()

@@ -178,6 +178,8 @@ def _mindspore_runner(weights: Path, mode: str, pad_multiple: int = 0) -> Runner
             call, kernels = NetworkProgram(net), "native kernels as one operator"
         except TraceError as exc:
             log.warning("running the network operator by operator: %s", exc)
+        # MindSpore's runtime threads exist once the network has run (the trace above); they only spin from now on
+        log.debug("%d MindSpore runtime threads set to SCHED_IDLE", runtime.idle_mindspore_threads())
 
     def tensor(batch: np.ndarray):
         # from_numpy shares the array's memory (ms.Tensor would copy the whole batch first)
