@@ -38,6 +38,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "cf_common.h"
 #include "cf_threads.h"
 #include "cf_tiles.h"
@@ -50,10 +54,27 @@ using namespace cf_tiles;   // NOLINT(build/namespaces): vectors, register tiles
 // A zero-padded input row of the depthwise convolution: padded column c (0 <= c < w + 2) holds v(c) = 0 for c == 0
 // and c > valid_w, else the input column c - 1 (after the expansion, ExpandRow). With stride 1
 // the row is stored as it is; with stride 2 it is stored split, the even columns first and then the odd ones
-// (SplitEven(w) floats, then the rest), so that each of the three taps of a stride-2 output row is a unit-stride
-// run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]; for an even w the last odd
-// column, the right padding, is never read).
+// (SplitEven(w) of them, then the rest, from OddOffset(w)), so that each of the three taps of a stride-2 output row
+// is a unit-stride run (output j reads columns 2j, 2j + 1, 2j + 2: even[j], odd[j], even[j + 1]; for an even w the
+// last odd column, the right padding, is never read). Rows start on a cache line and are Pitch(w) floats apart, the
+// odd half on a cache line too, so that DwRowWide reads every tap with aligned loads: an unaligned 64-byte load
+// spans two cache lines and costs two, which made the 9 loads per 16 outputs, not the multiply-adds, the limit.
+constexpr int64_t kAlign = 16;  // floats per cache line
+inline int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 inline int64_t SplitEven(int64_t w) { return (w + 3) / 2; }
+inline int64_t OddOffset(int64_t w) { return RoundUp(SplitEven(w), kAlign); }
+template <int S>
+int64_t Pitch(int64_t w) {
+  return S == 1 ? RoundUp(w + 2, kAlign) : OddOffset(w) + RoundUp(w + 2 - SplitEven(w), kAlign);
+}
+
+// The first cache-line-aligned float of `buffer`, grown to hold `count` floats from there (and a line more, which
+// the depthwise loads past a row's end may read).
+inline float *AlignedFloats(std::vector<float> *buffer, int64_t count) {
+  if (static_cast<int64_t>(buffer->size()) < count + 2 * kAlign) buffer->resize(count + 2 * kAlign);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer->data());
+  return buffer->data() + (RoundUp(static_cast<int64_t>(address), 64) - static_cast<int64_t>(address)) / 4;
+}
 
 // even[j] = x[2j] (j < wo), odd[j] = x[2j - 1] (j <= wo; odd[0] = 0), zero where the column is >= vw.
 CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float *__restrict even,
@@ -80,7 +101,7 @@ inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t 
     return;
   }
   // padded column 2k + 1 is input column 2k and 2k + 2 is 2k + 1: SplitRow's even / odd columns, in that order
-  SplitRow(src, valid_w, (w + 1) / 2, dst + SplitEven(w), dst);
+  SplitRow(src, valid_w, (w + 1) / 2, dst + OddOffset(w), dst);
 }
 
 // Stores `count` consecutive pixels t[0 .. count) of one channel, input columns j .. j + count of one row, into
@@ -92,7 +113,7 @@ CF_INLINE void StoreSegment(const float *t, int64_t count, float *out, int64_t j
     std::memcpy(out + 1 + j, t, sizeof(float) * count);
     return;
   }
-  float *even = out, *odd = out + SplitEven(w);
+  float *even = out, *odd = out + OddOffset(w);
   float *first = ((j + 1) % 2 == 0 ? even : odd) + (j + 1) / 2;   // padded columns j + 1, j + 3, ...
   float *second = ((j + 2) % 2 == 0 ? even : odd) + (j + 2) / 2;  // padded columns j + 2, j + 4, ...
   for (int64_t u = 0; u + 1 < count; u += 2) {
@@ -121,7 +142,7 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
 }
 
 // The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
-// expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows pw floats apart) becomes the padded
+// expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows Pitch floats apart) becomes the padded
 // row of act(be[e] + sum_k we(e, k) * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
 // elsewhere (`we`: the expansion weights as panels, see PackPanels; `ne` a multiple of kM or the matrix's end).
 // The rows' pixels are taken as one run (rows of x are contiguous), in tiles of kTile, so narrow rows
@@ -132,7 +153,7 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
                           int64_t w, int64_t vw, int64_t r0, int64_t rows, float *ring, int64_t ldc, int64_t ring_rows,
                           float *scratch) {
   constexpr int kJ = kTile / L;
-  const int64_t pw = w + 2, total = rows * w;
+  const int64_t pw = Pitch<S>(w), total = rows * w;
   const float *xr = x + r0 * w;
   for (int64_t p = 0; p < total; p += kTile) {
     const int64_t cols = total - p < kTile ? total - p : kTile;
@@ -163,7 +184,7 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
     }
     // a whole tile in one row is stored as vectors: for S = 2 its even and odd lanes to their halves of the row
     const bool whole = segments == 1 && cols == kTile;
-    const int64_t c = seg_col[0], half = SplitEven(w);
+    const int64_t c = seg_col[0], half = OddOffset(w);
     const int64_t lanes_even = S == 1 ? 1 + c : ((c + 1) % 2 == 0 ? 0 : half) + (c + 1) / 2;  // padded c + 1, c + 3..
     const int64_t lanes_odd = ((c + 2) % 2 == 0 ? 0 : half) + (c + 2) / 2;                   // padded c + 2, c + 4..
     for (int64_t e0 = 0; e0 < ne; e0 += kM) {
@@ -195,7 +216,7 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
   for (int64_t r = r0; r < r0 + rows; ++r) {  // the zero padding: column 0 and the columns past the valid ones
     float *row = ring + ((r + ring_rows) % ring_rows) * pw;
     for (int64_t e = 0; e < ne; ++e) {
-      float *even = row + e * ldc, *odd = even + SplitEven(w);
+      float *even = row + e * ldc, *odd = even + OddOffset(w);
       even[0] = 0.0f;
       for (int64_t col = vw + 1; col <= w + 1; ++col) {
         if (S == 1) {
@@ -217,7 +238,7 @@ template <int A, int S>
 CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, const float *__restrict r2,
                      const float *k, float b, int64_t w, int64_t count, float *__restrict out) {
   const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
-  const int64_t mid = S == 1 ? 1 : SplitEven(w), right = S == 1 ? 2 : 1;  // offsets of the 2nd and 3rd taps
+  const int64_t mid = S == 1 ? 1 : OddOffset(w), right = S == 1 ? 2 : 1;  // offsets of the 2nd and 3rd taps
 #pragma omp simd
   for (int64_t j = 0; j < count; ++j) {
     const float top = b + k0 * r0[j] + k1 * r0[j + mid] + k2 * r0[j + right];
@@ -225,6 +246,73 @@ CF_CLONES void DwRow(const float *__restrict r0, const float *__restrict r1, con
     const float bottom = k6 * r2[j] + k7 * r2[j + mid] + k8 * r2[j + right];
     out[j] = Activate<A>(top + (centre + bottom));
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CF_HAVE_DW_WIDE 1
+// Columns j + kBy .. j + kBy + 16 of a row from its vectors at j (a) and j + 16 (n).
+template <int kBy>
+__attribute__((target("avx512f"), always_inline)) inline __m512 Shifted(__m512 n, __m512 a) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(n), _mm512_castps_si512(a), kBy));
+}
+
+// DwRow on AVX-512 for rows on cache lines (see SplitEven): each tap row is read as aligned vectors, the taps one
+// and two columns to the right of a vector are made from it and the next one with valignd, which keeps each vector
+// in registers for the next 16 outputs. The loads may read up to 31 floats past a row's last column; lanes past
+// `count` are computed from them and not stored.
+template <int A, int S>
+__attribute__((target("avx512f"))) void DwRowWide(const float *r0, const float *r1, const float *r2, const float *k,
+                                                  float b, int64_t w, int64_t count, float *out) {
+  const __m512 k0 = _mm512_set1_ps(k[0]), k1 = _mm512_set1_ps(k[1]), k2 = _mm512_set1_ps(k[2]),
+               k3 = _mm512_set1_ps(k[3]), k4 = _mm512_set1_ps(k[4]), k5 = _mm512_set1_ps(k[5]),
+               k6 = _mm512_set1_ps(k[6]), k7 = _mm512_set1_ps(k[7]), k8 = _mm512_set1_ps(k[8]);
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  const int64_t odd = OddOffset(w);
+  __m512 a0 = _mm512_load_ps(r0), a1 = _mm512_load_ps(r1), a2 = _mm512_load_ps(r2);
+  for (int64_t j = 0; j < count; j += 16) {
+    const __m512 n0 = _mm512_load_ps(r0 + j + 16), n1 = _mm512_load_ps(r1 + j + 16), n2 = _mm512_load_ps(r2 + j + 16);
+    __m512 top, centre, bottom;
+    if (S == 1) {
+      top = _mm512_fmadd_ps(k2, Shifted<2>(n0, a0), _mm512_fmadd_ps(k1, Shifted<1>(n0, a0), _mm512_fmadd_ps(k0, a0, bias)));
+      centre = _mm512_fmadd_ps(k5, Shifted<2>(n1, a1), _mm512_fmadd_ps(k4, Shifted<1>(n1, a1), _mm512_mul_ps(k3, a1)));
+      bottom = _mm512_fmadd_ps(k8, Shifted<2>(n2, a2), _mm512_fmadd_ps(k7, Shifted<1>(n2, a2), _mm512_mul_ps(k6, a2)));
+    } else {  // even[j], odd[j], even[j + 1]
+      top = _mm512_fmadd_ps(k2, Shifted<1>(n0, a0),
+                            _mm512_fmadd_ps(k1, _mm512_load_ps(r0 + odd + j), _mm512_fmadd_ps(k0, a0, bias)));
+      centre = _mm512_fmadd_ps(k5, Shifted<1>(n1, a1),
+                               _mm512_fmadd_ps(k4, _mm512_load_ps(r1 + odd + j), _mm512_mul_ps(k3, a1)));
+      bottom = _mm512_fmadd_ps(k8, Shifted<1>(n2, a2),
+                               _mm512_fmadd_ps(k7, _mm512_load_ps(r2 + odd + j), _mm512_mul_ps(k6, a2)));
+    }
+    __m512 v = _mm512_add_ps(top, _mm512_add_ps(centre, bottom));
+    if (A != kNone) v = _mm512_max_ps(v, zero);
+    if (A == kRelu6) v = _mm512_min_ps(v, six);
+    if (j + 16 <= count) {
+      _mm512_storeu_ps(out + j, v);
+    } else {
+      _mm512_mask_storeu_ps(out + j, static_cast<__mmask16>((1u << (count - j)) - 1), v);
+    }
+    a0 = n0;
+    a1 = n1;
+    a2 = n2;
+  }
+}
+
+inline bool HasAvx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+#endif
+
+// DwRow for rows laid out as SplitEven says, with L-float vectors: DwRowWide where the CPU has AVX-512 (checked
+// on its own: CENTERFACE_TILES=wide runs 16-float tiles on any CPU).
+template <int A, int S, int L>
+CF_INLINE void DwRowAligned(const float *r0, const float *r1, const float *r2, const float *k, float b, int64_t w,
+                            int64_t count, float *out) {
+#ifdef CF_HAVE_DW_WIDE
+  if (L == 16 && HasAvx512()) return DwRowWide<A, S>(r0, r1, r2, k, b, w, count, out);
+#endif
+  DwRow<A, S>(r0, r1, r2, k, b, w, count, out);
 }
 
 // The `cout` projection outputs of kTile pixels (columns j .. j + cols of y) from the depthwise values b (ne rows
@@ -259,7 +347,7 @@ CF_INLINE void ProjectPanels(int64_t cout, const float *b, int64_t ldb, int64_t 
 // `rows` output rows of depthwise 3x3 (stride S) + bias + activation of `ne` channels into `dw` (per
 // channel the rows' wo-pixel runs one after the other, channels ldd >= rows * wo rounded up to kTile apart; in
 // cache), then the 1x1 projection to `cout` channels + bias (+ residual) from there, kTile pixels of the run at a
-// time (y's rows are contiguous too). Channel 0's padded input row i is at ring + ((i + R) % R) * pw, channels ldc
+// time (y's rows are contiguous too). Channel 0's padded input row i is at ring + ((i + R) % R) * Pitch, channels ldc
 // apart, and output row o0 + g reads input rows i0 + g * S .. + 2. Tiles past the run's end read, and never store,
 // the buffer's last floats.
 template <int A, int S, bool R, int L, int kM>
@@ -267,13 +355,14 @@ CF_CLONES void DwProjectRows(const float *ring, int64_t ring_rows, int64_t ldc, 
                              int64_t w, const float *wd, const float *bd, const float *wp, const float *bp,
                              int64_t cout, int64_t wo, const float *res, int64_t ldr, float *y, int64_t ldy,
                              float *dw, int64_t ldd) {
-  const int64_t pw = w + 2;
+  const int64_t pw = Pitch<S>(w);
   for (int64_t g = 0; g < rows; ++g) {
     const int64_t i = i0 + g * S;  // the first of the three input rows
     const float *t0 = ring + ((i + ring_rows) % ring_rows) * pw, *t1 = ring + ((i + 1 + ring_rows) % ring_rows) * pw,
                 *t2 = ring + ((i + 2 + ring_rows) % ring_rows) * pw;
     for (int64_t ch = 0; ch < ne; ++ch)
-      DwRow<A, S>(t0 + ch * ldc, t1 + ch * ldc, t2 + ch * ldc, wd + 9 * ch, bd[ch], w, wo, dw + ch * ldd + g * wo);
+      DwRowAligned<A, S, L>(t0 + ch * ldc, t1 + ch * ldc, t2 + ch * ldc, wd + 9 * ch, bd[ch], w, wo,
+                            dw + ch * ldd + g * wo);
   }
   const int64_t total = rows * wo;
   for (int64_t p = 0; p < total; p += kTile)
@@ -311,7 +400,7 @@ bool UseWholeImage(const Shape &s) {
   const int64_t expanded = s.e * s.h * s.w * 4;
   const int64_t kb = EnvInt("CENTERFACE_BLOCK_WHOLE_KB", -1);
   if (kb >= 0) return expanded <= kb * 1024;
-  return expanded <= 1200 * 1024 || s.e * RingRows<S>(s) * (s.w + 2) * 4 > 768 * 1024;
+  return expanded <= 1200 * 1024 || s.e * RingRows<S>(s) * Pitch<S>(s.w) * 4 > 768 * 1024;
 }
 
 // The projection of depthwise values stored tile by tile (`tiles`: for each kTile-pixel tile its ne x kTile values,
@@ -353,7 +442,7 @@ CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float
 template <int A, int S, bool R, int X, int L, int kM>
 void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
                 const float *wp, const float *bp, float *y) {
-  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2, ph = s.h + 2, plane = ph * pw;
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = Pitch<S>(s.w), ph = s.h + 2, plane = ph * pw;
   const int64_t tiles = (howo + kTile - 1) / kTile, image = tiles * s.e * kTile;  // tile-major floats per image
   // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
   int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
@@ -366,7 +455,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
     cf_threads::SplitChunks(s.e, kM, t, threads, &e0, &e1);
     if (e1 <= e0) return;
     static thread_local std::vector<float> planes, scratch, out;
-    if (static_cast<int64_t>(planes.size()) < chunk * plane + 2 * kTile) planes.resize(chunk * plane + 2 * kTile);
+    float *const padded = AlignedFloats(&planes, chunk * plane + 2 * kTile);  // the chunk's padded planes
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     if (static_cast<int64_t>(out.size()) < tiles * kTile) out.resize(tiles * kTile);  // zeros past howo
     for (int64_t n = 0; n < s.n; ++n) {
@@ -375,7 +464,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
         const int64_t ne = e1 - c0 < chunk ? e1 - c0 : chunk;
         // padded input row i (-1 <= i <= h) of a channel is its plane's row (i + ph) % ph (ExpandRows' ring)
         for (int64_t e = 0; e < ne; ++e) {
-          float *p = planes.data() + e * plane;
+          float *p = padded + e * plane;
           std::memset(p + (ph - 1) * pw, 0, sizeof(float) * pw);  // row -1
           for (int64_t i = s.valid_h; i <= s.h; ++i) std::memset(p + i * pw, 0, sizeof(float) * pw);
           if (!X)
@@ -384,12 +473,12 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
         }
         if (X)
           ExpandRows<A, S, L, kM>(xn, hw, s.cin, we + c0 * s.cin, be + c0, ne, s.w, s.valid_w, 0, s.valid_h,
-                                  planes.data(), plane, ph, scratch.data());
+                                  padded, plane, ph, scratch.data());
         for (int64_t e = 0; e < ne; ++e) {
-          const float *p = planes.data() + e * plane;
+          const float *p = padded + e * plane;
           for (int64_t o = 0; o < s.ho; ++o) {
             const int64_t i = o * S - 1;  // the first of the output row's three input rows
-            DwRow<A, S>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw, wd + 9 * (c0 + e),
+            DwRowAligned<A, S, L>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw, wd + 9 * (c0 + e),
                         bd[c0 + e], s.w, s.wo, out.data() + o * s.wo);
           }
           PlaneToTiles<L>(out.data(), howo, s.e, dw + n * image + (c0 + e) * kTile);
@@ -410,14 +499,14 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
 template <int A, int S, bool R, int X, int L, int kM>
 void RunBlock(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
               const float *wp, const float *bp, float *y) {
-  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = s.w + 2;
+  const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = Pitch<S>(s.w);
   const int64_t group = GroupRows(s);  // output rows computed together
   // per channel a ring of the padded input rows a group needs: input row i is in ring row (i + R) % R
   const int64_t ring_rows = RingRows<S>(s), ldc = ring_rows * pw;
   const int64_t ldd = (group * s.wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> ring, dw, scratch;
-    if (static_cast<int64_t>(ring.size()) < s.e * ldc + 2 * kTile) ring.resize(s.e * ldc + 2 * kTile);
+    float *const rows_at = AlignedFloats(&ring, s.e * ldc + 2 * kTile);
     if (static_cast<int64_t>(dw.size()) < s.e * ldd + kTile) dw.resize(s.e * ldd + kTile);
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     // a contiguous run of output rows per thread, so that each thread expands an input row once
@@ -436,22 +525,22 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
       const int64_t v0 = next > 0 ? next : 0, v1 = need + 1 < s.valid_h ? need + 1 : s.valid_h;
       for (int64_t i = next; i <= need; ++i) {
         if (i >= v0 && i < v1) continue;
-        float *slot = ring.data() + ((i + ring_rows) % ring_rows) * pw;
+        float *slot = rows_at + ((i + ring_rows) % ring_rows) * pw;
         for (int64_t e = 0; e < s.e; ++e) std::memset(slot + e * ldc, 0, sizeof(float) * pw);
       }
       if (v1 > v0) {
         if (X) {
-          ExpandRows<A, S, L, kM>(xn, hw, s.cin, we, be, s.e, s.w, s.valid_w, v0, v1 - v0, ring.data(), ldc,
+          ExpandRows<A, S, L, kM>(xn, hw, s.cin, we, be, s.e, s.w, s.valid_w, v0, v1 - v0, rows_at, ldc,
                                   ring_rows, scratch.data());
         } else {
           for (int64_t i = v0; i < v1; ++i) {
-            float *slot = ring.data() + ((i + ring_rows) % ring_rows) * pw;
+            float *slot = rows_at + ((i + ring_rows) % ring_rows) * pw;
             for (int64_t e = 0; e < s.e; ++e) PadCopy<S>(xn + e * hw + i * s.w, slot + e * ldc, s.w, s.valid_w);
           }
         }
       }
       next = need + 1;
-      DwProjectRows<A, S, R, L, kM>(ring.data(), ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout,
+      DwProjectRows<A, S, R, L, kM>(rows_at, ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout,
                                     s.wo, R ? xn + o0 * s.w : nullptr, hw, y + n * s.cout * howo + o0 * s.wo, howo,
                                     dw.data(), ldd);
       item += rows;
@@ -611,7 +700,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const float *bp = static_cast<const float *>(params[6]);
   float *y = static_cast<float *>(params[8]);
   const int64_t vho = (vh - 1) / 2 + 1, vwo = (vw - 1) / 2 + 1;  // the stem output's valid part
-  const int64_t pw = wo + 2, howo = ho * wo;
+  const int64_t pw = Pitch<1>(wo), howo = ho * wo;
   // Output rows per band: the band's stem rows (band + 2, padded) within BandBytes(), and at most an even share of
   // the image per thread.
   int64_t band = BandBytes() / (c * 4 * pw);
@@ -623,7 +712,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const int64_t ldd = (wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> stem, split, zeros, tile;
-    if (static_cast<int64_t>(stem.size()) < c * ld + 2 * kTile + 4) stem.resize(c * ld + 2 * kTile + 4);
+    float *const stem_at = AlignedFloats(&stem, c * ld + 2 * kTile + 4);
     if (static_cast<int64_t>(tile.size()) < c * ldd + kTile) tile.resize(c * ldd + kTile);
     if (static_cast<int64_t>(split.size()) < cin * 3 * (2 * wo + 1)) split.resize(cin * 3 * (2 * wo + 1));
     if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
@@ -637,11 +726,11 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
       const int64_t rows_out = (o0 + band < ho ? o0 + band : ho) - o0;
       const int64_t keep = (item > first && item % bands != 0) ? 2 : 0;
       for (int64_t ch = 0; ch < c && keep > 0; ++ch)
-        std::memmove(stem.data() + ch * ld, stem.data() + ch * ld + band * pw, sizeof(float) * 2 * pw);
+        std::memmove(stem_at + ch * ld, stem_at + ch * ld + band * pw, sizeof(float) * 2 * pw);
       const float *xn = x + img * cin * h * w;
       for (int64_t r = keep; r < rows_out + 2; ++r) {
         const int64_t i = o0 - 1 + r;  // stem output row held in buffer row r
-        float *dst = stem.data() + r * pw;
+        float *dst = stem_at + r * pw;
         if (i < 0 || i >= vho) {
           for (int64_t ch = 0; ch < c; ++ch) std::memset(dst + ch * ld, 0, sizeof(float) * pw);
           continue;
@@ -663,7 +752,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
         StemRow<A, L, kC>(taps, static_cast<int>(cin * 9), ws, bs, c, wo, vwo, dst, ld);
       }
       for (int64_t o = 0; o < rows_out; ++o) {
-        DwProjectRows<A, 1, false, L, kM>(stem.data(), band + 2, ld, o, 1, c, wo, wd, bd, wp, bp, cout, wo, nullptr, 0,
+        DwProjectRows<A, 1, false, L, kM>(stem_at, band + 2, ld, o, 1, c, wo, wd, bd, wp, bp, cout, wo, nullptr, 0,
                                           y + img * cout * howo + (o0 + o) * wo, howo, tile.data(), ldd);
       }
     }
