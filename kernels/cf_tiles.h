@@ -127,16 +127,22 @@ const float *Panels(const void *param, int ndim, const int64_t *shape, int64_t r
 // acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kR (kR <= kM rows of the panel are
 // computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kTile-pixel tile of B (kTile readable
 // floats per row); rows i >= m (the short last panel) take bias[m - 1].
+// acc[i] = bias[i] for i < kR, rows i >= m (past a short last panel) taking bias[m - 1]: a tile's start.
 template <int L, int kM, int kR = kM>
-CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
-                           VecOf<L> (&acc)[kM][kTile / L]) {
-  constexpr int kJ = kTile / L;
+CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kTile / L]) {
 #pragma GCC unroll 16
   for (int i = 0; i < kR; ++i) {
     const int r = i < m ? i : m - 1;
 #pragma GCC unroll 2
-    for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
+    for (int q = 0; q < kTile / L; ++q) acc[i][q] = VecOf<L>{} + bias[r];
   }
+}
+
+template <int L, int kM, int kR = kM>
+CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
+                           VecOf<L> (&acc)[kM][kTile / L]) {
+  constexpr int kJ = kTile / L;
+  StartTile<L, kM, kR>(bias, m, acc);
   for (int64_t kk = 0; kk < k; ++kk) {
     VecOf<L> v[kJ];
 #pragma GCC unroll 2

@@ -134,12 +134,7 @@ template <int L, int kM>
 CF_INLINE void TileConv3x3(int64_t cin, const float *pa, const float *b, int64_t ldc, int64_t pw, const float *bias,
                            int m, VecOf<L> (&acc)[kM][kTile / L]) {
   constexpr int kJ = kTile / L;
-#pragma GCC unroll 16
-  for (int i = 0; i < kM; ++i) {
-    const int r = i < m ? i : m - 1;
-#pragma GCC unroll 2
-    for (int q = 0; q < kJ; ++q) acc[i][q] = VecOf<L>{} + bias[r];
-  }
+  StartTile<L, kM>(bias, m, acc);
   for (int64_t c = 0; c < cin; ++c, b += ldc) {
 #pragma GCC unroll 3
     for (int ki = 0; ki < 3; ++ki) {
