@@ -310,11 +310,6 @@ __attribute__((target("avx512f"))) void DwRowWide(const float *r0, const float *
     a2 = n2;
   }
 }
-
-inline bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 #endif
 
 // DwRow for rows laid out as SplitEven says, with L-float vectors: DwRowWide where the CPU has AVX-512 (checked
@@ -491,8 +486,8 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
           const float *p = padded + e * plane;
           for (int64_t o = 0; o < s.ho; ++o) {
             const int64_t i = o * S - 1;  // the first of the output row's three input rows
-            DwRowAligned<A, S, L>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw, wd + 9 * (c0 + e),
-                        bd[c0 + e], s.w, s.wo, out.data() + o * s.wo);
+            DwRowAligned<A, S, L>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw,
+                                  wd + 9 * (c0 + e), bd[c0 + e], s.w, s.wo, out.data() + o * s.wo);
           }
           PlaneToTiles<L>(out.data(), howo, s.e, dw + n * image + (c0 + e) * kTile);
         }

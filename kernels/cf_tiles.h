@@ -63,6 +63,16 @@ inline typename Vec<L>::type ActivateVec(typename Vec<L>::type v) {
   return v;
 }
 
+// Whether this CPU has AVX-512 (the code paths that need it check this, not WideVectors, which can be forced).
+inline bool HasAvx512() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+#else
+  return false;
+#endif
+}
+
 // The vector width and register tiles for this CPU, chosen once per process: with AVX-512 (32 registers of 16
 // floats) one vector of 16 pixels per channel, 8 stem channels and 12 outputs of a 1x1 convolution at once; with
 // AVX2 (16 registers of 8 floats) two vectors per channel, 4 stem channels and 6 outputs. A tile that does not fit
@@ -73,11 +83,7 @@ inline bool WideVectors() {
     const char *forced = std::getenv("CENTERFACE_TILES");
     if (forced != nullptr && std::strcmp(forced, "wide") == 0) return true;
     if (forced != nullptr && std::strcmp(forced, "narrow") == 0) return false;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    return static_cast<bool>(__builtin_cpu_supports("avx512f"));
-#else
-    return false;
-#endif
+    return HasAvx512();
   }();
   return wide;
 }
@@ -124,9 +130,6 @@ const float *Panels(const void *param, int ndim, const int64_t *shape, int64_t r
   return scratch->data();
 }
 
-// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kR (kR <= kM rows of the panel are
-// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kTile-pixel tile of B (kTile readable
-// floats per row); rows i >= m (the short last panel) take bias[m - 1].
 // acc[i] = bias[i] for i < kR, rows i >= m (past a short last panel) taking bias[m - 1]: a tile's start.
 template <int L, int kM, int kR = kM>
 CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kTile / L]) {
@@ -138,6 +141,9 @@ CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kTile / L
   }
 }
 
+// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kR (kR <= kM rows of the panel are
+// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kTile-pixel tile of B (kTile readable
+// floats per row); rows i >= m (the short last panel) take bias[m - 1].
 template <int L, int kM, int kR = kM>
 CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
                            VecOf<L> (&acc)[kM][kTile / L]) {
