@@ -12,7 +12,7 @@ import os
 import sys
 
 __all__ = ["FAST_PATH_ENV", "THREADS_ENV", "apply_fast_path_env", "device_target", "idle_mindspore_threads",
-           "kernel_threads", "mindspore", "use_threads"]
+           "kernel_threads", "launch_on_actor_threads", "mindspore", "use_threads"]
 
 #: Threads of the native kernels' worker pool (read by ``kernels/cf_threads.h``); default: the CPUs this process
 #: may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the process environment when it is imported,
@@ -128,9 +128,37 @@ def mindspore(mode: str = "graph"):
     device = device_target()
     ms.set_device(device)
     _set_mindspore_threads(ms, kernel_threads())
-    if mode == "pynative" and device == "CPU":
+    if device == "CPU" and mode == "graph":
+        launch_on_actor_threads()
+    if device == "CPU" and mode == "pynative":
         _run_operators_on_caller(ms)
     return ms
+
+
+#: MindSpore's runtime settings (``key:value,key:value``), read when its runtime starts (the first operator or
+#: graph of the process).
+RUNTIME_CONF_ENV = "MS_DEV_RUNTIME_CONF"
+
+
+def launch_on_actor_threads(environ: dict | None = None) -> bool:
+    """Graph mode on CPU: each kernel runs on the actor thread that schedules it instead of being queued to
+    MindSpore's launch thread (``pipeline:False`` in ``MS_DEV_RUNTIME_CONF``); returns whether it was set.
+
+    With the pipeline on, the actor thread spins while the launch thread runs the kernel, and on 2 cores that takes
+    a third of the CPU time from the kernels: a training step (batch 8, 512x512) took 3.2-3.4 s with the pipeline
+    and 1.9 s without (docs/performance.md, "Graph mode on CPU"). The pipeline overlaps host work with an
+    accelerator's, so this is for CPU only. A ``pipeline`` key the user set wins, and ``CENTERFACE_NO_FAST_PATH=1``
+    turns this off. Cost: with the variable set, MindSpore prints its configuration, and the executor of each
+    graph it compiles, on stdout.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
+        return False
+    conf = env.get(RUNTIME_CONF_ENV, "").strip()
+    if any(item.split(":", 1)[0].strip() == "pipeline" for item in conf.split(",")):
+        return False
+    env[RUNTIME_CONF_ENV] = f"{conf},pipeline:False" if conf else "pipeline:False"
+    return True
 
 
 def _run_operators_on_caller(ms) -> None:

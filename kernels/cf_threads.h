@@ -9,7 +9,8 @@
 // This pool keeps Threads() - 1 workers. After a job they spin for SpinMicros() (CENTERFACE_SPIN_US, default 200)
 // waiting for the next one, then sleep on a condition variable; so the kernels of one network call find them awake,
 // and an idle process uses no CPU. Jobs are run one at a time; a kernel called while another one holds the pool (two
-// MindSpore threads at once) runs on its calling thread alone. A forked child builds a new pool on first use.
+// MindSpore threads at once) runs on its calling thread alone, split as it would be across the pool. A forked child
+// builds a new pool on first use.
 //
 // Threads(): CENTERFACE_NUM_THREADS (centerface_flow.runtime sets it before MindSpore is imported), else the CPUs
 // this process may run on. OMP_NUM_THREADS cannot serve: MindSpore sets it to 1 in the environment on import.
@@ -90,13 +91,15 @@ class Pool {
   Pool(const Pool &) = delete;
   Pool &operator=(const Pool &) = delete;
 
-  // Calls fn(t, n) for t = 0 .. n-1 on n threads (the caller is thread 0); returns when all calls have returned.
-  // n is threads(), or 1 when another job holds the pool.
+  // Calls fn(t, n) for t = 0 .. n-1, n = threads(), on n threads (the caller is thread 0); returns when all calls
+  // have returned. When another job holds the pool, the caller makes the n calls itself, one after another: the
+  // work is split the same way whoever runs it, so a kernel's result (its reductions' order) does not depend on
+  // whether MindSpore ran another kernel at the same time.
   template <typename Fn>
   void Run(Fn &fn) {
     std::unique_lock<std::mutex> job(job_mu_, std::try_to_lock);
     if (threads_ == 1 || !job.owns_lock()) {
-      fn(0, 1);
+      for (int t = 0; t < threads_; ++t) fn(t, threads_);
       return;
     }
     call_ = [](void *ctx, int t, int n) { (*static_cast<Fn *>(ctx))(t, n); };

@@ -32,6 +32,29 @@ def test_user_values_win_and_the_switch_turns_the_fast_path_off():
     assert runtime.THREADS_ENV in env  # the kernels' thread count is not a fast-path switch
 
 
+def test_cpu_graphs_launch_kernels_on_their_actor_thread():
+    env = {}
+    assert runtime.launch_on_actor_threads(env) and env[runtime.RUNTIME_CONF_ENV] == "pipeline:False"
+    env = {runtime.RUNTIME_CONF_ENV: "memory_statistics:True"}  # the user's other keys are kept
+    assert runtime.launch_on_actor_threads(env)
+    assert env[runtime.RUNTIME_CONF_ENV] == "memory_statistics:True,pipeline:False"
+    env = {runtime.RUNTIME_CONF_ENV: "memory_statistics:True, pipeline:True"}  # the user's choice wins
+    assert not runtime.launch_on_actor_threads(env)
+    assert env[runtime.RUNTIME_CONF_ENV] == "memory_statistics:True, pipeline:True"
+    env = {"CENTERFACE_NO_FAST_PATH": "1"}
+    assert not runtime.launch_on_actor_threads(env) and runtime.RUNTIME_CONF_ENV not in env
+
+
+@pytest.mark.slow
+def test_graph_mode_on_cpu_turns_the_launch_pipeline_off():
+    code = ("import os\nfrom centerface_flow import runtime\nruntime.mindspore('graph')\n"
+            "print(repr(os.environ.get('MS_DEV_RUNTIME_CONF')))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MS_DEV_RUNTIME_CONF", "CENTERFACE_NO_FAST_PATH", "CENTERFACE_DEVICE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "'pipeline:False'" in out.stdout.splitlines()  # MindSpore prints its reading of it too
+
+
 def test_kernel_threads_ignores_omp_num_threads():
     """MindSpore sets OMP_NUM_THREADS=1 when imported and children inherit it: it must not size our kernels."""
     assert runtime.kernel_threads({"OMP_NUM_THREADS": "1"}) == len(os.sched_getaffinity(0))

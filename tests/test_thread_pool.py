@@ -85,3 +85,31 @@ def test_kernels_called_from_several_threads_at_once():
     for t in threads:
         t.join(timeout=120)
     assert len(errors) == 160 and max(errors) <= 1e-5
+
+
+def test_reductions_are_bit_identical_whether_or_not_another_kernel_holds_the_pool():
+    """Graph-mode training runs kernels on several MindSpore threads at once; a kernel that finds the pool busy
+    must still split (and so sum) its work as the pool would, or a resumed run would not repeat the first one."""
+    from centerface_flow.ops import pointwise
+
+    assert pointwise.available()  # loads OpenBLAS for CfPwBackWeight
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 16, 97, 101)).astype(np.float32)
+    dy = rng.standard_normal((2, 24, 97, 101)).astype(np.float32)
+    dy_dw = rng.standard_normal((2, 16, 97, 101)).astype(np.float32)
+    calls = [("CfPwBackWeight", [x, dy], (24, 16, 1, 1)), ("CfDw3x3BackWeightS1", [x, dy_dw], (16, 1, 3, 3))]
+    alone = [native.call_kernel(name, inputs, shape) for name, inputs, shape in calls]
+    results: list[list[np.ndarray]] = []
+
+    def work():
+        results.append([native.call_kernel(name, inputs, shape) for _ in range(30) for name, inputs, shape in calls])
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 3
+    for outs in results:
+        for i, out in enumerate(outs):
+            assert np.array_equal(out, alone[i % 2]), calls[i % 2][0]
