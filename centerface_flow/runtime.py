@@ -85,9 +85,15 @@ def use_threads(threads: int) -> int:
 _MS_DISPATCH_DEFAULT = 5
 
 
-def _set_mindspore_threads(ms, threads: int) -> None:
-    """MindSpore's CPU kernel threads (default 25, whatever the CPU count) and dispatch threads, at most
-    ``threads``. MindSpore accepts each setting once per process, so later calls keep the first values."""
+def _set_mindspore_threads(ms, threads: int, device: str) -> None:
+    """MindSpore's CPU kernel threads (default 25, whatever the CPU count) at most ``threads``, and its dispatch
+    (actor) threads: one on CPU, else at most ``threads``. MindSpore accepts each setting once per process, so later
+    calls keep the first values.
+
+    One actor thread on CPU: every kernel already runs on all the job's threads (the native kernels' pool, MindSpore's
+    kernel threads), so a second actor running another kernel at the same time only oversubscribes the CPUs. A
+    graph-mode training step (batch 8, 512x512, 2 cores) took 1.97 s with two actor threads and 1.70 s with one
+    (docs/performance.md, "Graph mode on CPU")."""
     from mindspore.device_context.cpu import op_tuning
 
     conf = op_tuning.RuntimeConf.get_instance()
@@ -95,7 +101,7 @@ def _set_mindspore_threads(ms, threads: int) -> None:
         op_tuning.threads_num(threads)
         logging.getLogger(__name__).info("CPU threads: %d (MindSpore kernels and native kernels)", threads)
     if not conf.is_dispatch_threads_num_configured():
-        ms.runtime.dispatch_threads_num(min(threads, _MS_DISPATCH_DEFAULT))
+        ms.runtime.dispatch_threads_num(1 if device == "CPU" else min(threads, _MS_DISPATCH_DEFAULT))
 
 
 def device_target() -> str:
@@ -127,7 +133,7 @@ def mindspore(mode: str = "graph"):
         idle_mindspore_threads(idle=False)  # a pynative runner earlier in this process may have set them idle
     device = device_target()
     ms.set_device(device)
-    _set_mindspore_threads(ms, kernel_threads())
+    _set_mindspore_threads(ms, kernel_threads(), device)
     if device == "CPU" and mode == "graph":
         launch_on_actor_threads()
     if device == "CPU" and mode == "pynative":
