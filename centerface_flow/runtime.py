@@ -40,6 +40,11 @@ FAST_PATH_ENV = {
 }
 
 
+def _fast_path_off(env) -> bool:
+    """``CENTERFACE_NO_FAST_PATH`` is set to anything but ``0``: leave MindSpore's own defaults alone."""
+    return env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0")
+
+
 def apply_fast_path_env(environ: dict | None = None) -> dict:
     """Set the fast-path defaults in ``environ`` (default ``os.environ``); return what was set.
 
@@ -49,7 +54,7 @@ def apply_fast_path_env(environ: dict | None = None) -> dict:
     applied = {}
     if THREADS_ENV not in env:  # always (not a fast-path switch): before MindSpore overrides OMP_NUM_THREADS
         env[THREADS_ENV] = applied[THREADS_ENV] = str(kernel_threads(env))
-    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
+    if _fast_path_off(env):
         return applied
     for key, value in FAST_PATH_ENV.items():
         if key not in env:
@@ -136,7 +141,7 @@ def mindspore(mode: str = "graph"):
     _set_mindspore_threads(ms, kernel_threads(), device)
     if device == "CPU" and mode == "graph":
         launch_on_actor_threads()
-    if device == "CPU" and mode == "pynative":
+    elif device == "CPU":
         _run_operators_on_caller(ms)
     return ms
 
@@ -158,7 +163,7 @@ def launch_on_actor_threads(environ: dict | None = None) -> bool:
     graph it compiles, on stdout.
     """
     env = os.environ if environ is None else environ
-    if env.get("CENTERFACE_NO_FAST_PATH", "") not in ("", "0"):
+    if _fast_path_off(env):
         return False
     conf = env.get(RUNTIME_CONF_ENV, "").strip()
     if any(item.split(":", 1)[0].strip() == "pipeline" for item in conf.split(",")):

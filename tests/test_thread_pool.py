@@ -88,8 +88,9 @@ def test_kernels_called_from_several_threads_at_once():
 
 
 def test_reductions_are_bit_identical_whether_or_not_another_kernel_holds_the_pool():
-    """Graph-mode training runs kernels on several MindSpore threads at once; a kernel that finds the pool busy
-    must still split (and so sum) its work as the pool would, or a resumed run would not repeat the first one."""
+    """Graph-mode training can run kernels on several MindSpore threads at once: a weight gradient computed while
+    other calls hold the pool must equal, bit for bit, the one computed alone. (These two kernels' sums do not depend
+    on the split; the kill -9 resume test in test_train.py is what catches a kernel whose sums do.)"""
     from centerface_flow.ops import pointwise
 
     assert pointwise.available()  # loads OpenBLAS for CfPwBackWeight
