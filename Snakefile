@@ -26,6 +26,7 @@ rule all:
     input:
         "results/summary/ap_by_epoch.csv",
         "results/summary/training_curves.png",
+        "results/train/metrics.csv",
         "results/best.txt",
         "results/best.ckpt",
         "results/best.mindir",

@@ -71,9 +71,9 @@ def model_weights(wildcards):
 
 
 def train_metrics(wildcards):
-    # The state folder's copy, not results/train/metrics.csv: that is an output of train_model, and asking for it
-    # would put the training job in every DAG (editing its script would then retrain). Waits for training as the
-    # epochs do (weights_of) when the last epoch is not final yet.
+    # The state folder's copy, which no job deletes (Snakemake deletes a killed job's outputs), so training is not
+    # part of every DAG (editing its script would then retrain). Waits for training as the epochs do (weights_of)
+    # when the last epoch is not final yet.
     weights_of(f"epoch_{config['train']['epochs']}")
     return f"{TRAIN_STATE_DIR}/metrics.csv"
 

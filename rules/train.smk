@@ -45,7 +45,6 @@ checkpoint train_model:
         # results/train/epoch_{E}.ckpt are published by the job but not declared: Snakemake would touch declared
         # outputs, and an epoch continued from the state folder must keep its time so that it is not tested again.
         done=f"results/train/done_{config['train']['epochs']}_epochs.json",
-        metrics="results/train/metrics.csv",
     log:
         "results/logs/train_model.log",
     benchmark:
@@ -64,3 +63,21 @@ checkpoint train_model:
         state_dir=str(TRAIN_STATE_DIR),
     script:
         "../workflow_scripts/train_model.py"
+
+
+rule publish_training_metrics:
+    # results/train/metrics.csv is this rule's, not train_model's: Snakemake deletes the outputs of a killed or
+    # failed job, and once every epoch is final in the state folder nothing downstream would rerun training to
+    # bring the file back. (The training job also links its progress there while it runs.)
+    input:
+        train_metrics,
+    output:
+        "results/train/metrics.csv",
+    log:
+        "results/logs/publish_training_metrics.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        # staged next to the output and renamed, so metrics.csv is never half-written
+        "(cp {input:q} {output:q}.part && chmod u+w {output:q}.part && mv {output:q}.part {output:q}) 2> {log:q}"

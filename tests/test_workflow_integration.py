@@ -80,8 +80,8 @@ def test_full_run_builds_every_artefact(workflow):
     results = workdir / "results"
     for rel in ("released/centerface.ckpt", "train/epoch_1.ckpt", "train/epoch_2.ckpt", "candidates/released.npz",
                 "ap/epoch_2.tsv", "summary/ap_by_epoch.csv", "summary/ap_by_epoch.md", "summary/ap_by_epoch.png",
-                "summary/pr_curves.png", "summary/ap_by_epoch.html", "summary/training_curves.png", "best.txt",
-                "best.ckpt", "best.mindir", "best.onnx",
+                "summary/pr_curves.png", "summary/ap_by_epoch.html", "summary/training_curves.png", "train/metrics.csv",
+                "best.txt", "best.ckpt", "best.mindir", "best.onnx",
                 "best.onnx.check.json", "best.mindir.check.json", "best.md"):
         assert (results / rel).is_file(), rel
     table = pd.read_csv(results / "summary/ap_by_epoch.csv")
@@ -94,6 +94,20 @@ def test_full_run_builds_every_artefact(workflow):
 def test_nothing_to_do_when_up_to_date(workflow):
     jobs, _ = run_snakemake(workflow[0])
     assert jobs == []
+
+
+def test_training_metrics_lost_with_a_killed_job_come_back_without_training(workflow):
+    """results/train/metrics.csv is not an output of train_model (Snakemake deletes a killed job's outputs, and a
+    rerun of training killed once every epoch is final is needed by nothing downstream): the default target copies
+    it back from the training state, without training, whenever it is missing."""
+    results = workflow[0] / "results"
+    metrics = results / "train/metrics.csv"
+    published = metrics.read_bytes()
+    (results / "train/done_2_epochs.json").unlink()
+    metrics.unlink()
+    jobs, _ = run_snakemake(workflow[0])
+    assert [job for job in jobs if job != "all"] == ["publish_training_metrics"]
+    assert metrics.read_bytes() == published
 
 
 def _report_variable(page: str, name: str):

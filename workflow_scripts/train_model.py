@@ -13,5 +13,5 @@ from centerface_flow.workflow import script_logging
 script_logging(snakemake.log[0])  # noqa: F821 - injected by Snakemake
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 run_workflow_job({**snakemake.params.train, "init_path": str(inp.init or "")}, inp.annotations,  # noqa: F821
-                 inp.images, Path(out.metrics).parent, snakemake.params.state_dir, out.done,  # noqa: F821
+                 inp.images, Path(out.done).parent, snakemake.params.state_dir, out.done,  # noqa: F821
                  rank_table=inp.rank_table or None)
