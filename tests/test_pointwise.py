@@ -21,9 +21,12 @@ pytestmark = pytest.mark.skipif(not pointwise.available(),
 
 def _cases(seed: int, count: int):
     """Random (N, Cin, Cout, H, W); 1-pixel planes, single channels and odd sizes included (the pixel split between
-    threads is in blocks of 16, so sizes around 16·threads hit its edges)."""
+    threads is in blocks of 16, so sizes around 16·threads hit its edges). The last two fixed cases have more than 32
+    input (forward) or output (input gradient) channels over more than 1 MB per image, which the kernels hand to
+    OpenBLAS instead of their register tiles (UseTiles in kernels/pointwise.cc)."""
     rng = np.random.default_rng(seed)
-    fixed = [(1, 1, 1, 1, 1), (2, 3, 5, 1, 7), (1, 16, 4, 4, 8), (3, 7, 2, 5, 7), (1, 24, 144, 12, 17)]
+    fixed = [(1, 1, 1, 1, 1), (2, 3, 5, 1, 7), (1, 16, 4, 4, 8), (3, 7, 2, 5, 7), (1, 24, 144, 12, 17),
+             (1, 40, 13, 90, 75), (1, 13, 40, 90, 75)]
     drawn = [tuple(int(v) for v in (rng.integers(1, 4), rng.integers(1, 40), rng.integers(1, 40),
                                     rng.integers(1, 30), rng.integers(1, 30))) for _ in range(count)]
     return fixed + drawn
@@ -140,7 +143,8 @@ def test_openblas_found():
 
 def test_heads_kernel_matches_numpy_twin():
     rng = np.random.default_rng(5)
-    for n, c, h, w in [(1, 24, 12, 17), (2, 8, 1, 1), (1, 64, 30, 40)]:
+    # the last: 40 channels over more than 1 MB, the OpenBLAS path (UseTiles in kernels/pointwise.cc)
+    for n, c, h, w in [(1, 24, 12, 17), (2, 8, 1, 1), (1, 64, 30, 40), (1, 40, 90, 75)]:
         x = rng.standard_normal((n, c, h, w)).astype(np.float32)
         heads = [(rng.standard_normal((rows, c, 1, 1)).astype(np.float32), rng.standard_normal(rows).astype(np.float32))
                  for rows in (1, 2, 2, 10)]
@@ -168,15 +172,17 @@ def test_bad_heads_shapes_and_operator_arguments_are_refused():
 
 
 def test_kernels_report_a_missing_openblas(tmp_path):
-    """Without a loadable OpenBLAS the GEMM kernels return status 2 instead of crashing (fresh process: the
-    library is looked up once per process)."""
+    """Without a loadable OpenBLAS the GEMM kernel (the weight gradient) returns status 2 instead of crashing, and the
+    register-tiled ones do not need it (fresh process: the library is looked up once per process)."""
     code = ("import numpy as np\n"
             "from centerface_flow.ops import native\n"
             "x, w = np.ones((1, 2, 3, 3), np.float32), np.ones((4, 2, 1, 1), np.float32)\n"
+            "dy = np.ones((1, 4, 3, 3), np.float32)\n"
+            "print(float(native.call_kernel('CfPw', [x, w], (1, 4, 3, 3)).sum()))\n"
             "try:\n"
-            "    native.call_kernel('CfPw', [x, w], (1, 4, 3, 3))\n"
+            "    native.call_kernel('CfPwBackWeight', [x, dy], (4, 2, 1, 1))\n"
             "except RuntimeError as exc:\n"
             "    print(exc)\n")
     env = {**os.environ, pointwise.BLAS_ENV: str(tmp_path / "missing.so")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "CfPw returned 2"
+    assert out.stdout.split() == ["72.0", "CfPwBackWeight", "returned", "2"]
