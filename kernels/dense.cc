@@ -3,8 +3,9 @@
 //
 // The transposed convolution and the stride-2 3x3 convolution run as GEMMs in OpenBLAS's single-precision GEMM,
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (see
-// kernels/pointwise.cc, set by centerface_flow/ops/pointwise.py); the stride-1 3x3 convolution runs directly on
-// register tiles (kernels/cf_tiles.h, DirectConv3x3). MindSpore's CPU backend instead runs them through oneDNN on
+// kernels/pointwise.cc, set by centerface_flow/ops/pointwise.py); the stride-1 3x3 convolution runs on register
+// tiles (kernels/cf_tiles.h), by Winograd's F(2x2, 3x3) from 8 input and output channels on (WinogradConv3x3),
+// else directly (DirectConv3x3). MindSpore's CPU backend instead runs them through oneDNN on
 // plain NCHW tensors with separate BiasAdd and ReLU passes, which for the first layer of the network (3 -> 32
 // channels on the full-size input) costs as much as several of the depthwise layers together.
 //
@@ -12,7 +13,8 @@
 //   CfConv3x3S{1,2}Bias{,Relu,Relu6}Valid(x (N,Cin,H,W), w (Cout,Cin,3,3), b (Cout,), valid (4,)) -> y (N,Cout,Ho,Wo)
 //       Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, zero padding of 1 on every side. Stride 1: each worker thread
 //       takes a band of output rows of one image, copies its input rows zero-padded into a thread-local band and
-//       accumulates Cout x 16-pixel register tiles over Cin x 9 taps read in place (DirectConv3x3). Stride 2: the
+//       accumulates Cout x 16-pixel register tiles over Cin x 9 taps read in place (DirectConv3x3), or transforms
+//       16 2x2 blocks of outputs at a time (WinogradConv3x3). Stride 2: the
 //       band's input patches are gathered into a thread-local (Cin*9) x (rows*Wo) matrix (im2col) and multiplied by
 //       the weight (Cout x Cin*9) with a single-threaded sgemm straight into y, then bias + activation are applied
 //       to the band while it is in cache.
@@ -30,6 +32,7 @@
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -232,10 +235,234 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   });
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// The stride-1 3x3 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2016): each 2x2 block of
+// outputs is A^T [(G g G^T) .* (B^T d B)] A of the 4x4 input block d around it, 16 products per pair of input and
+// output channels instead of 36, so 2.25x fewer multiply-adds; over the channels the 16 element-wise products are
+// 16 matrix products (Cout x Cin weights times Cin x tiles) on the register tiles. The transforms only add,
+// subtract and halve: the outputs differ from the direct sum's by rounding (about 1e-7 relative).
+//
+// A band's padded input rows are stored split, the even padded columns and then the odd ones (WinogradBand), so
+// that columns 2j .. 2j + 3 of the blocks j = j0 .. j0 + kTile are the unit-stride vectors E[j], O[j], E[j + 1],
+// O[j + 1]: kTile blocks (2 x 2 kTile outputs) per register tile.
+
+// U = G g G^T of every (co, ci) weight g, as 16 panel sets (PackPanels of the Cout x Cin matrix of element xi =
+// 4 * row + column), `per` floats apart.
+inline void WinogradWeights(const float *k, int64_t cout, int64_t cin, int km, float *panels, int64_t per) {
+  std::vector<float> u(16 * cout * cin);
+  for (int64_t co = 0; co < cout; ++co) {
+    for (int64_t ci = 0; ci < cin; ++ci) {
+      const float *g = k + (co * cin + ci) * 9;
+      float t[4][3];  // G g
+      for (int c = 0; c < 3; ++c) {
+        t[0][c] = g[c];
+        t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+        t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+        t[3][c] = g[6 + c];
+      }
+      for (int r = 0; r < 4; ++r) {  // (G g) G^T
+        const float v[4] = {t[r][0], 0.5f * (t[r][0] + t[r][1] + t[r][2]), 0.5f * (t[r][0] - t[r][1] + t[r][2]),
+                            t[r][2]};
+        for (int c = 0; c < 4; ++c) u[((r * 4 + c) * cout + co) * cin + ci] = v[c];
+      }
+    }
+  }
+  for (int xi = 0; xi < 16; ++xi) PackPanels(u.data() + xi * cout * cin, cout, cin, km, panels + xi * per);
+}
+
+// The padded input rows i0 - 1 .. i0 - 1 + rows of one image, split: band row r of channel c at band + c * ldc +
+// r * 2 * half holds E (padded columns 0, 2, ..: E[0] = 0, E[j] = x[2j - 1]) and then, `half` floats on, O (padded
+// columns 1, 3, ..: O[j] = x[2j]); columns and rows outside the valid region are zero.
+CF_CLONES void WinogradBand(const float *x, int64_t cin, int64_t h, int64_t w, int64_t vh, int64_t vw, int64_t i0,
+                            int64_t rows, int64_t half, float *band, int64_t ldc) {
+  for (int64_t c = 0; c < cin; ++c) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float *even = band + c * ldc + r * 2 * half, *odd = even + half;
+      const int64_t i = i0 - 1 + r;
+      if (i < 0 || i >= vh) {
+        std::memset(even, 0, sizeof(float) * 2 * half);
+        continue;
+      }
+      const float *src = x + (c * h + i) * w;
+      const int64_t pairs = vw / 2;  // columns 2j and 2j + 1 both valid
+      even[0] = 0.0f;
+      for (int64_t j = 0; j < pairs; ++j) {  // no branch: vectorized
+        odd[j] = src[2 * j];
+        even[j + 1] = src[2 * j + 1];
+      }
+      odd[pairs] = vw % 2 == 1 ? src[vw - 1] : 0.0f;
+      std::memset(odd + pairs + 1, 0, sizeof(float) * (half - pairs - 1));
+      std::memset(even + pairs + 1, 0, sizeof(float) * (half - pairs - 1));
+    }
+  }
+}
+
+// Output rows [i0, i0 + rows) of the convolution from the band of their input rows (WinogradBand), kTile blocks
+// of 2 x 2 outputs at a time: input transform of every channel into `vb` (16 x cin x kTile), the 16 products into
+// `mb` (cout x 16 x kTile), output transform + bias + activation into y. Columns vw .. w of every row are zeros.
+template <int A, int L, int kM>
+CF_CLONES void WinogradRows(const float *band, int64_t ldc, int64_t half, int64_t cin, const float *panels,
+                            int64_t per, const float *bias, int64_t cout, int64_t i0, int64_t rows, int64_t vw,
+                            int64_t w, float *y, int64_t plane, float *vb, float *mb) {
+  constexpr int kJ = kTile / L;
+  typedef VecOf<L> V;
+  static const float zeros[kM] = {};
+  const int64_t blocks = (vw + 1) / 2;  // 2 x 2 output blocks across
+  for (int64_t a = 0; 2 * a < rows; ++a) {
+    for (int64_t j0 = 0; j0 < blocks; j0 += kTile) {
+      for (int64_t c = 0; c < cin; ++c) {  // V = B^T d B
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) {
+          V t[4][4];
+#pragma GCC unroll 4
+          for (int r = 0; r < 4; ++r) {
+            const float *even = band + c * ldc + (2 * a + r) * 2 * half + j0 + q * L, *odd = even + half;
+            const V d0 = Load<L>(even), d1 = Load<L>(odd), d2 = Load<L>(even + 1), d3 = Load<L>(odd + 1);
+            t[r][0] = d0 - d2;
+            t[r][1] = d1 + d2;
+            t[r][2] = d2 - d1;
+            t[r][3] = d1 - d3;
+          }
+#pragma GCC unroll 4
+          for (int col = 0; col < 4; ++col) {
+            float *out = vb + (col * cin + c) * kTile + q * L;
+            Store<L>(out, t[0][col] - t[2][col]);
+            Store<L>(out + 4 * cin * kTile, t[1][col] + t[2][col]);
+            Store<L>(out + 8 * cin * kTile, t[2][col] - t[1][col]);
+            Store<L>(out + 12 * cin * kTile, t[1][col] - t[3][col]);
+          }
+        }
+      }
+      for (int xi = 0; xi < 16; ++xi) {  // M = U V, element by element
+        for (int64_t co0 = 0; co0 < cout; co0 += kM) {
+          const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
+          VecOf<L> acc[kM][kJ];
+          PanelProduct<L, kM>(cin, panels + xi * per + co0 * cin, vb + xi * cin * kTile, kTile, zeros, m, acc);
+#pragma GCC unroll 16
+          for (int i = 0; i < kM; ++i) {
+            if (i >= m) break;
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) Store<L>(mb + ((co0 + i) * 16 + xi) * kTile + q * L, acc[i][q]);
+          }
+        }
+      }
+      const int64_t cols = vw - 2 * j0 < 2 * kTile ? vw - 2 * j0 : 2 * kTile;  // valid outputs per row
+      const bool whole = cols == 2 * kTile && 2 * a + 1 < rows;
+      for (int64_t co = 0; co < cout; ++co) {  // Y = A^T M A + bias
+        float part[2][2 * kTile];  // a block row that ends early, before its valid part is copied
+        float *const out[2] = {whole ? y + co * plane + (i0 + 2 * a) * w + 2 * j0 : part[0],
+                               whole ? y + co * plane + (i0 + 2 * a + 1) * w + 2 * j0 : part[1]};
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) {
+          V s[4][2];
+#pragma GCC unroll 4
+          for (int r = 0; r < 4; ++r) {
+            const float *m = mb + (co * 16 + 4 * r) * kTile + q * L;
+            const V m0 = Load<L>(m), m1 = Load<L>(m + kTile), m2 = Load<L>(m + 2 * kTile), m3 = Load<L>(m + 3 * kTile);
+            s[r][0] = m0 + m1 + m2;
+            s[r][1] = m1 - m2 - m3;
+          }
+          const V b = V{} + bias[co];
+          V y0[2], y1[2];
+#pragma GCC unroll 2
+          for (int col = 0; col < 2; ++col) {
+            y0[col] = ActivateVec<A, L>(s[0][col] + s[1][col] + s[2][col] + b);
+            y1[col] = ActivateVec<A, L>(s[1][col] - s[2][col] - s[3][col] + b);
+          }
+          // columns 2j and 2j + 1 of block j side by side
+          if constexpr (L == 16) {
+            typedef int Index __attribute__((vector_size(64)));
+            const Index lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+            const Index hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+            Store<16>(out[0] + 2 * q * L, __builtin_shuffle(y0[0], y0[1], lo));
+            Store<16>(out[0] + 2 * q * L + L, __builtin_shuffle(y0[0], y0[1], hi));
+            Store<16>(out[1] + 2 * q * L, __builtin_shuffle(y1[0], y1[1], lo));
+            Store<16>(out[1] + 2 * q * L + L, __builtin_shuffle(y1[0], y1[1], hi));
+          } else {
+            typedef int Index __attribute__((vector_size(32)));
+            const Index lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+            Store<8>(out[0] + 2 * q * L, __builtin_shuffle(y0[0], y0[1], lo));
+            Store<8>(out[0] + 2 * q * L + L, __builtin_shuffle(y0[0], y0[1], hi));
+            Store<8>(out[1] + 2 * q * L, __builtin_shuffle(y1[0], y1[1], lo));
+            Store<8>(out[1] + 2 * q * L + L, __builtin_shuffle(y1[0], y1[1], hi));
+          }
+        }
+        for (int r = 0; r < 2 && 2 * a + r < rows && !whole; ++r)
+          std::memcpy(y + co * plane + (i0 + 2 * a + r) * w + 2 * j0, part[r], sizeof(float) * cols);
+      }
+    }
+    if (vw < w)
+      for (int64_t co = 0; co < cout; ++co)
+        for (int r = 0; r < 2 && 2 * a + r < rows; ++r)
+          std::memset(y + co * plane + (i0 + 2 * a + r) * w + vw, 0, sizeof(float) * (w - vw));
+  }
+}
+
+// DirectConv3x3 by WinogradRows: threads take bands of an even number of output rows.
+template <int A, int L, int kM>
+void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y, int64_t n, int64_t cin, int64_t h,
+                     int64_t w, int64_t cout, int64_t vh, int64_t vw) {
+  const int64_t per = (cout + kM - 1) / kM * kM * cin;
+  static thread_local std::vector<float> panels;
+  panels.resize(16 * per);
+  WinogradWeights(k, cout, cin, kM, panels.data(), per);
+  const int64_t blocks = (vw + 1) / 2, half = ((blocks + kTile - 1) / kTile * kTile + kTile) / kTile * kTile;
+  const int64_t plane = h * w;
+  // bands of output rows whose split input fills at most ~256 KB, an even number of rows, as many per image as a
+  // multiple of the threads (one image: equal shares)
+  int64_t rows = (256 * 1024 / 4) / (cin * 2 * half) - 2;
+  if (rows < 2) rows = 2;
+  int64_t bands = (vh + rows - 1) / rows;
+  if (n == 1) {
+    const int64_t threads = cf_threads::Threads();
+    bands = (bands + threads - 1) / threads * threads;
+  }
+  rows = ((vh + bands - 1) / bands + 1) / 2 * 2;
+  bands = (vh + rows - 1) / rows;
+  const int64_t items = n * bands, ldc = (rows + 2) * 2 * half;
+  std::atomic<int64_t> next{0};
+  const float *pa = panels.data();
+  cf_threads::Parallel([&](int t, int threads) {
+    static thread_local std::vector<float> band, vb, mb;
+    if (static_cast<int64_t>(band.size()) < cin * ldc) band.resize(cin * ldc);
+    if (static_cast<int64_t>(vb.size()) < 16 * cin * kTile) vb.resize(16 * cin * kTile);
+    if (static_cast<int64_t>(mb.size()) < cout * 16 * kTile) mb.resize(cout * 16 * kTile);
+    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
+      // the input rows of count rounded up to even outputs (the last block row of an odd count reads one more)
+      WinogradBand(x + img * cin * plane, cin, h, w, vh, vw, i0, (count + 1) / 2 * 2 + 2, half, band.data(), ldc);
+      WinogradRows<A, L, kM>(band.data(), ldc, half, cin, pa, per, bias, cout, i0, count, vw, w,
+                             y + img * cout * plane, plane, vb.data(), mb.data());
+    }
+    if (vh < h) {  // rows past the valid region are zero (no other thread writes them)
+      int64_t p0, p1;
+      cf_threads::Split(n * cout, t, threads, &p0, &p1);
+      for (int64_t p = p0; p < p1; ++p) std::memset(y + p * plane + vh * w, 0, sizeof(float) * (h - vh) * w);
+    }
+  });
+}
+
+// Whether the stride-1 convolution runs as Winograd (WinogradConv3x3) rather than directly: its transforms cost per
+// channel what its products save per pair of channels, so it pays from a few channels on (the neck's 24 -> 24:
+// 2.1x fewer cycles measured, see docs/performance.md). CENTERFACE_CONV3X3 = direct | winograd overrides (read on
+// every call, so that tests cover both).
+inline bool WinogradPays(int64_t cin, int64_t cout) {
+  const char *forced = std::getenv("CENTERFACE_CONV3X3");
+  if (forced != nullptr && std::strcmp(forced, "direct") == 0) return false;
+  if (forced != nullptr && std::strcmp(forced, "winograd") == 0) return true;
+  return cin >= 8 && cout >= 8;
+}
+
 template <int A>
 void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, int64_t n, int64_t cin, int64_t h,
                    int64_t w, int64_t cout, int64_t vh, int64_t vw) {
-  if (WideVectors()) return DirectConv3x3<A, 16, 12>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+  const bool winograd = WinogradPays(cin, cout);
+  if (WideVectors()) {
+    if (winograd) return WinogradConv3x3<A, 16, 12>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+    return DirectConv3x3<A, 16, 12>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+  }
+  if (winograd) return WinogradConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
 }
 
