@@ -31,6 +31,7 @@
 //
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -298,13 +299,38 @@ CF_CLONES void WinogradBand(const float *x, int64_t cin, int64_t h, int64_t w, i
   }
 }
 
+// CenterFace's heads applied to the convolution's outputs in place of storing them (CfConv3x3HeadsReluValid): head
+// row r (of `rows`, the four heads' weights stacked, cout inputs each, as panels) of the current image is written to
+// out[r], act(W y + bias) with a sigmoid on row 0 (the heatmap); where the convolution's output is zero (outside the
+// valid region) that is the head's bias.
+struct HeadsOut {
+  static constexpr int kMaxRows = 32;
+  const float *panels, *bias;
+  int64_t rows;
+  float *out[kMaxRows];         // image 0's planes
+  int64_t image[kMaxRows];      // floats from one image's plane to the next's
+};
+
+inline float HeadValue(const HeadsOut &heads, int64_t r, float v) { return r == 0 ? 1.0f / (1.0f + std::exp(-v)) : v; }
+
+// Head outputs [c0, c1) of row `row` of every head row where the convolution's output is zero.
+inline void FillHeadsBias(const HeadsOut &heads, int64_t row, int64_t w, int64_t c0, int64_t c1) {
+  for (int64_t r = 0; r < heads.rows; ++r) {
+    const float v = HeadValue(heads, r, heads.bias[r]);
+    float *dst = heads.out[r] + row * w;
+    for (int64_t c = c0; c < c1; ++c) dst[c] = v;
+  }
+}
+
 // Output rows [i0, i0 + rows) of the convolution from the band of their input rows (WinogradBand), kTile blocks
 // of 2 x 2 outputs at a time: input transform of every channel into `vb` (16 x cin x kTile), the 16 products into
 // `mb` (cout x 16 x kTile), output transform + bias + activation into y. Columns vw .. w of every row are zeros.
+// With `heads`, the outputs go to `yb` (cout x 2 rows x 2 kTile) instead and the heads from there to their rows.
 template <int A, int L, int kM>
 CF_CLONES void WinogradRows(const float *band, int64_t ldc, int64_t half, int64_t cin, const float *panels,
                             int64_t per, const float *bias, int64_t cout, int64_t i0, int64_t rows, int64_t vw,
-                            int64_t w, float *y, int64_t plane, float *vb, float *mb) {
+                            int64_t w, float *y, int64_t plane, float *vb, float *mb, const HeadsOut *heads,
+                            float *yb) {
   constexpr int kJ = kTile / L;
   typedef VecOf<L> V;
   static const float zeros[kM] = {};
@@ -348,11 +374,12 @@ CF_CLONES void WinogradRows(const float *band, int64_t ldc, int64_t half, int64_
         }
       }
       const int64_t cols = vw - 2 * j0 < 2 * kTile ? vw - 2 * j0 : 2 * kTile;  // valid outputs per row
-      const bool whole = cols == 2 * kTile && 2 * a + 1 < rows;
+      const bool whole = cols == 2 * kTile && 2 * a + 1 < rows && heads == nullptr;
       for (int64_t co = 0; co < cout; ++co) {  // Y = A^T M A + bias
         float part[2][2 * kTile];  // a block row that ends early, before its valid part is copied
-        float *const out[2] = {whole ? y + co * plane + (i0 + 2 * a) * w + 2 * j0 : part[0],
-                               whole ? y + co * plane + (i0 + 2 * a + 1) * w + 2 * j0 : part[1]};
+        float *const out[2] = {
+            whole ? y + co * plane + (i0 + 2 * a) * w + 2 * j0 : (heads ? yb + co * 4 * kTile : part[0]),
+            whole ? y + co * plane + (i0 + 2 * a + 1) * w + 2 * j0 : (heads ? yb + co * 4 * kTile + 2 * kTile : part[1])};
 #pragma GCC unroll 2
         for (int q = 0; q < kJ; ++q) {
           V s[4][2];
@@ -388,21 +415,49 @@ CF_CLONES void WinogradRows(const float *band, int64_t ldc, int64_t half, int64_
             Store<8>(out[1] + 2 * q * L + L, __builtin_shuffle(y1[0], y1[1], hi));
           }
         }
-        for (int r = 0; r < 2 && 2 * a + r < rows && !whole; ++r)
+        for (int r = 0; r < 2 && 2 * a + r < rows && !whole && heads == nullptr; ++r)
           std::memcpy(y + co * plane + (i0 + 2 * a + r) * w + 2 * j0, part[r], sizeof(float) * cols);
       }
+      for (int r = 0; heads != nullptr && r < 2 && 2 * a + r < rows; ++r) {  // the heads of both rows' kTile halves
+        for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+          const int64_t count = cols - c0 < kTile ? cols - c0 : kTile;
+          for (int64_t h0 = 0; h0 < heads->rows; h0 += kM) {
+            const int m = heads->rows - h0 < kM ? static_cast<int>(heads->rows - h0) : kM;
+            VecOf<L> acc[kM][kJ];
+            PanelProduct<L, kM>(cout, heads->panels + h0 * cout, yb + r * 2 * kTile + c0, 4 * kTile,
+                                heads->bias + h0, m, acc);
+#pragma GCC unroll 16
+            for (int i = 0; i < kM; ++i) {
+              if (i >= m) break;
+              float *dst = heads->out[h0 + i] + (i0 + 2 * a + r) * w + 2 * j0 + c0;
+              if (count == kTile && h0 + i != 0) {
+#pragma GCC unroll 2
+                for (int q = 0; q < kJ; ++q) Store<L>(dst + q * L, acc[i][q]);
+                continue;
+              }
+              float t[kTile];
+#pragma GCC unroll 2
+              for (int q = 0; q < kJ; ++q) Store<L>(t + q * L, acc[i][q]);
+              for (int64_t u = 0; u < count; ++u) dst[u] = HeadValue(*heads, h0 + i, t[u]);
+            }
+          }
+        }
+      }
     }
-    if (vw < w)
+    if (heads != nullptr && vw < w) {
+      for (int r = 0; r < 2 && 2 * a + r < rows; ++r) FillHeadsBias(*heads, i0 + 2 * a + r, w, vw, w);
+    } else if (vw < w)
       for (int64_t co = 0; co < cout; ++co)
         for (int r = 0; r < 2 && 2 * a + r < rows; ++r)
           std::memset(y + co * plane + (i0 + 2 * a + r) * w + vw, 0, sizeof(float) * (w - vw));
   }
 }
 
-// DirectConv3x3 by WinogradRows: threads take bands of an even number of output rows.
+// DirectConv3x3 by WinogradRows: threads take bands of an even number of output rows. With `heads`, y is not
+// written: the heads of the outputs are (HeadsOut).
 template <int A, int L, int kM>
 void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y, int64_t n, int64_t cin, int64_t h,
-                     int64_t w, int64_t cout, int64_t vh, int64_t vw) {
+                     int64_t w, int64_t cout, int64_t vh, int64_t vw, const HeadsOut *heads = nullptr) {
   const int64_t per = (cout + kM - 1) / kM * kM * cin;
   static thread_local std::vector<float> panels;
   panels.resize(16 * per);
@@ -424,21 +479,38 @@ void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y
   std::atomic<int64_t> next{0};
   const float *pa = panels.data();
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> band, vb, mb;
+    static thread_local std::vector<float> band, vb, mb, yb;
     if (static_cast<int64_t>(band.size()) < cin * ldc) band.resize(cin * ldc);
     if (static_cast<int64_t>(vb.size()) < 16 * cin * kTile) vb.resize(16 * cin * kTile);
     if (static_cast<int64_t>(mb.size()) < cout * 16 * kTile) mb.resize(cout * 16 * kTile);
+    if (heads != nullptr && static_cast<int64_t>(yb.size()) < cout * 4 * kTile) yb.resize(cout * 4 * kTile);
+    HeadsOut image_heads;
     for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
+      if (heads != nullptr) {
+        image_heads = *heads;
+        for (int64_t r = 0; r < heads->rows; ++r) image_heads.out[r] += img * heads->image[r];
+      }
       // the input rows of count rounded up to even outputs (the last block row of an odd count reads one more)
       WinogradBand(x + img * cin * plane, cin, h, w, vh, vw, i0, (count + 1) / 2 * 2 + 2, half, band.data(), ldc);
       WinogradRows<A, L, kM>(band.data(), ldc, half, cin, pa, per, bias, cout, i0, count, vw, w,
-                             y + img * cout * plane, plane, vb.data(), mb.data());
+                             y != nullptr ? y + img * cout * plane : nullptr, plane, vb.data(), mb.data(),
+                             heads != nullptr ? &image_heads : nullptr,
+                             yb.data());
     }
-    if (vh < h) {  // rows past the valid region are zero (no other thread writes them)
+    if (vh < h) {  // rows past the valid region are zero, or their heads the heads' biases (no other thread writes them)
       int64_t p0, p1;
-      cf_threads::Split(n * cout, t, threads, &p0, &p1);
-      for (int64_t p = p0; p < p1; ++p) std::memset(y + p * plane + vh * w, 0, sizeof(float) * (h - vh) * w);
+      if (heads == nullptr) {
+        cf_threads::Split(n * cout, t, threads, &p0, &p1);
+        for (int64_t p = p0; p < p1; ++p) std::memset(y + p * plane + vh * w, 0, sizeof(float) * (h - vh) * w);
+        return;
+      }
+      cf_threads::Split(n, t, threads, &p0, &p1);
+      for (int64_t img = p0; img < p1; ++img) {
+        image_heads = *heads;
+        for (int64_t r = 0; r < heads->rows; ++r) image_heads.out[r] += img * heads->image[r];
+        for (int64_t row = vh; row < h; ++row) FillHeadsBias(image_heads, row, w, 0, w);
+      }
     }
   });
 }
@@ -464,6 +536,55 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   }
   if (winograd) return WinogradConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
+}
+
+// CfConv3x3HeadsReluValid: the stride-1 convolution with ReLU (by Winograd, whatever its channels) followed by
+// CenterFace's four heads, whose outputs are written instead of the convolution's (see the header).
+int Conv3x3Heads(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  constexpr int kHeads = 4;
+  if (nparam != 4 + 2 * kHeads + kHeads) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4) return 3;
+  const int64_t n = shapes[0][0], cin = shapes[0][1], h = shapes[0][2], w = shapes[0][3], cout = shapes[1][0];
+  if (n < 0 || cin < 1 || h < 1 || w < 1 || cout < 1) return 3;
+  if (shapes[1][1] != cin || shapes[1][2] != 3 || shapes[1][3] != 3 || Count(ndims[2], shapes[2]) != cout) return 3;
+  if (ndims[3] != 1 || shapes[3][0] != 4) return 5;
+  int64_t vh, vw;
+  if (!ValidPlane(static_cast<const float *>(params[3]), h, w, &vh, &vw)) return 5;
+  HeadsOut heads;
+  std::vector<float> weights, biases;
+  heads.rows = 0;
+  for (int hd = 0; hd < kHeads; ++hd) {
+    const int wi = 4 + 2 * hd, oi = 4 + 2 * kHeads + hd;
+    const int64_t rows = Count(ndims[wi + 1], shapes[wi + 1]);
+    if (rows < 1 || heads.rows + rows > HeadsOut::kMaxRows || Count(ndims[wi], shapes[wi]) != rows * cout) return 3;
+    if (ndims[oi] != 4 || shapes[oi][0] != n || shapes[oi][1] != rows || shapes[oi][2] != h || shapes[oi][3] != w)
+      return 3;
+    const float *wt = static_cast<const float *>(params[wi]), *bt = static_cast<const float *>(params[wi + 1]);
+    weights.insert(weights.end(), wt, wt + rows * cout);
+    biases.insert(biases.end(), bt, bt + rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      heads.out[heads.rows + r] = static_cast<float *>(params[oi]) + r * h * w;
+      heads.image[heads.rows + r] = rows * h * w;
+    }
+    heads.rows += rows;
+  }
+  if (n == 0) return 0;
+  const int km = WideVectors() ? 12 : 6;
+  std::vector<float> panels((heads.rows + km - 1) / km * km * cout);
+  PackPanels(weights.data(), heads.rows, cout, km, panels.data());
+  heads.panels = panels.data();
+  heads.bias = biases.data();
+  const float *x = static_cast<const float *>(params[0]);
+  const float *k = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  if (WideVectors()) {
+    WinogradConv3x3<kRelu, 16, 12>(x, k, bias, nullptr, n, cin, h, w, cout, vh, vw, &heads);
+  } else {
+    WinogradConv3x3<kRelu, 8, 6>(x, k, bias, nullptr, n, cin, h, w, cout, vh, vw, &heads);
+  }
+  return 0;
 }
 
 int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, int act) {
@@ -624,6 +745,7 @@ int CfConv3x3S1BiasRelu6Valid(CF_SIG) { return Conv3x3(CF_ARGS, 1, kRelu6); }
 int CfConv3x3S2BiasValid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kNone); }
 int CfConv3x3S2BiasReluValid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kRelu); }
 int CfConv3x3S2BiasRelu6Valid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kRelu6); }
+int CfConv3x3HeadsReluValid(CF_SIG) { return Conv3x3Heads(CF_ARGS); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
 }

@@ -106,16 +106,58 @@ def test_valid_region_equals_unpadded(conv3x3_method):
         assert not got[:, :, vh:].any() and not got[:, :, :, vw:].any(), stride
 
 
+def _heads(cin: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((rows, cin, 1, 1)).astype(np.float32), rng.standard_normal(rows).astype(np.float32))
+            for rows in (1, 2, 2, 10)]
+
+
+def test_conv3x3_heads_equals_conv_then_heads(monkeypatch):
+    """The neck's conv_last + ReLU with the four heads in one call gives exactly what the convolution kernel and then
+    the heads kernel give (the convolution by Winograd either way), and their numpy twins' values: odd sizes, rows
+    and columns outside the valid region (the heads of a zero input, their biases), two images."""
+    for i, case in enumerate([(1, 24, 24, 13, 17), (2, 8, 12, 9, 40), (1, 16, 24, 40, 37), (1, 24, 24, 2, 1)]):
+        x, k, b = _data(case, 40 + i)
+        n, _, cout, h, w = case
+        heads = _heads(cout, i)
+        shapes = [(n, hw.shape[0], h, w) for hw, _ in heads]
+        flat = [a for pair in heads for a in pair]
+        for region in _regions(h, w, i):
+            got = _call("CfConv3x3HeadsReluValid", [x, k, b, region, *flat], shapes)
+            monkeypatch.setenv("CENTERFACE_CONV3X3", "winograd")
+            conv = _call("CfConv3x3S1BiasReluValid", [x, k, b, region], (n, cout, h, w))
+            apart = _call("CfHeads", [conv, *flat], shapes)
+            refs = dense.conv3x3_heads_forward(x, k, b, region, heads)
+            for g, a, r in zip(got, apart, refs):
+                assert np.array_equal(g, a), (case, region)
+                assert _rel(g, r) <= TOL, (case, region)
+
+
+def test_conv3x3_heads_bad_shapes_are_refused():
+    x, k, b = _data((1, 8, 8, 5, 6), 0)
+    heads = [a for pair in _heads(8, 0) for a in pair]
+    shapes = [(1, rows, 5, 6) for rows in (1, 2, 2, 10)]
+    region = np.zeros(4, np.float32)
+    with pytest.raises(RuntimeError, match="returned 3"):  # a head's weight for another channel count
+        _call("CfConv3x3HeadsReluValid", [x, k, b, region, np.zeros((1, 7, 1, 1), np.float32), *heads[1:]], shapes)
+    with pytest.raises(RuntimeError, match="returned 3"):  # a head's output of the wrong size
+        _call("CfConv3x3HeadsReluValid", [x, k, b, region, *heads], [*shapes[:3], (1, 10, 5, 5)])
+    with pytest.raises(RuntimeError, match="returned 5"):  # region that does not fit the tensor
+        _call("CfConv3x3HeadsReluValid", [x, k, b, np.array([20, 20, 19, 19], np.float32), *heads], shapes)
+    with pytest.raises(RuntimeError, match="returned 1"):  # a head missing
+        _call("CfConv3x3HeadsReluValid", [x, k, b, region, *heads[:-2]], shapes[:3])
+
+
 @pytest.mark.parametrize("tiles", ["wide", "narrow"])
 def test_register_tiles_of_both_widths(tiles):
     """The stride-1 3×3 convolution's register tiles follow the CPU (CENTERFACE_TILES forces either width, so both
     are checked on any CPU, in a child process)."""
     env = {**os.environ, "CENTERFACE_TILES": tiles}
-    tests = "conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded"
+    tests = "conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded or conv3x3_heads_equals_conv_then_heads"
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "6 passed" in res.stdout, res.stdout[-2000:]
+    assert "7 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_bad_shapes_are_refused():

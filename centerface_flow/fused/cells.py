@@ -139,6 +139,27 @@ class FusedHeads(nn.Cell):
                               self.b_lm)
 
 
+class FusedConvHeads(nn.Cell):
+    """Inference-only: the neck's last 3×3 convolution (stride 1, + bias + ReLU, on the valid region) and
+    CenterFace's four heads in one native kernel call (``CfConv3x3HeadsReluValid``). ``conv`` is the folded
+    :class:`FusedConv3x3`, ``heads`` the :class:`FusedHeads` cell; both keep their parameters and names."""
+
+    def __init__(self, conv: FusedConv3x3, heads: FusedHeads) -> None:
+        super().__init__()
+        names = {id(p): p.name for cell in (conv, heads) for p in cell.get_parameters()}
+        self.conv = conv
+        self.heads = heads
+        for cell in (conv, heads):  # MindSpore prefixed them with the attribute names
+            for p in cell.get_parameters():
+                p.name = names[id(p)]
+        self.native_op = dense.conv3x3_heads_op()
+
+    def construct(self, x):
+        c, h = self.conv, self.heads
+        return self.native_op(x, c.weight, c.bias, c.region, h.w_hm, h.b_hm, h.w_wh, h.b_wh, h.w_off, h.b_off, h.w_lm,
+                              h.b_lm)
+
+
 class FusedConv3x3(FoldedConv):
     """Dense 3×3 conv (padding 1, stride 1 or 2) + bias + activation ("", "relu", "relu6"):
     ``(N, Cin, H, W) -> (N, Cout, (H-1)//stride+1, (W-1)//stride+1)``.

@@ -301,6 +301,23 @@ def _fuse_heads(net) -> int:
     return 4
 
 
+def _fuse_conv_heads(net) -> int:
+    """Run the neck's last 3×3 convolution and the fused heads as one native kernel call
+    (:class:`~centerface_flow.fused.cells.FusedConvHeads`): its output, the heads' input, is then never written."""
+    from mindspore import nn
+
+    from centerface_flow.fused.cells import FusedConv3x3, FusedConvHeads, FusedHeads
+
+    last = getattr(getattr(net, "dla_up", None), "conv_last", None)
+    if not (getattr(net, "fused_heads", False) and isinstance(net.heads, FusedHeads) and last is not None
+            and isinstance(last[0], FusedConv3x3) and last[0].stride == 1 and last[0].activation == "relu"
+            and all(isinstance(c, nn.Identity) for c in list(last)[1:])):
+        return 0
+    _attach(net, "heads", FusedConvHeads(last[0], net.heads))
+    last[0] = nn.Identity()
+    return 1
+
+
 def fold_bn(net, use_native: bool | None = None):
     """Fold every BatchNorm of ``net`` into its convolution, in place; returns ``net`` in inference mode.
 
@@ -371,6 +388,8 @@ def fold_bn(net, use_native: bool | None = None):
         if not isinstance(net.dla_up.conv_last[0], FusedConv3x3):
             net.dla_up.valid_mask = ValidMask(region)
         net.valid_region = region  # the runner sets it per call (set_valid_region)
+        if use_dense and use_pw:
+            log.debug("fused %d neck conv_last with the heads", _fuse_conv_heads(net))
     region.name = REGION_NAME  # cells that share it prefixed its name when they were inserted
     net.set_train(False)
     # MindSpore caches compiled graphs by (phase, cell creation time, id); a new creation time makes a network that

@@ -12,6 +12,9 @@ OpenBLAS (found like :mod:`centerface_flow.ops.pointwise`'s) with bias and activ
   of the depthwise kernels (see :func:`centerface_flow.ops.native.depthwise_op`): input past the image inside a
   bottom/right zero-padded tensor counts as the convolution's zero padding, outputs outside the valid region are
   zero, so no mask is needed before it;
+* ``CfConv3x3HeadsReluValid(x, w, b, region, w_hm, b_hm, w_wh, b_wh, w_off, b_off, w_lm, b_lm)``: the stride-1
+  convolution + ReLU followed by CenterFace's four heads (the neck's ``conv_last`` and the heads in one call: the
+  neck's output, 24 channels at a quarter of the input size, is never written to memory);
 * ``CfConvT2x2S2Bias{,Relu}(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: one GEMM per
   band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
 
@@ -26,7 +29,8 @@ import numpy as np
 
 from centerface_flow.ops import native, pointwise
 
-__all__ = ["available", "conv3x3_forward", "conv3x3_op", "convt2x2_forward", "convt2x2_op"]
+__all__ = ["available", "conv3x3_forward", "conv3x3_heads_forward", "conv3x3_heads_op", "conv3x3_op",
+           "convt2x2_forward", "convt2x2_op"]
 
 #: Activations of the transposed-convolution kernels.
 CONVT_ACTIVATIONS = ("", "relu")
@@ -57,6 +61,25 @@ def conv3x3_op(stride: int, activation: str = ""):
     name = f"CfConv3x3S{stride}Bias{activation.capitalize()}Valid"
     return ops.Custom(f"{native.library_path()}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
+
+
+@cache
+def conv3x3_heads_op():
+    """``op(x (N, Cin, H, W), w (C, Cin, 3, 3), b (C,), region (4,), w_hm (1, C, 1, 1), b_hm (1,), w_wh (2, C, 1, 1),
+    b_wh, w_off (2, C, 1, 1), b_off, w_lm (10, C, 1, 1), b_lm) -> (sigmoid(hm), wh, off, lm)``, each (N, rows, H, W):
+    the stride-1 3×3 convolution + bias + ReLU of :func:`conv3x3_op` (on the valid region, zero outside) followed by
+    CenterFace's four heads (:func:`centerface_flow.ops.pointwise.heads_op`), the convolution's outputs never written
+    to memory. Inference only."""
+    from mindspore import ops
+
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+
+    def out_shape(x, w, b, region, *heads):
+        return tuple([x[0], hw[0], x[2], x[3]] for hw in heads[0::2])
+
+    return ops.Custom(f"{native.library_path()}:CfConv3x3HeadsReluValid", out_shape=out_shape,
+                      out_dtype=lambda x, *_: (x, x, x, x), func_type="aot")
 
 
 @cache
@@ -114,6 +137,13 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray 
     y = np.zeros((n, cout, ho, wo), np.float64)
     y[:, :, :vho, :vwo] = native.apply_activation(acc, activation)
     return y.astype(np.float32)
+
+
+def conv3x3_heads_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray, region: np.ndarray | None,
+                          heads: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Numpy twin of ``CfConv3x3HeadsReluValid``: the heads (:func:`centerface_flow.ops.pointwise.heads_forward`) of
+    the stride-1 convolution + ReLU (:func:`conv3x3_forward`)."""
+    return pointwise.heads_forward(conv3x3_forward(x, w, 1, bias, "relu", region), heads)
 
 
 def convt2x2_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, activation: str = "") -> np.ndarray:
