@@ -733,6 +733,156 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
   return 0;
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// One IDA-up node of CenterFace's neck in one call (CfUpSumRelu): y = relu(T x0 + bt) + relu(Wl x1 + bl), T the 2x2
+// stride-2 transposed convolution of the coarser map x0 (C0 x h x w) and Wl the 1x1 convolution of the finer map x1
+// (C1 x 2h x 2w). As two calls (CfConvT2x2S2BiasRelu, CfPwBiasReluRes) the upsampled map, as large as y, is written
+// by one and read back by the other. Here both products run on the register tiles, output row by output row: for
+// kTile pixels of x0's row i (2 kTile outputs of row 2i + a), the transposed convolution's two column phases b = 0,
+// 1 (one panel set each), interleaved, are added to the lateral product of the same outputs while in L1.
+
+struct UpSum {
+  const float *x0, *x1, *up_panels, *bt, *lat_panels, *bl;
+  float *y;
+  int64_t c0, c1, c, h, w;
+  int64_t up_per;  // floats of one (a, b) phase's panels
+};
+
+// Output rows [r0, r1) (of all images, row r of image r / (2h)) of y.
+template <int L, int kM>
+CF_CLONES void UpSumRows(const UpSum &g, int64_t r0, int64_t r1, float *scratch0, float *scratch1) {
+  constexpr int kJ = kTile / L;
+  const int64_t hw = g.h * g.w, ww = 2 * g.w, out_plane = 4 * hw;
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t img = row / (2 * g.h), R = row % (2 * g.h), i = R / 2, a = R % 2;
+    const float *x0 = g.x0 + img * g.c0 * hw, *x1 = g.x1 + img * g.c1 * out_plane;
+    float *y = g.y + img * g.c * out_plane + R * ww;
+    for (int64_t j0 = 0; j0 < g.w; j0 += kTile) {
+      const int64_t low = g.w - j0 < kTile ? g.w - j0 : kTile, outs = 2 * low;
+      const float *b0 = x0 + i * g.w + j0, *b1 = x1 + R * ww + 2 * j0;
+      int64_t ld0 = hw, ld1 = out_plane;
+      if (low < kTile) {  // a short last tile: its inputs zero-padded
+        for (int64_t k = 0; k < g.c0; ++k) {
+          std::memcpy(scratch0 + k * kTile, b0 + k * hw, sizeof(float) * low);
+          std::memset(scratch0 + k * kTile + low, 0, sizeof(float) * (kTile - low));
+        }
+        for (int64_t k = 0; k < g.c1; ++k) {
+          std::memcpy(scratch1 + k * 2 * kTile, b1 + k * out_plane, sizeof(float) * outs);
+          std::memset(scratch1 + k * 2 * kTile + outs, 0, sizeof(float) * (2 * kTile - outs));
+        }
+        b0 = scratch0;
+        b1 = scratch1;
+        ld0 = kTile;
+        ld1 = 2 * kTile;
+      }
+      for (int64_t co0 = 0; co0 < g.c; co0 += kM) {
+        const int m = g.c - co0 < kM ? static_cast<int>(g.c - co0) : kM;
+        float up[kM][2 * kTile];  // relu(T x0 + bt) of the 2 kTile outputs, columns in order
+        float phase0[kM][kTile];
+        for (int b = 0; b < 2; ++b) {
+          VecOf<L> acc[kM][kJ];
+          PanelProduct<L, kM>(g.c0, g.up_panels + (2 * a + b) * g.up_per + co0 * g.c0, b0, ld0, g.bt + co0, m, acc);
+#pragma GCC unroll 16
+          for (int r = 0; r < kM; ++r) {
+            if (r >= m) break;
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) {
+              const VecOf<L> v = ActivateVec<kRelu, L>(acc[r][q]);
+              if (b == 0) {
+                Store<L>(phase0[r] + q * L, v);
+                continue;
+              }
+              const VecOf<L> e = Load<L>(phase0[r] + q * L);  // columns 2j; v: 2j + 1
+              if constexpr (L == 16) {
+                typedef int Index __attribute__((vector_size(64)));
+                const Index lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+                const Index hi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+                Store<16>(up[r] + 2 * q * L, __builtin_shuffle(e, v, lo));
+                Store<16>(up[r] + 2 * q * L + L, __builtin_shuffle(e, v, hi));
+              } else {
+                typedef int Index __attribute__((vector_size(32)));
+                const Index lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+                Store<8>(up[r] + 2 * q * L, __builtin_shuffle(e, v, lo));
+                Store<8>(up[r] + 2 * q * L + L, __builtin_shuffle(e, v, hi));
+              }
+            }
+          }
+        }
+        for (int64_t half = 0; half < outs; half += kTile) {
+          const int64_t count = outs - half < kTile ? outs - half : kTile;
+          VecOf<L> acc[kM][kJ];
+          PanelProduct<L, kM>(g.c1, g.lat_panels + co0 * g.c1, b1 + half, ld1, g.bl + co0, m, acc);
+#pragma GCC unroll 16
+          for (int r = 0; r < kM; ++r) {
+            if (r >= m) break;
+            float *out = y + (co0 + r) * out_plane + 2 * j0 + half;
+            float t[kTile];
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) {
+              const VecOf<L> v = ActivateVec<kRelu, L>(acc[r][q]) + Load<L>(up[r] + half + q * L);
+              Store<L>(count == kTile ? out + q * L : t + q * L, v);
+            }
+            if (count < kTile) std::memcpy(out, t, sizeof(float) * count);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int L, int kM>
+void UpSumImages(UpSum g, int64_t n, const float *wt, const float *wl) {
+  const int64_t per = (g.c + kM - 1) / kM * kM;
+  static thread_local std::vector<float> up, lat, phase;
+  g.up_per = per * g.c0;
+  up.resize(4 * g.up_per);
+  phase.resize(g.c * g.c0);
+  for (int ab = 0; ab < 4; ++ab) {  // phase (a, b): the matrix (co, c) = wt[c, co, a, b]
+    for (int64_t co = 0; co < g.c; ++co)
+      for (int64_t k = 0; k < g.c0; ++k) phase[co * g.c0 + k] = wt[(k * g.c + co) * 4 + ab];
+    PackPanels(phase.data(), g.c, g.c0, kM, up.data() + ab * g.up_per);
+  }
+  lat.resize(per * g.c1);
+  PackPanels(wl, g.c, g.c1, kM, lat.data());
+  g.up_panels = up.data();
+  g.lat_panels = lat.data();
+  const int64_t rows = n * 2 * g.h;
+  cf_threads::Parallel([&](int t, int threads) {
+    static thread_local std::vector<float> scratch0, scratch1;
+    if (static_cast<int64_t>(scratch0.size()) < g.c0 * kTile) scratch0.resize(g.c0 * kTile);
+    if (static_cast<int64_t>(scratch1.size()) < g.c1 * 2 * kTile) scratch1.resize(g.c1 * 2 * kTile);
+    int64_t r0, r1;
+    cf_threads::Split(rows, t, threads, &r0, &r1);
+    UpSumRows<L, kM>(g, r0, r1, scratch0.data(), scratch1.data());
+  });
+}
+
+int UpSumRelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 7) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[3] != 4 || ndims[6] != 4) return 3;
+  const int64_t n = shapes[0][0], c0 = shapes[0][1], h = shapes[0][2], w = shapes[0][3], c = shapes[1][1];
+  const int64_t c1 = shapes[3][1];
+  if (n < 0 || c0 < 1 || h < 1 || w < 1 || c < 1 || c1 < 1) return 3;
+  if (shapes[1][0] != c0 || shapes[1][2] != 2 || shapes[1][3] != 2 || Count(ndims[2], shapes[2]) != c) return 3;
+  if (shapes[3][0] != n || shapes[3][2] != 2 * h || shapes[3][3] != 2 * w) return 3;
+  if (Count(ndims[4], shapes[4]) != c * c1 || shapes[4][0] != c || Count(ndims[5], shapes[5]) != c) return 3;
+  if (shapes[6][0] != n || shapes[6][1] != c || shapes[6][2] != 2 * h || shapes[6][3] != 2 * w) return 3;
+  if (n == 0) return 0;
+  UpSum g{static_cast<const float *>(params[0]), static_cast<const float *>(params[3]), nullptr,
+          static_cast<const float *>(params[2]), nullptr, static_cast<const float *>(params[5]),
+          static_cast<float *>(params[6]), c0, c1, c, h, w, 0};
+  const float *wt = static_cast<const float *>(params[1]), *wl = static_cast<const float *>(params[4]);
+  if (WideVectors()) {
+    UpSumImages<16, 12>(g, n, wt, wl);
+  } else {
+    UpSumImages<8, 6>(g, n, wt, wl);
+  }
+  return 0;
+}
+
 }  // namespace
 
 #define CF_SIG int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *
@@ -748,4 +898,5 @@ int CfConv3x3S2BiasRelu6Valid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kRelu6); }
 int CfConv3x3HeadsReluValid(CF_SIG) { return Conv3x3Heads(CF_ARGS); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
+int CfUpSumRelu(CF_SIG) { return UpSumRelu(CF_ARGS); }
 }

@@ -2,7 +2,7 @@
 // calls (a "program", built in centerface_flow/fused/program.py by tracing the folded network once) run one after
 // the other, with the intermediate tensors in buffers this operator keeps between calls.
 //
-// Why: run as 25 operators, every kernel call of a pynative network costs ~0.2 ms of Python and framework work on
+// Why: run as 24 operators, every kernel call of a pynative network costs ~0.2 ms of Python and framework work on
 // the calling thread while the kernels' worker thread waits, about a third of a 640x480 call on a 2-core machine.
 // Here the framework sees one operator; the kernels, their order, arguments and threads are exactly those of the
 // per-operator network, so the outputs are identical.

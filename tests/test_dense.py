@@ -148,16 +148,52 @@ def test_conv3x3_heads_bad_shapes_are_refused():
         _call("CfConv3x3HeadsReluValid", [x, k, b, region, *heads[:-2]], shapes[:3])
 
 
+def test_upsum_matches_numpy_twin():
+    """An IDA-up node in one call (2x2 stride-2 transposed conv + ReLU of x0, plus the lateral 1x1 conv + ReLU of
+    x1): rows of x0 that are not a multiple of the 16-pixel tiles, 1-pixel maps, channel counts that are not
+    multiples of the register tiles, two images; and exactly what it computes in the network, the transposed conv
+    kernel then the lateral kernel with its residual, within rounding."""
+    for i, (n, c0, c, c1, h, w) in enumerate([(1, 24, 24, 24, 60, 80), (2, 5, 7, 13, 3, 37), (1, 3, 1, 2, 1, 1),
+                                               (1, 24, 24, 32, 13, 16), (1, 16, 30, 9, 2, 17)]):
+        rng = np.random.default_rng(60 + i)
+        x0 = rng.standard_normal((n, c0, h, w)).astype(np.float32)
+        x1 = rng.standard_normal((n, c1, 2 * h, 2 * w)).astype(np.float32)
+        wt, bt = rng.standard_normal((c0, c, 2, 2)).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        wl, bl = rng.standard_normal((c, c1, 1, 1)).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        shape = (n, c, 2 * h, 2 * w)
+        got = _call("CfUpSumRelu", [x0, wt, bt, x1, wl, bl], shape)
+        assert _rel(got, dense.upsum_forward(x0, wt, bt, x1, wl, bl)) <= TOL, (n, c0, c, c1, h, w)
+        up = _call("CfConvT2x2S2BiasRelu", [x0, wt, bt], shape)
+        apart = _call("CfPwBiasReluRes", [x1, wl, bl, up], shape)
+        assert _rel(got, apart) <= TOL, (n, c0, c, c1, h, w)
+
+
+def test_upsum_bad_shapes_are_refused():
+    x0, x1 = np.zeros((1, 4, 3, 5), np.float32), np.zeros((1, 6, 6, 10), np.float32)
+    wt, bt, wl, bl = (np.zeros((4, 2, 2, 2), np.float32), np.zeros(2, np.float32), np.zeros((2, 6, 1, 1), np.float32),
+                      np.zeros(2, np.float32))
+    shape = (1, 2, 6, 10)
+    for inputs, out in (([x0, wt, bt, x1[:, :, :5], wl, bl], shape),  # x1 not twice x0's size
+                        ([x0, np.zeros((2, 4, 2, 2), np.float32), bt, x1, wl, bl], shape),  # (Cout, Cin) layout
+                        ([x0, wt, bt, x1, np.zeros((2, 5, 1, 1), np.float32), bl], shape),  # lateral for 5 channels
+                        ([x0, wt, bt, x1, wl, bl], (1, 2, 6, 9))):  # wrong output size
+        with pytest.raises(RuntimeError, match="returned 3"):
+            _call("CfUpSumRelu", inputs, out)
+    with pytest.raises(RuntimeError, match="returned 1"):
+        _call("CfUpSumRelu", [x0, wt, bt, x1, wl], shape)
+
+
 @pytest.mark.parametrize("tiles", ["wide", "narrow"])
 def test_register_tiles_of_both_widths(tiles):
     """The stride-1 3×3 convolution's register tiles follow the CPU (CENTERFACE_TILES forces either width, so both
     are checked on any CPU, in a child process)."""
     env = {**os.environ, "CENTERFACE_TILES": tiles}
-    tests = "conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded or conv3x3_heads_equals_conv_then_heads"
+    tests = ("conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded or conv3x3_heads_equals_conv_then_heads"
+             " or upsum_matches_numpy_twin")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "7 passed" in res.stdout, res.stdout[-2000:]
+    assert "8 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_bad_shapes_are_refused():

@@ -194,6 +194,26 @@ class FusedConvTranspose2x2(FoldedConv):
         return self.native_op(x, self.weight, self.bias)
 
 
+class FusedUpSum(nn.Cell):
+    """Inference-only: an IDA-up node's upsampling (:class:`FusedConvTranspose2x2`, ReLU) and its lateral 1×1
+    conv with the sum (:class:`FusedPointwise` with its residual, ReLU) in one native kernel call
+    (``CfUpSumRelu``). ``construct(x1, x0)``, the node's lateral cell's order: x1 the finer map, x0 the coarser one.
+    Both cells keep their parameters and names."""
+
+    def __init__(self, up: FusedConvTranspose2x2, lateral: FusedPointwise) -> None:
+        super().__init__()
+        names = {id(p): p.name for cell in (up, lateral) for p in cell.get_parameters()}
+        self.up = up
+        self.lateral = lateral
+        for cell in (up, lateral):  # MindSpore prefixed them with the attribute names
+            for p in cell.get_parameters():
+                p.name = names[id(p)]
+        self.native_op = dense.upsum_op()
+
+    def construct(self, x1, x0):
+        return self.native_op(x0, self.up.weight, self.up.bias, x1, self.lateral.weight, self.lateral.bias)
+
+
 class ValidMask(nn.Cell):
     """Zeroes everything outside the valid region given by the shared ``region`` parameter (native kernel)."""
 

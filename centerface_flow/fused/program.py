@@ -1,6 +1,6 @@
 """The folded network as one MindSpore operator (``kernels/program.cc``): its native kernel calls, recorded once.
 
-With native kernels the folded network (:func:`centerface_flow.fused.fold.fold_bn`) is 25 AOT custom operators.
+With native kernels the folded network (:func:`centerface_flow.fused.fold.fold_bn`) is 24 AOT custom operators.
 In pynative mode each of them costs ~0.2 ms of Python and framework work on the calling thread while the kernels'
 worker thread waits: about a third of a 640×480 call on a 2-core machine. :func:`trace` runs the network once in
 pynative mode, records every kernel call (which kernel, which tensors in, which out) and encodes the sequence as

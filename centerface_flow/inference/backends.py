@@ -84,7 +84,7 @@ MODES = ("auto", "graph", "pynative")
 
 def resolve_mode(mode: str) -> str:
     """The execution mode ``mode`` stands for: itself, or for ``auto`` graph mode on Ascend (where every operator
-    of a pynative call is a device launch) and pynative mode on CPU. On CPU the network is 25 native kernel calls,
+    of a pynative call is a device launch) and pynative mode on CPU. On CPU the network is 24 native kernel calls,
     so pynative mode adds little per call and compiles nothing; measured on the 2-core AVX2 VM it was faster than
     graph mode from the first image on, and for whole test stages (docs/performance.md, "Execution mode")."""
     if mode not in MODES:

@@ -15,6 +15,9 @@ OpenBLAS (found like :mod:`centerface_flow.ops.pointwise`'s) with bias and activ
 * ``CfConv3x3HeadsReluValid(x, w, b, region, w_hm, b_hm, w_wh, b_wh, w_off, b_off, w_lm, b_lm)``: the stride-1
   convolution + ReLU followed by CenterFace's four heads (the neck's ``conv_last`` and the heads in one call: the
   neck's output, 24 channels at a quarter of the input size, is never written to memory);
+* ``CfUpSumRelu(x0 (N, C0, h, w), wt (C0, C, 2, 2), bt (C,), x1 (N, C1, 2h, 2w), wl (C, C1, 1, 1), bl (C,))``: an
+  IDA-up node, relu(T x0 + bt) + relu(wl · x1 + bl) with T the transposed convolution below, on register tiles
+  row by row (the upsampled map is never written);
 * ``CfConvT2x2S2Bias{,Relu}(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: one GEMM per
   band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
 
@@ -30,7 +33,7 @@ import numpy as np
 from centerface_flow.ops import native, pointwise
 
 __all__ = ["available", "conv3x3_forward", "conv3x3_heads_forward", "conv3x3_heads_op", "conv3x3_op",
-           "convt2x2_forward", "convt2x2_op"]
+           "convt2x2_forward", "convt2x2_op", "upsum_forward", "upsum_op"]
 
 #: Activations of the transposed-convolution kernels.
 CONVT_ACTIVATIONS = ("", "relu")
@@ -80,6 +83,24 @@ def conv3x3_heads_op():
 
     return ops.Custom(f"{native.library_path()}:CfConv3x3HeadsReluValid", out_shape=out_shape,
                       out_dtype=lambda x, *_: (x, x, x, x), func_type="aot")
+
+
+@cache
+def upsum_op():
+    """``op(x0 (N, C0, h, w), wt (C0, C, 2, 2), bt (C,), x1 (N, C1, 2h, 2w), wl (C, C1, 1, 1), bl (C,)) ->
+    relu(T x0 + bt) + relu(wl · x1 + bl)`` (N, C, 2h, 2w), T the 2×2 stride-2 transposed convolution: one IDA-up node
+    of the neck (:func:`convt2x2_op` then :func:`centerface_flow.ops.pointwise.pointwise_op` with its residual) in one
+    call, the upsampled map never written. Inference only."""
+    from mindspore import ops
+
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+
+    def out_shape(x0, wt, *_):
+        return [x0[0], wt[1], 2 * x0[2], 2 * x0[3]]
+
+    return ops.Custom(f"{native.library_path()}:CfUpSumRelu", out_shape=out_shape, out_dtype=native.same_dtype,
+                      func_type="aot")
 
 
 @cache
@@ -144,6 +165,13 @@ def conv3x3_heads_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray, region
     """Numpy twin of ``CfConv3x3HeadsReluValid``: the heads (:func:`centerface_flow.ops.pointwise.heads_forward`) of
     the stride-1 convolution + ReLU (:func:`conv3x3_forward`)."""
     return pointwise.heads_forward(conv3x3_forward(x, w, 1, bias, "relu", region), heads)
+
+
+def upsum_forward(x0: np.ndarray, wt: np.ndarray, bt: np.ndarray, x1: np.ndarray, wl: np.ndarray,
+                  bl: np.ndarray) -> np.ndarray:
+    """Numpy twin of ``CfUpSumRelu``: relu(T x0 + bt) + relu(wl · x1 + bl)."""
+    up = convt2x2_forward(x0, wt, bt, "relu").astype(np.float64)
+    return pointwise.pw_forward(x1, wl, bl, "relu", residual=up)
 
 
 def convt2x2_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, activation: str = "") -> np.ndarray:
