@@ -43,6 +43,12 @@ def _macs(kernel: str, ins: list, outs: list) -> float:
     if kernel.startswith("CfStem"):
         c, ho, wo = ins[1].shape[0], y.shape[2], y.shape[3]
         return n * ho * wo * (c * cin * 9 + c * 9 + y.shape[1] * c)
+    if kernel.startswith("CfConv3x3Heads"):  # the convolution (as direct multiply-adds) and the heads
+        c = ins[1].shape[0]
+        return n * h * w * (c * cin * 9 + sum(o.shape[1] for o in outs) * c)
+    if kernel.startswith("CfUpSum"):  # the transposed conv of x0 and the lateral 1x1 of x1, per output pixel
+        c, c1 = ins[1].shape[1], ins[3].shape[1]
+        return float(np.prod(y.shape)) * (cin + c1)
     total = 0.0
     for o in outs:
         k = cin if kernel.startswith("CfConvT") else int(np.prod(ins[1].shape[1:]))
