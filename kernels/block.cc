@@ -68,14 +68,6 @@ int64_t Pitch(int64_t w) {
   return S == 1 ? RoundUp(w + 2, kAlign) : OddOffset(w) + RoundUp(w + 2 - SplitEven(w), kAlign);
 }
 
-// The first cache-line-aligned float of `buffer`, grown to hold `count` floats from there (and a line more, which
-// the depthwise loads past a row's end may read).
-inline float *AlignedFloats(std::vector<float> *buffer, int64_t count) {
-  if (static_cast<int64_t>(buffer->size()) < count + 2 * kAlign) buffer->resize(count + 2 * kAlign);
-  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer->data());
-  return buffer->data() + (RoundUp(static_cast<int64_t>(address), 64) - static_cast<int64_t>(address)) / 4;
-}
-
 // even[j] = x[2j] (j < wo), odd[j] = x[2j - 1] (j <= wo; odd[0] = 0), zero where the column is >= vw.
 CF_CLONES void SplitRow(const float *__restrict x, int64_t vw, int64_t wo, float *__restrict even,
                         float *__restrict odd) {
@@ -456,8 +448,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
   int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
   if (chunk < kM) chunk = kM;
   static thread_local std::vector<float> dw_all;  // the tile-major depthwise outputs of all images
-  if (static_cast<int64_t>(dw_all.size()) < s.n * image) dw_all.resize(s.n * image);
-  float *dw = dw_all.data();
+  float *dw = AlignedFloats(&dw_all, s.n * image);
   cf_threads::Parallel([&](int t, int threads) {
     int64_t e0, e1;
     cf_threads::SplitChunks(s.e, kM, t, threads, &e0, &e1);
@@ -465,7 +456,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
     static thread_local std::vector<float> planes, scratch, out;
     float *const padded = AlignedFloats(&planes, chunk * plane + 2 * kTile);  // the chunk's padded planes
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
-    if (static_cast<int64_t>(out.size()) < tiles * kTile) out.resize(tiles * kTile);  // zeros past howo
+    float *const out_at = AlignedFloats(&out, tiles * kTile);  // finite floats past howo
     for (int64_t n = 0; n < s.n; ++n) {
       const float *xn = x + n * s.cin * hw;
       for (int64_t c0 = e0; c0 < e1; c0 += chunk) {
@@ -487,9 +478,9 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
           for (int64_t o = 0; o < s.ho; ++o) {
             const int64_t i = o * S - 1;  // the first of the output row's three input rows
             DwRowAligned<A, S, L>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw,
-                                  wd + 9 * (c0 + e), bd[c0 + e], s.w, s.wo, out.data() + o * s.wo);
+                                  wd + 9 * (c0 + e), bd[c0 + e], s.w, s.wo, out_at + o * s.wo);
           }
-          PlaneToTiles<L>(out.data(), howo, s.e, dw + n * image + (c0 + e) * kTile);
+          PlaneToTiles<L>(out_at, howo, s.e, dw + n * image + (c0 + e) * kTile);
         }
       }
     }
@@ -515,7 +506,7 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> ring, dw, scratch;
     float *const rows_at = AlignedFloats(&ring, s.e * ldc + 2 * kTile);
-    if (static_cast<int64_t>(dw.size()) < s.e * ldd + kTile) dw.resize(s.e * ldd + kTile);
+    float *const dw_at = AlignedFloats(&dw, s.e * ldd + kTile);
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     // a contiguous run of output rows per thread, so that each thread expands an input row once
     int64_t first, last;
@@ -550,7 +541,7 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
       next = need + 1;
       DwProjectRows<A, S, R, L, kM>(rows_at, ring_rows, ldc, o0 * S - 1, rows, s.e, s.w, wd, bd, wp, bp, s.cout,
                                     s.wo, R ? xn + o0 * s.w : nullptr, hw, y + n * s.cout * howo + o0 * s.wo, howo,
-                                    dw.data(), ldd);
+                                    dw_at, ldd);
       item += rows;
     }
   });
@@ -721,7 +712,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> stem, split, zeros, tile;
     float *const stem_at = AlignedFloats(&stem, c * ld + 2 * kTile + 4);
-    if (static_cast<int64_t>(tile.size()) < c * ldd + kTile) tile.resize(c * ldd + kTile);
+    float *const tile_at = AlignedFloats(&tile, c * ldd + kTile);
     if (static_cast<int64_t>(split.size()) < cin * 3 * (2 * wo + 1)) split.resize(cin * 3 * (2 * wo + 1));
     if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
     const float *taps[kMaxTaps];
@@ -761,7 +752,7 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
       }
       for (int64_t o = 0; o < rows_out; ++o) {
         DwProjectRows<A, 1, false, L, kM>(stem_at, band + 2, ld, o, 1, c, wo, wd, bd, wp, bp, cout, wo, nullptr, 0,
-                                          y + img * cout * howo + (o0 + o) * wo, howo, tile.data(), ldd);
+                                          y + img * cout * howo + (o0 + o) * wo, howo, tile_at, ldd);
       }
     }
   });

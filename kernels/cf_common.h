@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 // Hot loops are built for AVX-512, AVX2+FMA and baseline x86-64 and chosen at load time (GCC target_clones), so a
 // library runs on any x86-64 CPU.
@@ -53,6 +54,17 @@ inline bool ValidPlane(const float *valid, int64_t h, int64_t w, int64_t *vh, in
   *vh = ch < h ? ch : h;
   *vw = cw < w ? cw : w;
   return true;
+}
+
+// The first cache-line-aligned float of `buffer`, grown to hold `count` floats from there and a line more (which the
+// depthwise loads past a row's end may read). A std::vector's data is only 16-byte aligned (malloc), and a 64-byte
+// vector load or store there spans two cache lines and costs two: buffers that the register tiles read or write
+// take their floats from here.
+inline float *AlignedFloats(std::vector<float> *buffer, int64_t count) {
+  constexpr int64_t kLine = 16;  // floats per cache line
+  if (static_cast<int64_t>(buffer->size()) < count + 2 * kLine) buffer->resize(count + 2 * kLine);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer->data());
+  return buffer->data() + (64 - address % 64) % 64 / 4;
 }
 
 }  // namespace cf_common

@@ -480,10 +480,9 @@ void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y
   const float *pa = panels.data();
   cf_threads::Parallel([&](int t, int threads) {
     static thread_local std::vector<float> band, vb, mb, yb;
-    if (static_cast<int64_t>(band.size()) < cin * ldc) band.resize(cin * ldc);
-    if (static_cast<int64_t>(vb.size()) < 16 * cin * kTile) vb.resize(16 * cin * kTile);
-    if (static_cast<int64_t>(mb.size()) < cout * 16 * kTile) mb.resize(cout * 16 * kTile);
-    if (heads != nullptr && static_cast<int64_t>(yb.size()) < cout * 4 * kTile) yb.resize(cout * 4 * kTile);
+    float *const band_at = AlignedFloats(&band, cin * ldc), *const vb_at = AlignedFloats(&vb, 16 * cin * kTile);
+    float *const mb_at = AlignedFloats(&mb, cout * 16 * kTile);
+    float *const yb_at = heads != nullptr ? AlignedFloats(&yb, cout * 4 * kTile) : nullptr;
     HeadsOut image_heads;
     for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
@@ -492,11 +491,10 @@ void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y
         for (int64_t r = 0; r < heads->rows; ++r) image_heads.out[r] += img * heads->image[r];
       }
       // the input rows of count rounded up to even outputs (the last block row of an odd count reads one more)
-      WinogradBand(x + img * cin * plane, cin, h, w, vh, vw, i0, (count + 1) / 2 * 2 + 2, half, band.data(), ldc);
-      WinogradRows<A, L, kM>(band.data(), ldc, half, cin, pa, per, bias, cout, i0, count, vw, w,
-                             y != nullptr ? y + img * cout * plane : nullptr, plane, vb.data(), mb.data(),
-                             heads != nullptr ? &image_heads : nullptr,
-                             yb.data());
+      WinogradBand(x + img * cin * plane, cin, h, w, vh, vw, i0, (count + 1) / 2 * 2 + 2, half, band_at, ldc);
+      WinogradRows<A, L, kM>(band_at, ldc, half, cin, pa, per, bias, cout, i0, count, vw, w,
+                             y != nullptr ? y + img * cout * plane : nullptr, plane, vb_at, mb_at,
+                             heads != nullptr ? &image_heads : nullptr, yb_at);
     }
     if (vh < h) {  // rows past the valid region are zero, or their heads the heads' biases (no other thread writes them)
       int64_t p0, p1;

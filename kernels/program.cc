@@ -192,8 +192,7 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
         }
       }
       if (s.data == nullptr) {
-        if (static_cast<int64_t>(buffers[slot].size()) < count) buffers[slot].resize(count);
-        s.data = buffers[slot].data();
+        s.data = cf_common::AlignedFloats(&buffers[slot], count);
       }
       args.push_back(s.data);
       arg_ndims.push_back(4);
