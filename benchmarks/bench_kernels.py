@@ -29,6 +29,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
+def _on_cache_lines(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` whose data starts on a 64-byte boundary, as the one-operator network's tensors do
+    (numpy's are 16-byte aligned, and the kernels' 64-byte loads and stores there span two cache lines)."""
+    raw = np.empty(a.size + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    out = raw[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def _macs(kernel: str, ins: list, outs: list) -> float:
     """Multiply-adds of one call, from its name and shapes (0 when unknown)."""
     x, y = ins[0], outs[0]
@@ -102,11 +112,12 @@ def main(argv=None) -> int:
         if args.only and index not in args.only:
             continue
         kernel = func.rpartition(":")[2]
-        plain = [np.ascontiguousarray(t.asnumpy(), np.float32) for t in ins]
+        plain = [_on_cache_lines(np.ascontiguousarray(t.asnumpy(), np.float32)) for t in ins]
         # the weights the kernels read as panels are passed so, as the one-operator network passes them (to a
         # library that takes panels: an older build gets MindSpore's layout)
-        packed = [as_panels(a, panel_rows(kernel, i)) if panel_rows(kernel, i) else a for i, a in enumerate(plain)]
-        results = [np.empty(o.shape, np.float32) for o in outs]
+        packed = [_on_cache_lines(as_panels(a, panel_rows(kernel, i))) if panel_rows(kernel, i) else a
+                  for i, a in enumerate(plain)]
+        results = [_on_cache_lines(np.empty(o.shape, np.float32)) for o in outs]
         fns, calls_args = [], []
         for which, lib in enumerate(libs):
             everything = (packed if hasattr(lib, "CfPanelRows") else plain) + results
