@@ -760,6 +760,12 @@ CF_CLONES void UpSumRows(const UpSum &g, int64_t r0, int64_t r1, float *scratch0
       const int64_t low = g.w - j0 < kTile ? g.w - j0 : kTile, outs = 2 * low;
       const float *b0 = x0 + i * g.w + j0, *b1 = x1 + R * ww + 2 * j0;
       int64_t ld0 = hw, ld1 = out_plane;
+      // the next tile's inputs, a row of each of c0 + c1 planes: too many streams for the hardware prefetcher
+      for (int64_t k = 0; k < g.c1; ++k) {
+        __builtin_prefetch(b1 + k * out_plane + 2 * kTile);
+        __builtin_prefetch(b1 + k * out_plane + 3 * kTile);
+      }
+      for (int64_t k = 0; k < g.c0; ++k) __builtin_prefetch(b0 + k * hw + kTile);
       if (low < kTile) {  // a short last tile: its inputs zero-padded
         for (int64_t k = 0; k < g.c0; ++k) {
           std::memcpy(scratch0 + k * kTile, b0 + k * hw, sizeof(float) * low);
