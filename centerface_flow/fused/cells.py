@@ -139,6 +139,17 @@ class FusedHeads(nn.Cell):
                               self.b_lm)
 
 
+def _adopt(parent: nn.Cell, **cells) -> None:
+    """Make ``cells`` attributes of ``parent`` keeping their parameters' names (MindSpore would prefix them with
+    the attribute names)."""
+    names = {id(p): p.name for cell in cells.values() for p in cell.get_parameters()}
+    for attr, cell in cells.items():
+        setattr(parent, attr, cell)
+    for cell in cells.values():
+        for p in cell.get_parameters():
+            p.name = names[id(p)]
+
+
 class FusedConvHeads(nn.Cell):
     """Inference-only: the neck's last 3×3 convolution (stride 1, + bias + ReLU, on the valid region) and
     CenterFace's four heads in one native kernel call (``CfConv3x3HeadsReluValid``). ``conv`` is the folded
@@ -146,12 +157,7 @@ class FusedConvHeads(nn.Cell):
 
     def __init__(self, conv: FusedConv3x3, heads: FusedHeads) -> None:
         super().__init__()
-        names = {id(p): p.name for cell in (conv, heads) for p in cell.get_parameters()}
-        self.conv = conv
-        self.heads = heads
-        for cell in (conv, heads):  # MindSpore prefixed them with the attribute names
-            for p in cell.get_parameters():
-                p.name = names[id(p)]
+        _adopt(self, conv=conv, heads=heads)
         self.native_op = dense.conv3x3_heads_op()
 
     def construct(self, x):
@@ -202,12 +208,7 @@ class FusedUpSum(nn.Cell):
 
     def __init__(self, up: FusedConvTranspose2x2, lateral: FusedPointwise) -> None:
         super().__init__()
-        names = {id(p): p.name for cell in (up, lateral) for p in cell.get_parameters()}
-        self.up = up
-        self.lateral = lateral
-        for cell in (up, lateral):  # MindSpore prefixed them with the attribute names
-            for p in cell.get_parameters():
-                p.name = names[id(p)]
+        _adopt(self, up=up, lateral=lateral)
         self.native_op = dense.upsum_op()
 
     def construct(self, x1, x0):
