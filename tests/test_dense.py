@@ -146,6 +146,10 @@ def test_conv3x3_heads_bad_shapes_are_refused():
         _call("CfConv3x3HeadsReluValid", [x, k, b, np.array([20, 20, 19, 19], np.float32), *heads], shapes)
     with pytest.raises(RuntimeError, match="returned 1"):  # a head missing
         _call("CfConv3x3HeadsReluValid", [x, k, b, region, *heads[:-2]], shapes[:3])
+    wide = np.zeros((30, 8, 1, 1), np.float32)  # 1 + 2 + 2 + 30 head rows: more than the kernel stacks (32)
+    with pytest.raises(RuntimeError, match="returned 3"):
+        _call("CfConv3x3HeadsReluValid", [x, k, b, region, *heads[:-2], wide, np.zeros(30, np.float32)],
+              [*shapes[:3], (1, 30, 5, 6)])
 
 
 def test_upsum_matches_numpy_twin():

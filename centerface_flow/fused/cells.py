@@ -12,8 +12,9 @@ from mindspore import Parameter, Tensor, nn
 
 from centerface_flow.ops import dense, irblock, native, pointwise
 
-__all__ = ["FoldedConv", "FusedBlock", "FusedConv3x3", "FusedConvTranspose2x2", "FusedDepthwiseConv3x3",
-           "FusedHeads", "FusedPointwise", "FusedStemBlock", "ValidMask"]
+__all__ = ["FoldedConv", "FusedBlock", "FusedConv3x3", "FusedConvHeads", "FusedConvTranspose2x2",
+           "FusedDepthwiseConv3x3", "FusedHeads", "FusedPointwise", "FusedStemBlock", "FusedUpSum", "ValidMask",
+           "attach"]
 
 
 class FoldedConv(nn.Cell):
@@ -139,15 +140,17 @@ class FusedHeads(nn.Cell):
                               self.b_lm)
 
 
-def _adopt(parent: nn.Cell, **cells) -> None:
-    """Make ``cells`` attributes of ``parent`` keeping their parameters' names (MindSpore would prefix them with
-    the attribute names)."""
-    names = {id(p): p.name for cell in cells.values() for p in cell.get_parameters()}
-    for attr, cell in cells.items():
+def attach(parent: nn.Cell, attr: str | int, cell: nn.Cell) -> None:
+    """``setattr(parent, attr, cell)`` (``parent[attr] = cell`` for an index into a ``SequentialCell``) keeping the
+    parameter names inside ``cell`` (MindSpore would re-prefix them with ``attr``): a fused cell's parameters keep
+    the checkpoint's names."""
+    names = {id(p): p.name for p in cell.get_parameters()}
+    if isinstance(attr, int):
+        parent[attr] = cell
+    else:
         setattr(parent, attr, cell)
-    for cell in cells.values():
-        for p in cell.get_parameters():
-            p.name = names[id(p)]
+    for p in cell.get_parameters():
+        p.name = names[id(p)]
 
 
 class FusedConvHeads(nn.Cell):
@@ -157,7 +160,8 @@ class FusedConvHeads(nn.Cell):
 
     def __init__(self, conv: FusedConv3x3, heads: FusedHeads) -> None:
         super().__init__()
-        _adopt(self, conv=conv, heads=heads)
+        attach(self, "conv", conv)
+        attach(self, "heads", heads)
         self.native_op = dense.conv3x3_heads_op()
 
     def construct(self, x):
@@ -208,7 +212,8 @@ class FusedUpSum(nn.Cell):
 
     def __init__(self, up: FusedConvTranspose2x2, lateral: FusedPointwise) -> None:
         super().__init__()
-        _adopt(self, up=up, lateral=lateral)
+        attach(self, "up", up)
+        attach(self, "lateral", lateral)
         self.native_op = dense.upsum_op()
 
     def construct(self, x1, x0):

@@ -174,18 +174,6 @@ def _activation_after(bn, after) -> str:
     return getattr(bn, "activation", "") or {nn.ReLU: "relu", nn.ReLU6: "relu6"}.get(type(after), "")
 
 
-def _attach(parent, attr: str | int, cell) -> None:
-    """``setattr(parent, attr, cell)`` (``parent[attr] = cell`` for an index into a ``SequentialCell``) keeping the
-    parameter names inside ``cell`` (MindSpore would re-prefix them with ``attr``)."""
-    names = {id(p): p.name for p in cell.get_parameters()}
-    if isinstance(attr, int):
-        parent[attr] = cell
-    else:
-        setattr(parent, attr, cell)
-    for p in cell.get_parameters():
-        p.name = names[id(p)]
-
-
 def _copies(*params) -> list:
     """(name, Tensor copy) of each parameter: the arguments of the fused cells, which own new parameters."""
     from mindspore import Tensor
@@ -198,7 +186,7 @@ def _fuse_blocks(net, region) -> int:
     :class:`~centerface_flow.fused.cells.FusedBlock` (a single kernel call; ``InvertedResidual.whole``)."""
     from mindspore import nn
 
-    from centerface_flow.fused.cells import FusedBlock, FusedDepthwiseConv3x3, FusedPointwise
+    from centerface_flow.fused.cells import FusedBlock, FusedDepthwiseConv3x3, FusedPointwise, attach
     from centerface_flow.nets.mobilenetv2 import InvertedResidual
     from centerface_flow.ops import irblock
 
@@ -225,7 +213,7 @@ def _fuse_blocks(net, region) -> int:
             weights = (expand.weight, expand.bias, *weights)
         params = _copies(*weights)
         cell.conv = nn.Identity()  # the layers' parameters now live in the fused block (same names)
-        _attach(cell, "whole", FusedBlock(params, dw.stride, dw.activation, cell.use_res_connect, region))
+        attach(cell, "whole", FusedBlock(params, dw.stride, dw.activation, cell.use_res_connect, region))
         cell.fused_whole = True
         count += 1
     return count
@@ -236,7 +224,7 @@ def _fuse_stem(net, region) -> int:
     no expansion, a stride of 1 and no residual, by one :class:`~centerface_flow.fused.cells.FusedStemBlock`."""
     from mindspore import nn
 
-    from centerface_flow.fused.cells import FusedConv3x3, FusedStemBlock
+    from centerface_flow.fused.cells import FusedConv3x3, FusedStemBlock, attach
     from centerface_flow.nets.mobilenetv2 import ConvBNAct, InvertedResidual
 
     count = 0
@@ -252,7 +240,7 @@ def _fuse_stem(net, region) -> int:
                 and whole.activation == conv.activation):
             continue
         params = _copies(conv.weight, conv.bias, whole.wd, whole.bd, whole.wp, whole.bp)
-        _attach(seq, 0, FusedStemBlock(params, conv.activation, region))
+        attach(seq, 0, FusedStemBlock(params, conv.activation, region))
         seq[1] = nn.Identity()
         count += 1
     return count
@@ -263,7 +251,7 @@ def _fuse_sums(net) -> int:
     (``FusedPointwise.add_residual``). (Inverted-residual blocks add their residual inside their fused block.)"""
     from mindspore import nn
 
-    from centerface_flow.fused.cells import FusedPointwise
+    from centerface_flow.fused.cells import FusedPointwise, attach
     from centerface_flow.nets.centerface import IDAUp
 
     count = 0
@@ -272,7 +260,7 @@ def _fuse_sums(net) -> int:
             items = [c for c in cell.conv if not isinstance(c, nn.Identity)]
             if len(items) == 1 and isinstance(items[0], FusedPointwise):
                 items[0].add_residual()
-                _attach(cell, "lateral", items[0])
+                attach(cell, "lateral", items[0])
                 cell.fused_sum = True
                 count += 1
     return count
@@ -282,7 +270,7 @@ def _fuse_heads(net) -> int:
     """Run the four biased 1×1 heads (and the heatmap's sigmoid) as one native kernel call."""
     from mindspore import Tensor, nn
 
-    from centerface_flow.fused.cells import FusedHeads
+    from centerface_flow.fused.cells import FusedHeads, attach
 
     hm = getattr(net, "hm_head", None)
     convs = [hm[0] if isinstance(hm, nn.SequentialCell) else None] + [getattr(net, name, None)
@@ -296,7 +284,7 @@ def _fuse_heads(net) -> int:
         params += [(conv.weight.name, Tensor(conv.weight.asnumpy())), (f"{prefix}.bias", Tensor(conv.bias.asnumpy()))]
     for name in ("hm_head", "wh_head", "off_head", "kps_head"):  # their parameters now live in the fused cell
         setattr(net, name, nn.Identity())
-    _attach(net, "heads", FusedHeads(params))
+    attach(net, "heads", FusedHeads(params))
     net.fused_heads = True
     return 4
 
@@ -306,14 +294,14 @@ def _fuse_conv_heads(net) -> int:
     (:class:`~centerface_flow.fused.cells.FusedConvHeads`): its output, the heads' input, is then never written."""
     from mindspore import nn
 
-    from centerface_flow.fused.cells import FusedConv3x3, FusedConvHeads, FusedHeads
+    from centerface_flow.fused.cells import FusedConv3x3, FusedConvHeads, FusedHeads, attach
 
     last = getattr(getattr(net, "dla_up", None), "conv_last", None)
     if not (getattr(net, "fused_heads", False) and isinstance(net.heads, FusedHeads) and last is not None
             and isinstance(last[0], FusedConv3x3) and last[0].stride == 1 and last[0].activation == "relu"
             and all(isinstance(c, nn.Identity) for c in list(last)[1:])):
         return 0
-    _attach(net, "heads", FusedConvHeads(last[0], net.heads))
+    attach(net, "heads", FusedConvHeads(last[0], net.heads))
     last[0] = nn.Identity()
     return 1
 
@@ -328,7 +316,7 @@ def _fuse_up_sums(net) -> int:
     0.14 ms as two calls, the last node 0.42 ms against 0.62 ms."""
     from mindspore import nn
 
-    from centerface_flow.fused.cells import FusedConvTranspose2x2, FusedPointwise, FusedUpSum
+    from centerface_flow.fused.cells import FusedConvTranspose2x2, FusedPointwise, FusedUpSum, attach
     from centerface_flow.nets.centerface import IDAUp
 
     node = getattr(getattr(net, "dla_up", None), "up3", None)
@@ -339,7 +327,7 @@ def _fuse_up_sums(net) -> int:
     if not (isinstance(up[0], FusedConvTranspose2x2) and up[0].activation == "relu"
             and all(isinstance(c, nn.Identity) for c in up[1:])):
         return 0
-    _attach(node, "lateral", FusedUpSum(up[0], node.lateral))
+    attach(node, "lateral", FusedUpSum(up[0], node.lateral))
     node.up[0] = nn.Identity()
     return 1
 
