@@ -1,5 +1,6 @@
 // Dense (ungrouped) 3x3 convolution (padding 1, stride 1 or 2) and 2x2 stride-2 transposed convolution on NCHW
-// float32 tensors, inference only (bias + activation fused), as MindSpore AOT custom-operator entry points.
+// float32 tensors, for inference (bias + activation fused) and, the stride-1 3x3 convolution, for training (forward
+// and both gradients), as MindSpore AOT custom-operator entry points.
 //
 // The transposed convolution and the stride-2 3x3 convolution run as GEMMs in OpenBLAS's single-precision GEMM,
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (see
@@ -23,6 +24,9 @@
 //       columns past the image (h0 / r, w0 / r at this layer's input stride r) are treated as the convolution's
 //       own zero padding and outputs outside the valid region are written as zeros, so the valid region equals
 //       the unpadded image's outputs. valid[0] <= 0: the whole tensor is valid.
+//   CfConv3x3S1(x (N,Cin,H,W), w (Cout,Cin,3,3)) -> y (N,Cout,H,W)             training forward: no bias, all valid
+//   CfConv3x3S1BackInput(dy (N,Cout,H,W), w (Cout,Cin,3,3)) -> dx (N,Cin,H,W)   its input gradient
+//   CfConv3x3S1BackWeight(x (N,Cin,H,W), dy (N,Cout,H,W)) -> dw (Cout,Cin,3,3)  its weight gradient (OpenBLAS)
 //   CfConvT2x2S2Bias{,Relu}(x (N,Cin,h,w), w (Cin,Cout,2,2), b (Cout,)) -> y (N,Cout,2h,2w)
 //       y[co, 2i+a, 2j+b] = act(sum_ci x[ci,i,j] w[ci,co,a,b] + b[co]) (MindSpore's Conv2dTranspose weight layout,
 //       no padding). Each thread takes a band of input rows of one image, computes Z (4*Cout x rows*w) = W^T . X
@@ -536,6 +540,100 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
 }
 
+// The training forms of the stride-1 convolution (no bias, no activation, the whole tensor valid): the forward
+// pass is the inference kernel with a zero bias; the input gradient is the same convolution of dy with the kernel
+// turned around (dx[ci] = sum_co dy[co] * w[co, ci] rotated by 180 degrees, same padding); the weight gradient is
+// Conv3x3BackWeight.
+int Conv3x3Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool back_input) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 4) return 3;
+  const int64_t n = shapes[0][0], c_in = shapes[0][1], h = shapes[0][2], w = shapes[0][3];
+  // the kernel (Cout, Cin, 3, 3); for the input gradient params[0] is dy (N, Cout, H, W) and the output has Cin
+  const int64_t k_out = shapes[1][0], k_in = shapes[1][1];
+  const int64_t cin = back_input ? k_out : k_in, cout = back_input ? k_in : k_out;
+  if (n < 0 || h < 1 || w < 1 || c_in != cin || shapes[1][2] != 3 || shapes[1][3] != 3 || k_out < 1 || k_in < 1)
+    return 3;
+  if (shapes[2][0] != n || shapes[2][1] != cout || shapes[2][2] != h || shapes[2][3] != w) return 3;
+  if (n == 0) return 0;
+  const float *k = static_cast<const float *>(params[1]);
+  static thread_local std::vector<float> turned, zeros;
+  if (back_input) {  // turned[ci][co][a][b] = k[co][ci][2 - a][2 - b]
+    turned.resize(k_in * k_out * 9);
+    for (int64_t co = 0; co < k_out; ++co)
+      for (int64_t ci = 0; ci < k_in; ++ci)
+        for (int t = 0; t < 9; ++t) turned[(ci * k_out + co) * 9 + t] = k[(co * k_in + ci) * 9 + 8 - t];
+    k = turned.data();
+  }
+  zeros.assign(cout, 0.0f);
+  DirectConv3x3<kNone>(static_cast<const float *>(params[0]), k, zeros.data(), static_cast<float *>(params[2]), n,
+                       cin, h, w, cout, h, w);
+  return 0;
+}
+
+// CfConv3x3S1BackWeight: dw[co, ci, a, b] = sum over images and pixels of dy[co, y, x] * x[ci, y + a - 1, x + b - 1]
+// (zero outside the image). Both tensors are copied into planes with a one-pixel zero border (pitch W + 2); then
+// tap (a, b) is one product of dy's planes (Cout x pixels) with x's planes read (a - 1) * (W + 2) + b - 1 floats
+// further on: every position where the shifted read wraps around a row lands on dy's zero border, so each tap is
+// a single GEMM over contiguous memory (OpenBLAS), with no im2col copy. Threads take contiguous runs of the
+// (image, tap) products and sum into their own partial gradients, added up at the end in thread order.
+int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 4) return 3;
+  const int64_t n = shapes[0][0], cin = shapes[0][1], h = shapes[0][2], w = shapes[0][3], cout = shapes[1][1];
+  if (n < 0 || cin < 1 || h < 1 || w < 1 || cout < 1 || shapes[1][0] != n || shapes[1][2] != h || shapes[1][3] != w)
+    return 3;
+  if (shapes[2][0] != cout || shapes[2][1] != cin || shapes[2][2] != 3 || shapes[2][3] != 3) return 3;
+  float *dw = static_cast<float *>(params[2]);
+  if (n == 0) {
+    std::memset(dw, 0, sizeof(float) * cout * cin * 9);
+    return 0;
+  }
+  if (!cf_blas::LoadBlas()) return 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  const int64_t pw = w + 2, plane = (h + 2) * pw, first = pw + 1, span = plane - 2 * first;
+  const int threads = cf_threads::Threads();
+  std::vector<std::vector<float>> partial(threads);
+  cf_threads::Parallel([&](int t, int nt) {
+    int64_t i0, i1;
+    cf_threads::Split(n * 9, t, nt, &i0, &i1);
+    std::vector<float> &sums = partial[t];
+    sums.assign(9 * cout * cin, 0.0f);
+    if (i1 <= i0) return;
+    static thread_local std::vector<float> xp, dyp;
+    xp.assign(cin * plane, 0.0f);
+    dyp.assign(cout * plane, 0.0f);
+    int64_t padded = -1;  // the image now in xp / dyp
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t img = item / 9, tap = item % 9;
+      if (img != padded) {
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t r = 0; r < h; ++r)
+            std::memcpy(&xp[c * plane + (r + 1) * pw + 1], x + ((img * cin + c) * h + r) * w, sizeof(float) * w);
+        for (int64_t c = 0; c < cout; ++c)
+          for (int64_t r = 0; r < h; ++r)
+            std::memcpy(&dyp[c * plane + (r + 1) * pw + 1], dy + ((img * cout + c) * h + r) * w, sizeof(float) * w);
+        padded = img;
+      }
+      const int64_t shift = (tap / 3 - 1) * pw + tap % 3 - 1;
+      cf_blas::Gemm(false, true, cout, cin, span, dyp.data() + first, plane, xp.data() + first + shift, plane,
+                    sums.data() + tap * cout * cin, cin, /*accumulate=*/true);
+    }
+  });
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t tap = 0; tap < 9; ++tap) {
+        float v = 0.0f;
+        for (int t = 0; t < threads; ++t) v += partial[t][(tap * cout + co) * cin + ci];
+        dw[(co * cin + ci) * 9 + tap] = v;
+      }
+  return 0;
+}
+
 // CfConv3x3HeadsReluValid: the stride-1 convolution with ReLU (by Winograd, whatever its channels) followed by
 // CenterFace's four heads, whose outputs are written instead of the convolution's (see the header).
 int Conv3x3Heads(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
@@ -900,6 +998,9 @@ int CfConv3x3S2BiasValid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kNone); }
 int CfConv3x3S2BiasReluValid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kRelu); }
 int CfConv3x3S2BiasRelu6Valid(CF_SIG) { return Conv3x3(CF_ARGS, 2, kRelu6); }
 int CfConv3x3HeadsReluValid(CF_SIG) { return Conv3x3Heads(CF_ARGS); }
+int CfConv3x3S1(CF_SIG) { return Conv3x3Train(CF_ARGS, false); }
+int CfConv3x3S1BackInput(CF_SIG) { return Conv3x3Train(CF_ARGS, true); }
+int CfConv3x3S1BackWeight(CF_SIG) { return Conv3x3BackWeight(CF_ARGS); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
 int CfUpSumRelu(CF_SIG) { return UpSumRelu(CF_ARGS); }

@@ -1,6 +1,7 @@
-"""Native dense 3×3 and 2×2 stride-2 transposed convolution kernels (inference only; stride-1 3×3 as register tiles,
-the others as GEMMs through OpenBLAS): the C++ library vs its numpy twins vs MindSpore's own operators, including
-valid regions of padded inputs, and as custom operators in graph and pynative mode."""
+"""Native dense 3×3 and 2×2 stride-2 transposed convolution kernels (stride-1 3×3 as register tiles, the others as
+GEMMs through OpenBLAS; the stride-1 3×3 also for training, with both gradients): the C++ library vs its numpy twins
+vs MindSpore's own operators, including valid regions of padded inputs, and as custom operators in graph and
+pynative mode."""
 from __future__ import annotations
 
 import os
@@ -133,6 +134,95 @@ def test_conv3x3_heads_equals_conv_then_heads(monkeypatch):
                 assert _rel(g, r) <= TOL, (case, region)
 
 
+def _turned(k: np.ndarray) -> np.ndarray:
+    """The kernel of the input gradient: (Cin, Cout, 3, 3), rotated by 180 degrees."""
+    return np.ascontiguousarray(k.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def test_conv3x3_training_kernels_match_numpy_twins(conv3x3_method):
+    """The training forward (no bias), the input gradient and the weight gradient of the stride-1 convolution vs
+    numpy, and the three against each other: <dy, conv(x, w)> = <dx, x> = <dw, w> for dx, dw the gradients of
+    that sum (1-pixel maps, one channel, odd sizes, several images, 64 channels as in the model-zoo neck)."""
+    for i, case in enumerate(_cases(70, 2) + [(2, 64, 64, 20, 24)]):
+        x, k, _ = _data(case, 70 + i)
+        n, cin, cout, h, w = case
+        dy = np.random.default_rng(i).standard_normal((n, cout, h, w)).astype(np.float32)
+        y = _call("CfConv3x3S1", [x, k], (n, cout, h, w))
+        dx = _call("CfConv3x3S1BackInput", [dy, k], (n, cin, h, w))
+        dk = _call("CfConv3x3S1BackWeight", [x, dy], (cout, cin, 3, 3))
+        ref_y = dense.conv3x3_forward(x, k, 1)
+        ref_dx = dense.conv3x3_forward(dy, _turned(k), 1)
+        ref_dk = dense.conv3x3_back_weight(x, dy)
+        assert _rel(y, ref_y) <= TOL and _rel(dx, ref_dx) <= TOL and _rel(dk, ref_dk) <= TOL, case
+        inner = [float(np.vdot(a.astype(np.float64), b)) for a, b in ((dy, ref_y), (ref_dx, x), (ref_dk, k))]
+        assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), case  # the twins round to float32
+
+
+def test_conv3x3_training_kernels_refuse_bad_shapes():
+    x, k = np.zeros((2, 3, 5, 6), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    dy = np.zeros((2, 4, 5, 6), np.float32)
+    for name, inputs, shape in (("CfConv3x3S1", [x, np.zeros((4, 5, 3, 3), np.float32)], (2, 4, 5, 6)),  # Cin
+                                ("CfConv3x3S1", [x, np.zeros((4, 3, 1, 1), np.float32)], (2, 4, 5, 6)),  # not 3x3
+                                ("CfConv3x3S1", [x, k], (2, 4, 3, 3)),  # output of another size (stride 2)
+                                ("CfConv3x3S1BackInput", [x, k], (2, 3, 5, 6)),  # dy with Cin channels
+                                ("CfConv3x3S1BackInput", [dy, k], (2, 4, 5, 6)),  # dx with Cout channels
+                                ("CfConv3x3S1BackWeight", [x, dy[:1]], (4, 3, 3, 3)),  # dy of another batch
+                                ("CfConv3x3S1BackWeight", [x, dy[:, :, :4]], (4, 3, 3, 3)),  # dy of another size
+                                ("CfConv3x3S1BackWeight", [x, dy], (3, 4, 3, 3))):  # dw as (Cin, Cout)
+        with pytest.raises(RuntimeError, match="returned 3"):
+            _call(name, inputs, shape)
+    for name in ("CfConv3x3S1", "CfConv3x3S1BackInput", "CfConv3x3S1BackWeight"):
+        with pytest.raises(RuntimeError, match="returned 1"):  # an input missing
+            _call(name, [x], (2, 4, 5, 6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_conv3x3_train_op_gradients_match_mindspore(mode):
+    """The training operator's forward and both gradients vs ``ops.conv2d`` (padding 1) under ``ms.grad``."""
+    ms = runtime.mindspore(mode)
+    from mindspore import ops
+
+    try:
+        op = dense.conv3x3_train_op()
+        for i, case in enumerate([(2, 5, 7, 9, 13), (1, 16, 24, 12, 10), (1, 1, 1, 1, 1)]):
+            x, k, _ = _data(case, 90 + i)
+            dy = np.random.default_rng(i).standard_normal((case[0], case[2], case[3], case[4])).astype(np.float32)
+
+            def ours(xx, kk, gy):
+                return ops.mul(op(xx, kk), gy).sum()
+
+            def theirs(xx, kk, gy):
+                return ops.mul(ops.conv2d(xx, kk, pad_mode="pad", padding=1), gy).sum()
+
+            grad_ours = ms.grad(ours, grad_position=(0, 1))
+            grad_theirs = ms.grad(theirs, grad_position=(0, 1))
+            if mode == "graph":
+                grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
+            args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
+            y = op(args[0], args[1]).asnumpy()
+            assert _rel(y, dense.conv3x3_forward(x, k, 1)) <= TOL, case
+            for got, want in zip(grad_ours(*args), grad_theirs(*args)):
+                assert _rel(got.asnumpy(), want.asnumpy()) <= TOL, case
+    finally:
+        runtime.mindspore("pynative")
+
+
+def test_network_uses_native_conv3x3_when_enabled(monkeypatch):
+    """The neck's conv_last is the native training convolution when the native kernels are on, MindSpore's
+    otherwise; the same parameter either way."""
+    runtime.mindspore("pynative")
+    from centerface_flow.nets.centerface import CenterFace
+    from centerface_flow.nets.dense import Conv3x3
+
+    for flag in ("1", "0"):
+        monkeypatch.setenv(native.ENV, flag)
+        net = CenterFace(24, "relu", init_seed=None)
+        convs = [c for _, c in net.cells_and_names() if isinstance(c, Conv3x3)]
+        assert len(convs) == 1 and convs[0].use_native == (flag == "1")
+        assert convs[0].weight.name == "dla_up.conv_last.0.weight"
+
+
 def test_conv3x3_heads_bad_shapes_are_refused():
     x, k, b = _data((1, 8, 8, 5, 6), 0)
     heads = [a for pair in _heads(8, 0) for a in pair]
@@ -193,11 +283,11 @@ def test_register_tiles_of_both_widths(tiles):
     are checked on any CPU, in a child process)."""
     env = {**os.environ, "CENTERFACE_TILES": tiles}
     tests = ("conv3x3_library_matches_numpy_twin or valid_region_equals_unpadded or conv3x3_heads_equals_conv_then_heads"
-             " or upsum_matches_numpy_twin")
+             " or upsum_matches_numpy_twin or conv3x3_training_kernels_match_numpy_twins")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
                          env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "8 passed" in res.stdout, res.stdout[-2000:]
+    assert "11 passed" in res.stdout, res.stdout[-2000:]
 
 
 def test_bad_shapes_are_refused():

@@ -153,7 +153,7 @@ def _is_dense3x3(conv) -> bool:
     """A dense 3×3 convolution with padding 1 and stride 1 or 2 (the stem conv, the neck's ``conv_last``)."""
     from mindspore import nn
 
-    return (type(conv) is nn.Conv2d and conv.group == 1 and tuple(conv.kernel_size) == (3, 3)
+    return (isinstance(conv, nn.Conv2d) and conv.group == 1 and tuple(conv.kernel_size) == (3, 3)
             and conv.pad_mode == "pad" and conv.padding == 1 and tuple(conv.dilation)[-2:] == (1, 1)
             and tuple(conv.stride)[-2:] in ((1, 1), (2, 2)))
 

@@ -12,12 +12,16 @@ in input pixels, offset = (dx, dy), landmarks = (x0, y0, ..., x4, y4).
 """
 from __future__ import annotations
 
-from mindspore import nn
+import itertools
+
+from mindspore import nn, ops
 
 from centerface_flow.nets.batchnorm import BatchNormAct
+from centerface_flow.nets.dense import Conv3x3
 from centerface_flow.nets.init import init_centerface
 from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
 from centerface_flow.nets.pointwise import PointwiseConv
+from centerface_flow.ops.pointwise import pointwise_op, use_pointwise
 
 __all__ = ["HEAD_CHANNELS", "STRIDE", "CenterFace", "IDAUp", "MobileNetUp"]
 
@@ -25,6 +29,8 @@ __all__ = ["HEAD_CHANNELS", "STRIDE", "CenterFace", "IDAUp", "MobileNetUp"]
 STRIDE = 4
 #: Output channels of (heatmap, size, offset, landmarks).
 HEAD_CHANNELS = (1, 2, 2, 10)
+#: Where each head's channels start in the heads stacked in that order (and where the last ends).
+_HEAD_BOUNDS = tuple(itertools.accumulate(HEAD_CHANNELS, initial=0))
 
 
 def _conv1x1(in_ch: int, out_ch: int, has_bias: bool = False) -> nn.Conv2d:
@@ -74,7 +80,7 @@ class MobileNetUp(nn.Cell):
             nn.Identity(),
         ])
         self.conv_last = nn.SequentialCell([
-            nn.Conv2d(out_dim, out_dim, kernel_size=3, stride=1, pad_mode="pad", padding=1, has_bias=False),
+            Conv3x3(out_dim, out_dim),  # native kernels on CPU (centerface_flow.ops.dense)
             BatchNormAct(out_dim, eps=1e-5, momentum=0.99, activation="relu"),
             nn.Identity(),
         ])
@@ -120,6 +126,10 @@ class CenterFace(nn.Cell):
         # Set by centerface_flow.fused.fold.fold_bn (native kernels): the four heads as one cell.
         self.fused_heads = False
         self.heads = None
+        # With native kernels (training, unfolded networks): the four heads as one differentiable 1x1 convolution of
+        # their stacked weights. As four MindSpore convolutions each of them read the 64-channel neck output
+        # (N x 64 x H/4 x W/4) again in the forward pass and in both gradients: ~80 ms of a batch-8 512x512 step.
+        self.heads_op = pointwise_op() if use_pointwise() else None
         if init_seed is not None:
             init_centerface(self, seed=init_seed)
 
@@ -140,4 +150,10 @@ class CenterFace(nn.Cell):
         x = self.dla_up(x1, x2, x3, x4)
         if self.fused_heads:
             return self.heads(x)
+        if self.heads_op is not None:
+            convs = (self.hm_head[0], self.wh_head, self.off_head, self.kps_head)
+            w = ops.concat([c.weight for c in convs])
+            y = ops.bias_add(self.heads_op(x, w), ops.concat([c.bias for c in convs]))
+            b = _HEAD_BOUNDS
+            return ops.sigmoid(y[:, b[0]:b[1]]), y[:, b[1]:b[2]], y[:, b[2]:b[3]], y[:, b[3]:b[4]]
         return self.hm_head(x), self.wh_head(x), self.off_head(x), self.kps_head(x)
