@@ -1,6 +1,6 @@
 // Dense (ungrouped) 3x3 convolution (padding 1, stride 1 or 2) and 2x2 stride-2 transposed convolution on NCHW
-// float32 tensors, for inference (bias + activation fused) and, the stride-1 3x3 convolution, for training (forward
-// and both gradients), as MindSpore AOT custom-operator entry points.
+// float32 tensors, for inference (bias + activation fused) and, the stride-1 3x3 and the transposed convolution,
+// for training (forward and both gradients), as MindSpore AOT custom-operator entry points.
 //
 // The transposed convolution and the stride-2 3x3 convolution run as GEMMs in OpenBLAS's single-precision GEMM,
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (see
@@ -32,6 +32,9 @@
 //       no padding). Each thread takes a band of input rows of one image, computes Z (4*Cout x rows*w) = W^T . X
 //       with one sgemm into a thread-local buffer, and scatters Z into the 2x2 output blocks with bias +
 //       activation. Transposed 2x2 stride-2 convolutions never mix positions, so they need no valid region.
+//   CfConvT2x2S2(x, w) -> y                                     training forward: no bias
+//   CfConvT2x2S2BackInput(dy (N,Cout,2h,2w), w) -> dx (N,Cin,h,w)   its input gradient
+//   CfConvT2x2S2BackWeight(x, dy) -> dw (Cin,Cout,2,2)              its weight gradient
 //
 // Status codes: 1 bad arguments (count / dtypes), 3 bad shapes, 5 bad valid region, 2 OpenBLAS could not be loaded.
 #include <atomic>
@@ -830,6 +833,98 @@ int ConvT2x2(int nparam, void **params, int *ndims, int64_t **shapes, const char
 }
 
 
+// The training forms of the transposed convolution (no bias). Forward: ConvT2x2 with a zero bias. Both gradients
+// read dy's 2x2 output blocks as the matrix G (4*Cout x pixels of x) that the forward pass scatters (GatherBlocks):
+// the input gradient is dx = W . G (W as stored, Cin x 4*Cout), the weight gradient dw = sum over images of X . G^T;
+// one GEMM per band of input rows, as in the forward pass.
+
+// G for input rows [i0, i1) of one image: row co * 4 + a * 2 + b, column (i - i0) * w + j is dy[co, 2i + a, 2j + b].
+CF_CLONES void GatherBlocks(const float *__restrict dyn, int64_t cout, int64_t h, int64_t w, int64_t i0, int64_t i1,
+                            float *__restrict g) {
+  const int64_t cols = (i1 - i0) * w, out_plane = 4 * h * w;
+  for (int64_t co = 0; co < cout; ++co)
+    for (int a = 0; a < 2; ++a) {
+      float *g0 = g + (co * 4 + a * 2) * cols, *g1 = g0 + cols;
+      for (int64_t i = i0; i < i1; ++i) {
+        const float *row = dyn + co * out_plane + (2 * i + a) * 2 * w;
+        float *e = g0 + (i - i0) * w, *o = g1 + (i - i0) * w;
+        for (int64_t j = 0; j < w; ++j) {
+          e[j] = row[2 * j];
+          o[j] = row[2 * j + 1];
+        }
+      }
+    }
+}
+
+enum ConvTPass { kConvTForward = 0, kConvTBackInput = 1, kConvTBackWeight = 2 };
+
+int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int pass) {
+  if (nparam != 3) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  if (ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 4) return 3;
+  if (pass == kConvTForward) {  // (x, w) -> y: the inference kernel with a zero bias
+    if (shapes[1][1] < 1) return 3;
+    static thread_local std::vector<float> zeros;
+    zeros.assign(shapes[1][1], 0.0f);
+    int64_t bias_shape[1] = {shapes[1][1]};
+    void *p[4] = {params[0], params[1], zeros.data(), params[2]};
+    int nd[4] = {4, 4, 1, 4};
+    int64_t *sh[4] = {shapes[0], shapes[1], bias_shape, shapes[2]};
+    const char *dt[4] = {dtypes[0], dtypes[0], dtypes[0], dtypes[0]};
+    return ConvT2x2(4, p, nd, sh, dt, kNone);
+  }
+  // back input: (dy (N,Cout,2h,2w), w (Cin,Cout,2,2)) -> dx (N,Cin,h,w); back weight: (x, dy) -> dw (Cin,Cout,2,2)
+  const bool back_input = pass == kConvTBackInput;
+  const int64_t *xs = back_input ? shapes[2] : shapes[0], *dys = back_input ? shapes[0] : shapes[1];
+  const int64_t *ws = back_input ? shapes[1] : shapes[2];
+  const int64_t n = xs[0], cin = xs[1], h = xs[2], w = xs[3], cout = dys[1];
+  if (n < 0 || cin < 1 || h < 1 || w < 1 || cout < 1) return 3;
+  if (dys[0] != n || dys[2] != 2 * h || dys[3] != 2 * w) return 3;
+  if (ws[0] != cin || ws[1] != cout || ws[2] != 2 || ws[3] != 2) return 3;
+  float *out = static_cast<float *>(params[2]);
+  const int64_t m = 4 * cout, hw = h * w;
+  if (n == 0) {
+    if (!back_input) std::memset(out, 0, sizeof(float) * cin * m);
+    return 0;
+  }
+  if (!cf_blas::LoadBlas()) return 2;
+  const float *dy = static_cast<const float *>(params[back_input ? 0 : 1]);
+  const float *other = static_cast<const float *>(params[back_input ? 1 : 0]);  // w, or x
+  int64_t rows = kPatchFloats / (m * w);
+  if (rows < 1) rows = 1;
+  const int threads = cf_threads::Threads();
+  if (n == 1 && (h + rows - 1) / rows < threads) rows = (h + threads - 1) / threads;
+  const int64_t bands = (h + rows - 1) / rows, items = n * bands;
+  std::vector<std::vector<float>> partial(back_input ? 0 : threads);
+  cf_threads::Parallel([&](int t, int nt) {
+    int64_t first, last;
+    cf_threads::Split(items, t, nt, &first, &last);
+    if (!back_input) partial[t].assign(cin * m, 0.0f);
+    static thread_local std::vector<float> g;
+    if (static_cast<int64_t>(g.size()) < m * rows * w) g.resize(m * rows * w);
+    for (int64_t item = first; item < last; ++item) {
+      const int64_t img = item / bands, i0 = item % bands * rows, i1 = i0 + rows < h ? i0 + rows : h;
+      const int64_t cols = (i1 - i0) * w;
+      GatherBlocks(dy + img * cout * 4 * hw, cout, h, w, i0, i1, g.data());
+      if (back_input) {  // dx[:, band] = W (Cin x 4*Cout) . G
+        cf_blas::Gemm(false, false, cin, cols, m, other, m, g.data(), cols, out + img * cin * hw + i0 * w, hw);
+      } else {  // dw += X[:, band] . G^T
+        cf_blas::Gemm(false, true, cin, m, cols, other + img * cin * hw + i0 * w, hw, g.data(), cols,
+                      partial[t].data(), m, /*accumulate=*/true);
+      }
+    }
+  });
+  if (!back_input) {
+    for (int64_t e = 0; e < cin * m; ++e) {
+      float v = 0.0f;
+      for (int t = 0; t < threads; ++t) v += partial[t][e];
+      out[e] = v;
+    }
+  }
+  return 0;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One IDA-up node of CenterFace's neck in one call (CfUpSumRelu): y = relu(T x0 + bt) + relu(Wl x1 + bl), T the 2x2
 // stride-2 transposed convolution of the coarser map x0 (C0 x h x w) and Wl the 1x1 convolution of the finer map x1
@@ -1003,5 +1098,8 @@ int CfConv3x3S1BackInput(CF_SIG) { return Conv3x3Train(CF_ARGS, true); }
 int CfConv3x3S1BackWeight(CF_SIG) { return Conv3x3BackWeight(CF_ARGS); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
+int CfConvT2x2S2(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTForward); }
+int CfConvT2x2S2BackInput(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTBackInput); }
+int CfConvT2x2S2BackWeight(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTBackWeight); }
 int CfUpSumRelu(CF_SIG) { return UpSumRelu(CF_ARGS); }
 }

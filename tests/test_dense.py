@@ -158,6 +158,39 @@ def test_conv3x3_training_kernels_match_numpy_twins(conv3x3_method):
         assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), case  # the twins round to float32
 
 
+def test_convt2x2_training_kernels_match_numpy_twins():
+    """The transposed convolution's training forward (no bias) and both gradients vs numpy, and against each other
+    (<dy, T(x)> = <dx, x> = <dw, w>): single pixels and channels, odd sizes, bands of rows, several images."""
+    for i, case in enumerate(_cases(80, 2) + [(2, 64, 64, 40, 24)]):
+        x, k, _ = _data(case, 80 + i, transposed=True)
+        n, cin, cout, h, w = case
+        dy = np.random.default_rng(i).standard_normal((n, cout, 2 * h, 2 * w)).astype(np.float32)
+        y = _call("CfConvT2x2S2", [x, k], (n, cout, 2 * h, 2 * w))
+        dx = _call("CfConvT2x2S2BackInput", [dy, k], (n, cin, h, w))
+        dk = _call("CfConvT2x2S2BackWeight", [x, dy], (cin, cout, 2, 2))
+        ref_y, ref_dx, ref_dk = dense.convt2x2_forward(x, k), dense.convt2x2_back_input(dy, k), \
+            dense.convt2x2_back_weight(x, dy)
+        assert _rel(y, ref_y) <= TOL and _rel(dx, ref_dx) <= TOL and _rel(dk, ref_dk) <= TOL, case
+        inner = [float(np.vdot(a.astype(np.float64), b)) for a, b in ((dy, ref_y), (ref_dx, x), (ref_dk, k))]
+        assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), case  # the twins round to float32
+
+
+def test_convt2x2_training_kernels_refuse_bad_shapes():
+    x, k = np.zeros((2, 3, 5, 6), np.float32), np.zeros((3, 4, 2, 2), np.float32)
+    dy = np.zeros((2, 4, 10, 12), np.float32)
+    for name, inputs, shape in (("CfConvT2x2S2", [x, np.zeros((4, 3, 2, 2), np.float32)], (2, 4, 10, 12)),  # layout
+                                ("CfConvT2x2S2", [x, k], (2, 4, 10, 11)),  # output not twice the input
+                                ("CfConvT2x2S2BackInput", [dy[:, :, :9], k], (2, 3, 5, 6)),  # dy of an odd size
+                                ("CfConvT2x2S2BackInput", [dy, np.zeros((3, 4, 3, 3), np.float32)], (2, 3, 5, 6)),
+                                ("CfConvT2x2S2BackWeight", [x, dy[:1]], (3, 4, 2, 2)),  # dy of another batch
+                                ("CfConvT2x2S2BackWeight", [x, dy], (4, 3, 2, 2))):  # dw as (Cout, Cin)
+        with pytest.raises(RuntimeError, match="returned 3"):
+            _call(name, inputs, shape)
+    for name in ("CfConvT2x2S2", "CfConvT2x2S2BackInput", "CfConvT2x2S2BackWeight"):
+        with pytest.raises(RuntimeError, match="returned 1"):  # an input missing
+            _call(name, [x], (2, 4, 10, 12))
+
+
 def test_conv3x3_training_kernels_refuse_bad_shapes():
     x, k = np.zeros((2, 3, 5, 6), np.float32), np.zeros((4, 3, 3, 3), np.float32)
     dy = np.zeros((2, 4, 5, 6), np.float32)
@@ -208,19 +241,52 @@ def test_conv3x3_train_op_gradients_match_mindspore(mode):
         runtime.mindspore("pynative")
 
 
-def test_network_uses_native_conv3x3_when_enabled(monkeypatch):
-    """The neck's conv_last is the native training convolution when the native kernels are on, MindSpore's
-    otherwise; the same parameter either way."""
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["graph", "pynative"])
+def test_convt2x2_train_op_gradients_match_mindspore(mode):
+    """The transposed convolution's training operator, forward and both gradients, vs ``nn.Conv2dTranspose``."""
+    ms = runtime.mindspore(mode)
+    from mindspore import nn, ops
+
+    try:
+        op = dense.convt2x2_train_op()
+        for i, (n, cin, cout, h, w) in enumerate([(2, 5, 7, 9, 13), (1, 16, 24, 6, 10), (1, 1, 1, 1, 1)]):
+            x, k, _ = _data((n, cin, cout, h, w), 95 + i, transposed=True)
+            dy = np.random.default_rng(i).standard_normal((n, cout, 2 * h, 2 * w)).astype(np.float32)
+            cell = nn.Conv2dTranspose(cin, cout, kernel_size=2, stride=2, has_bias=False)
+
+            def ours(xx, kk, gy):
+                return ops.mul(op(xx, kk), gy).sum()
+
+            def theirs(xx, kk, gy):
+                return ops.mul(cell.conv2d_transpose(xx, kk, (n, cout, 2 * h, 2 * w)), gy).sum()
+
+            grad_ours = ms.grad(ours, grad_position=(0, 1))
+            grad_theirs = ms.grad(theirs, grad_position=(0, 1))
+            if mode == "graph":
+                grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
+            args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
+            assert _rel(op(args[0], args[1]).asnumpy(), dense.convt2x2_forward(x, k)) <= TOL
+            for got, want in zip(grad_ours(*args), grad_theirs(*args)):
+                assert _rel(got.asnumpy(), want.asnumpy()) <= TOL, (n, cin, cout, h, w)
+    finally:
+        runtime.mindspore("pynative")
+
+
+def test_network_uses_native_dense_convolutions_when_enabled(monkeypatch):
+    """The neck's conv_last and its three transposed convolutions are the native training convolutions when the
+    native kernels are on, MindSpore's otherwise; the same parameters either way."""
     runtime.mindspore("pynative")
     from centerface_flow.nets.centerface import CenterFace
-    from centerface_flow.nets.dense import Conv3x3
+    from centerface_flow.nets.dense import Conv3x3, ConvTranspose2x2
 
     for flag in ("1", "0"):
         monkeypatch.setenv(native.ENV, flag)
         net = CenterFace(24, "relu", init_seed=None)
-        convs = [c for _, c in net.cells_and_names() if isinstance(c, Conv3x3)]
-        assert len(convs) == 1 and convs[0].use_native == (flag == "1")
-        assert convs[0].weight.name == "dla_up.conv_last.0.weight"
+        convs = [c for _, c in net.cells_and_names() if isinstance(c, (Conv3x3, ConvTranspose2x2))]
+        names = ["dla_up.conv_last.0.weight"] + [f"dla_up.up{i}.up.0.weight" for i in (1, 2, 3)]
+        assert sorted(c.weight.name for c in convs) == sorted(names)
+        assert all(c.use_native == (flag == "1") for c in convs)
 
 
 def test_conv3x3_heads_bad_shapes_are_refused():

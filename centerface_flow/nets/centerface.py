@@ -17,7 +17,7 @@ import itertools
 from mindspore import nn, ops
 
 from centerface_flow.nets.batchnorm import BatchNormAct
-from centerface_flow.nets.dense import Conv3x3
+from centerface_flow.nets.dense import Conv3x3, ConvTranspose2x2
 from centerface_flow.nets.init import init_centerface
 from centerface_flow.nets.mobilenetv2 import FEATURE_CHANNELS, MobileNetV2
 from centerface_flow.nets.pointwise import PointwiseConv
@@ -43,14 +43,13 @@ class IDAUp(nn.Cell):
     """``up(x0) + conv(x1)``: x0 (N, C, h, w) upsampled x2 by a 2x2 stride-2 transposed conv, x1 (N, Cin, 2h, 2w).
 
     :func:`centerface_flow.fused.fold.fold_bn` (native kernels) may replace ``conv`` by ``lateral``, a cell that adds
-    the
-    upsampled branch inside its kernel (``fused_sum``).
+    the upsampled branch inside its kernel (``fused_sum``).
     """
 
     def __init__(self, out_dim: int, channel: int) -> None:
         super().__init__()
         self.up = nn.SequentialCell([
-            nn.Conv2dTranspose(out_dim, out_dim, kernel_size=2, stride=2, has_bias=False),
+            ConvTranspose2x2(out_dim, out_dim),  # native kernels on CPU (centerface_flow.ops.dense)
             BatchNormAct(out_dim, eps=1e-3, momentum=0.9, activation="relu"),
             nn.Identity(),
         ])

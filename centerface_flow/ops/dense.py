@@ -29,7 +29,9 @@ the input size in the model-zoo recipe) is :func:`conv3x3_train_op`: ``CfConv3x3
 Winograd from 8 channels), ``CfConv3x3S1BackInput`` (the same convolution of the output gradient with the kernel
 turned around) and ``CfConv3x3S1BackWeight`` (one OpenBLAS GEMM per tap over zero-bordered planes). MindSpore runs
 this layer through oneDNN's im2col + GEMM, about a fifth of a training step on CPU (batch 8, 512×512: ~70 ms
-forward, ~140 ms for each gradient).
+forward, ~140 ms for each gradient). The neck's transposed convolutions (no bias in training) are
+:func:`convt2x2_train_op`: ``CfConvT2x2S2`` forward, and both gradients as one GEMM per band of input rows over dy's
+2×2 output blocks gathered into a matrix (``CfConvT2x2S2BackInput``, ``CfConvT2x2S2BackWeight``).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ import numpy as np
 from centerface_flow.ops import native, pointwise
 
 __all__ = ["available", "conv3x3_back_weight", "conv3x3_forward", "conv3x3_heads_forward", "conv3x3_heads_op",
-           "conv3x3_op", "conv3x3_train_op", "convt2x2_forward", "convt2x2_op", "upsum_forward", "upsum_op"]
+           "conv3x3_op", "conv3x3_train_op", "convt2x2_back_input", "convt2x2_back_weight", "convt2x2_forward",
+           "convt2x2_op", "convt2x2_train_op", "upsum_forward", "upsum_op"]
 
 #: Activations of the transposed-convolution kernels.
 CONVT_ACTIVATIONS = ("", "relu")
@@ -91,6 +94,28 @@ def conv3x3_train_op():
         return back_input(dout, w), back_weight(x, dout)
 
     return ops.Custom(f"{lib}:CfConv3x3S1", out_shape=lambda x, w: [x[0], w[0], x[2], x[3]],
+                      out_dtype=native.same_dtype, func_type="aot", bprop=bprop)
+
+
+@cache
+def convt2x2_train_op():
+    """``op(x (N, Cin, h, w), w (Cin, Cout, 2, 2)) -> (N, Cout, 2h, 2w)``: the 2×2 stride-2 transposed convolution
+    without bias (MindSpore's ``Conv2dTranspose`` layout), differentiable (native input and weight gradients)."""
+    from mindspore import ops
+
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    lib = native.library_path()
+    back_input = ops.Custom(f"{lib}:CfConvT2x2S2BackInput", out_shape=lambda dy, w: [dy[0], w[0], dy[2] // 2,
+                                                                                    dy[3] // 2],
+                            out_dtype=native.same_dtype, func_type="aot")
+    back_weight = ops.Custom(f"{lib}:CfConvT2x2S2BackWeight", out_shape=lambda x, dy: [x[1], dy[1], 2, 2],
+                             out_dtype=native.same_dtype, func_type="aot")
+
+    def bprop(x, w, out, dout):
+        return back_input(dout, w), back_weight(x, dout)
+
+    return ops.Custom(f"{lib}:CfConvT2x2S2", out_shape=lambda x, w: [x[0], w[1], 2 * x[2], 2 * x[3]],
                       out_dtype=native.same_dtype, func_type="aot", bprop=bprop)
 
 
@@ -213,6 +238,23 @@ def upsum_forward(x0: np.ndarray, wt: np.ndarray, bt: np.ndarray, x1: np.ndarray
     """Numpy twin of ``CfUpSumRelu``: relu(T x0 + bt) + relu(wl · x1 + bl)."""
     up = convt2x2_forward(x0, wt, bt, "relu").astype(np.float64)
     return pointwise.pw_forward(x1, wl, bl, "relu", residual=up)
+
+
+def convt2x2_back_input(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Numpy twin of ``CfConvT2x2S2BackInput``: dx (N, Cin, h, w) from dy (N, Cout, 2h, 2w), w (Cin, Cout, 2, 2)."""
+    g, k = np.asarray(dy, np.float64), np.asarray(w, np.float64)
+    dx = sum(np.einsum("co,nohw->nchw", k[:, :, a, b], g[:, :, a::2, b::2]) for a in range(2) for b in range(2))
+    return dx.astype(np.float32)
+
+
+def convt2x2_back_weight(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Numpy twin of ``CfConvT2x2S2BackWeight``: dw (Cin, Cout, 2, 2) from x (N, Cin, h, w), dy (N, Cout, 2h, 2w)."""
+    xd, g = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    dw = np.zeros((x.shape[1], dy.shape[1], 2, 2), np.float64)
+    for a in range(2):
+        for b in range(2):
+            dw[:, :, a, b] = np.einsum("nchw,nohw->co", xd, g[:, :, a::2, b::2])
+    return dw.astype(np.float32)
 
 
 def convt2x2_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, activation: str = "") -> np.ndarray:
