@@ -27,6 +27,7 @@
 // contiguous rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a
 // unit-stride loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64
 // and chosen at load time (GCC target_clones), so the library runs on any x86-64 CPU.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -88,17 +89,6 @@ CF_CLONES void Activate(float *__restrict y, int64_t n, int act) {
   }
 }
 
-// One stride-1 output row: y[j] = sum_kj k[kj] * x[j + kj - 1] (x row zero-padded), added to y.
-inline void RowS1(float *__restrict y, const float *__restrict x, const float *k, int64_t w) {
-  if (w == 1) {
-    y[0] += k[1] * x[0];
-    return;
-  }
-  y[0] += k[1] * x[0] + k[2] * x[1];
-  if (w > 2) Axpy3(y + 1, x, x + 1, x + 2, k[0], k[1], k[2], w - 2);
-  y[w - 1] += k[0] * x[w - 2] + k[1] * x[w - 1];
-}
-
 // De-interleave a row of w samples: even[j] = x[2j] (j < wo), oddp[0] = 0, oddp[j + 1] = x[2j + 1] or 0.
 CF_CLONES void Deinterleave(const float *__restrict x, int64_t w, int64_t wo, float *__restrict even,
                             float *__restrict oddp) {
@@ -109,36 +99,81 @@ CF_CLONES void Deinterleave(const float *__restrict x, int64_t w, int64_t wo, fl
   }
 }
 
-// Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten.
+// One output row of the depthwise convolution, `count` pixels, bias included, before the activation: y[j] = b +
+// sum over ki, kj of k[3ki + kj] * tap(ki, kj, j), the taps as in RowBackWeight (stride 1: row ki itself, zero
+// outside [0, count); stride 2: its even / odd halves). One pass over y for all nine taps.
+template <int S>
+CF_CLONES void RowForward(float *__restrict y, const float *__restrict e0, const float *__restrict o0,
+                          const float *__restrict e1, const float *__restrict o1, const float *__restrict e2,
+                          const float *__restrict o2, const float *k, float b, int64_t count) {
+  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+  if (S == 1) {  // e_k is row k itself; the first and last columns miss one tap each
+    const int64_t last = count - 1;
+    float first = b + k1 * e0[0] + k4 * e1[0] + k7 * e2[0];
+    if (count > 1) {
+      first += k2 * e0[1] + k5 * e1[1] + k8 * e2[1];
+      y[last] = b + k0 * e0[last - 1] + k3 * e1[last - 1] + k6 * e2[last - 1] + k1 * e0[last] + k4 * e1[last] +
+                k7 * e2[last];
+    }
+#pragma omp simd
+    for (int64_t j = 1; j < last; ++j)
+      y[j] = b + (k0 * e0[j - 1] + k1 * e0[j] + k2 * e0[j + 1]) + (k3 * e1[j - 1] + k4 * e1[j] + k5 * e1[j + 1]) +
+             (k6 * e2[j - 1] + k7 * e2[j] + k8 * e2[j + 1]);
+    y[0] = first;
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j)
+      y[j] = b + (k0 * o0[j] + k1 * e0[j] + k2 * o0[j + 1]) + (k3 * o1[j] + k4 * e1[j] + k5 * o1[j + 1]) +
+             (k6 * o2[j] + k7 * e2[j] + k8 * o2[j + 1]);
+  }
+}
+
 // act(x + bias) of one input row into out (the activation of the preceding 1x1 conv, fused into this kernel).
 CF_CLONES void BiasActRow(const float *__restrict x, float bias, int act, int64_t n, float *__restrict out) {
   for (int64_t j = 0; j < n; ++j) out[j] = x[j] + bias;
   Activate(out, n, act);
 }
 
+// Floats of the `buf` that PlaneForward needs: per kernel row a pre-activated row and its even / odd halves, and
+// an all-zero row as long.
+inline int64_t ForwardBufFloats(const Dims &d) { return 4 * (d.w + 2 * d.wo + 2); }
+
 // Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten. pre_act != kNone first maps every
 // input value to pre_act(x + pre_bias) (the zero padding stays zero, as for the unfused layers).
 void PlaneForward(const float *x, const float *k, float bias, int act, int stride, const Dims &d, float *y,
                   std::vector<float> &buf, int pre_act = kNone, float pre_bias = 0.f) {
-  float *pre = buf.data() + 2 * d.wo + 2;  // d.w floats, used when pre_act != kNone
+  const int64_t part = d.w + 2 * d.wo + 2;  // one kernel row's floats in buf: pre-activated row, even, odd halves
+  float *zero = buf.data() + 3 * part;
+  std::memset(zero, 0, sizeof(float) * part);
   for (int64_t i = 0; i < d.ho; ++i) {
-    float *yr = y + i * d.ldy;
-    for (int64_t j = 0; j < d.wo; ++j) yr[j] = bias;
+    const float *even[3], *odd[3];
     for (int ki = 0; ki < 3; ++ki) {
       const int64_t r = stride * i + ki - 1;
-      if (r < 0 || r >= d.h) continue;
+      float *pre = buf.data() + ki * part, *e = pre + d.w, *o = e + d.wo;
+      if (r < 0 || r >= d.h) {
+        even[ki] = zero;
+        odd[ki] = zero;
+        continue;
+      }
       const float *xr = x + r * d.ldx;
       if (pre_act != kNone) {
         BiasActRow(xr, pre_bias, pre_act, d.w, pre);
         xr = pre;
       }
       if (stride == 1) {
-        RowS1(yr, xr, k + 3 * ki, d.w);
+        even[ki] = xr;
+        odd[ki] = nullptr;
       } else {
-        float *even = buf.data(), *oddp = buf.data() + d.wo;
-        Deinterleave(xr, d.w, d.wo, even, oddp);
-        Axpy3(yr, oddp, even, oddp + 1, k[3 * ki], k[3 * ki + 1], k[3 * ki + 2], d.wo);
+        Deinterleave(xr, d.w, d.wo, e, o);
+        even[ki] = e;
+        odd[ki] = o;
       }
+    }
+    float *yr = y + i * d.ldy;
+    if (stride == 1) {
+      RowForward<1>(yr, even[0], odd[0], even[1], odd[1], even[2], odd[2], k, bias, d.wo);
+    } else {
+      RowForward<2>(yr, even[0], odd[0], even[1], odd[1], even[2], odd[2], k, bias, d.wo);
     }
     Activate(yr, d.wo, act);
   }
@@ -181,35 +216,94 @@ void PlaneBackInputS2(const float *dy, const float *k, const Dims &d, float *dx,
   }
 }
 
-CF_CLONES float Dot(const float *__restrict a, const float *__restrict b, int64_t n) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
-  return s;
+// The nine weight-gradient sums of one output row of `count` pixels, added to acc: acc[3ki + kj] += sum_j g[j] *
+// tap(ki, kj, j), where for stride 1 tap(ki, kj, j) = row_ki[j + kj - 1] (zero outside [0, count)), and for stride 2
+// (rows de-interleaved, see Deinterleave) tap(ki, 0, j) = odd_ki[j], tap(ki, 1, j) = even_ki[j], tap(ki, 2, j) =
+// odd_ki[j + 1]. Rows outside the image are all-zero rows. One pass reads g once for all nine taps (nine separate
+// dot products read it nine times, and reduced each to a scalar row by row).
+template <int S>
+CF_CLONES void RowBackWeight(const float *__restrict g, const float *__restrict e0, const float *__restrict o0,
+                             const float *__restrict e1, const float *__restrict o1, const float *__restrict e2,
+                             const float *__restrict o2, int64_t count, double *acc) {
+  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f, s4 = 0.f, s5 = 0.f, s6 = 0.f, s7 = 0.f, s8 = 0.f;
+  if (S == 1) {  // e_k is row k itself (o_k unused); the first and last columns miss one tap each
+    const int64_t last = count - 1;
+    s1 += g[0] * e0[0];
+    s4 += g[0] * e1[0];
+    s7 += g[0] * e2[0];
+    if (count > 1) {
+      s2 += g[0] * e0[1];
+      s5 += g[0] * e1[1];
+      s8 += g[0] * e2[1];
+      s0 += g[last] * e0[last - 1];
+      s3 += g[last] * e1[last - 1];
+      s6 += g[last] * e2[last - 1];
+      s1 += g[last] * e0[last];
+      s4 += g[last] * e1[last];
+      s7 += g[last] * e2[last];
+    }
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7, s8)
+    for (int64_t j = 1; j < last; ++j) {
+      const float v = g[j];
+      s0 += v * e0[j - 1];
+      s1 += v * e0[j];
+      s2 += v * e0[j + 1];
+      s3 += v * e1[j - 1];
+      s4 += v * e1[j];
+      s5 += v * e1[j + 1];
+      s6 += v * e2[j - 1];
+      s7 += v * e2[j];
+      s8 += v * e2[j + 1];
+    }
+  } else {
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7, s8)
+    for (int64_t j = 0; j < count; ++j) {
+      const float v = g[j];
+      s0 += v * o0[j];
+      s1 += v * e0[j];
+      s2 += v * o0[j + 1];
+      s3 += v * o1[j];
+      s4 += v * e1[j];
+      s5 += v * o1[j + 1];
+      s6 += v * o2[j];
+      s7 += v * e2[j];
+      s8 += v * o2[j + 1];
+    }
+  }
+  const float sums[9] = {s0, s1, s2, s3, s4, s5, s6, s7, s8};
+  for (int t = 0; t < 9; ++t) acc[t] += sums[t];
 }
 
-// Weight gradient contributions of one (x plane, dy plane) pair, added to acc[9].
+// Weight gradient contributions of one (x plane, dy plane) pair, added to acc[9]. `buf`: 6 * (wo + 1) + w floats.
 void PlaneBackWeight(const float *x, const float *dy, int stride, const Dims &d, double *acc,
                      std::vector<float> &buf) {
+  const int64_t part = d.wo + 1;
+  float *zero = buf.data() + 6 * part;  // an all-zero row (w floats) for rows outside the image
+  std::memset(zero, 0, sizeof(float) * d.w);
   for (int64_t i = 0; i < d.ho; ++i) {
-    const float *g = dy + i * d.wo;
+    const float *even[3], *odd[3];
     for (int ki = 0; ki < 3; ++ki) {
       const int64_t r = stride * i + ki - 1;
-      if (r < 0 || r >= d.h) continue;
-      const float *xr = x + r * d.w;
+      const bool inside = r >= 0 && r < d.h;
       if (stride == 1) {
-        if (d.w > 1) {
-          acc[3 * ki] += Dot(g + 1, xr, d.w - 1);
-          acc[3 * ki + 2] += Dot(g, xr + 1, d.w - 1);
-        }
-        acc[3 * ki + 1] += Dot(g, xr, d.w);
+        even[ki] = inside ? x + r * d.w : zero;
+        odd[ki] = nullptr;
       } else {
-        float *even = buf.data(), *oddp = buf.data() + d.wo;
-        Deinterleave(xr, d.w, d.wo, even, oddp);
-        acc[3 * ki] += Dot(g, oddp, d.wo);
-        acc[3 * ki + 1] += Dot(g, even, d.wo);
-        acc[3 * ki + 2] += Dot(g, oddp + 1, d.wo);
+        float *e = buf.data() + 2 * ki * part, *o = e + part;
+        if (inside) {
+          Deinterleave(x + r * d.w, d.w, d.wo, e, o);
+        } else {
+          std::memset(e, 0, sizeof(float) * 2 * part);
+        }
+        even[ki] = e;
+        odd[ki] = o;
       }
+    }
+    const float *g = dy + i * d.wo;
+    if (stride == 1) {
+      RowBackWeight<1>(g, even[0], odd[0], even[1], odd[1], even[2], odd[2], d.wo, acc);
+    } else {
+      RowBackWeight<2>(g, even[0], odd[0], even[1], odd[1], even[2], odd[2], d.wo, acc);
     }
   }
 }
@@ -244,7 +338,7 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   }
   const bool partial = v.ho != d.ho || v.wo != d.wo;
   cf_threads::ParallelRange(planes, [&](int64_t first, int64_t last) {
-    std::vector<float> buf(2 * d.wo + 2 + d.w);
+    std::vector<float> buf(ForwardBufFloats(d));
     for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       float *yp = y + p * out_plane;
@@ -293,7 +387,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   float *dx = static_cast<float *>(params[3]);
   const int64_t planes = d.n * d.c;
   cf_threads::ParallelRange(planes, [&](int64_t first, int64_t last) {
-    std::vector<float> buf(3 * d.wo + 2);
+    std::vector<float> buf(std::max<int64_t>(ForwardBufFloats(d), 3 * d.wo + 2));
     for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       const float *kc = k + 9 * c;
@@ -323,7 +417,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
   cf_threads::ParallelRange(d.c, [&](int64_t first, int64_t last) {
-    std::vector<float> buf(2 * d.wo + 2);
+    std::vector<float> buf(6 * (d.wo + 1) + d.w);
     for (int64_t c = first; c < last; ++c) {
       double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
       for (int64_t n = 0; n < d.n; ++n) {

@@ -169,7 +169,12 @@ def test_network_uses_switch(monkeypatch):
     """CENTERFACE_NATIVE_KERNELS picks the implementation; both give the same outputs and parameter gradients.
 
     BatchNorm uses its running statistics here: with batch statistics on the 2×2 stride-32 map of a 64×64 input,
-    float32 rounding differences are amplified by the normalisation, which tests nothing about the kernels."""
+    float32 rounding differences are amplified by the normalisation, which tests nothing about the kernels.
+    A ReLU input within float32 rounding of zero may also land on either side (here one of 9216 after the
+    depthwise layer of ``need_fp3.5``): its one gradient entry then differs in full, which moves the gradients of the
+    layers before it by up to ~2 % of their largest entry. So the median parameter gradient must agree to 1e-5, and
+    all of them to 5 %: a kernel or wiring error (a wrong gradient, a missing term) is off by O(1) in its layer and
+    every layer before it."""
     ms = runtime.mindspore("pynative")
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.depthwise import DepthwiseConv3x3
@@ -187,8 +192,9 @@ def test_network_uses_switch(monkeypatch):
         loss, grads = grad(x)
         results[flag] = (float(loss.asnumpy()), {w.name: g.asnumpy() for w, g in zip(weights, grads)})
     assert results["1"][0] == pytest.approx(results["0"][0], rel=1e-5)
-    for name, g in results["0"][1].items():
-        assert _rel(results["1"][1][name], g) <= 1e-4, name
+    errors = {name: _rel(results["1"][1][name], g) for name, g in results["0"][1].items()}
+    assert max(errors.values()) <= 0.05, max(errors.items(), key=lambda item: item[1])
+    assert np.median(list(errors.values())) <= 1e-5, sorted(errors.items(), key=lambda item: -item[1])[:5]
 
 
 def test_switch_values(monkeypatch):
