@@ -27,6 +27,9 @@
 //   CfConv3x3S1(x (N,Cin,H,W), w (Cout,Cin,3,3)) -> y (N,Cout,H,W)             training forward: no bias, all valid
 //   CfConv3x3S1BackInput(dy (N,Cout,H,W), w (Cout,Cin,3,3)) -> dx (N,Cin,H,W)   its input gradient
 //   CfConv3x3S1BackWeight(x (N,Cin,H,W), dy (N,Cout,H,W)) -> dw (Cout,Cin,3,3)  its weight gradient (OpenBLAS)
+//   CfConv3x3S2(x, w) -> y (N,Cout,Ho,Wo), CfConv3x3S2BackInput(dy, w, x) -> dx, CfConv3x3S2BackWeight(x, dy) -> dw
+//       the same for stride 2 (im2col + OpenBLAS GEMMs; the input gradient scattered back, col2im; it reads only
+//       the shape of x, which Ho, Wo do not determine)
 //   CfConvT2x2S2Bias{,Relu}(x (N,Cin,h,w), w (Cin,Cout,2,2), b (Cout,)) -> y (N,Cout,2h,2w)
 //       y[co, 2i+a, 2j+b] = act(sum_ci x[ci,i,j] w[ci,co,a,b] + b[co]) (MindSpore's Conv2dTranspose weight layout,
 //       no padding). Each thread takes a band of input rows of one image, computes Z (4*Cout x rows*w) = W^T . X
@@ -637,6 +640,109 @@ int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, c
   return 0;
 }
 
+// The training forms of the stride-2 convolution (no bias; the network's first layer, 3 -> 32 channels on the full
+// input). Forward: Conv3x3 with a zero bias over the whole tensor. Weight gradient: dw (Cout x Cin*9) = sum over
+// bands of output rows of dy's band (Cout x pixels) . im2col(x)^T, one GEMM per band. Input gradient: the im2col
+// matrix's gradient W^T . dy per band, scattered back onto dx (col2im); bands of one image share input rows, so
+// threads take whole images.
+void Col2imAdd(const float *col, int64_t cin, int64_t h, int64_t w, int64_t wo, int64_t i0, int64_t i1, float *dx) {
+  const int64_t cols = (i1 - i0) * wo;
+  for (int64_t ci = 0; ci < cin; ++ci)
+    for (int ki = 0; ki < 3; ++ki)
+      for (int kj = 0; kj < 3; ++kj) {
+        const float *src = col + ((ci * 3 + ki) * 3 + kj) * cols;
+        for (int64_t i = i0; i < i1; ++i, src += wo) {
+          const int64_t r = 2 * i + ki - 1;
+          if (r < 0 || r >= h) continue;
+          float *row = dx + (ci * h + r) * w;
+          for (int64_t j = 0; j < wo; ++j) {
+            const int64_t c = 2 * j + kj - 1;
+            if (c >= 0 && c < w) row[c] += src[j];
+          }
+        }
+      }
+}
+
+int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, int act);
+
+int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int pass) {
+  // the input gradient also takes x (or any tensor of its shape): Ho, Wo do not determine H, W
+  if (nparam != (pass == 1 ? 4 : 3)) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (!IsF32(dtypes[i])) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (ndims[i] != 4) return 3;
+  if (pass == 1 && std::memcmp(shapes[2], shapes[3], 4 * sizeof(int64_t)) != 0) return 3;
+  if (pass == 0) {  // (x, w) -> y
+    if (shapes[1][0] < 1) return 3;
+    static thread_local std::vector<float> zeros;
+    zeros.assign(shapes[1][0], 0.0f);
+    float region[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t bias_shape[1] = {shapes[1][0]}, region_shape[1] = {4};
+    void *p[5] = {params[0], params[1], zeros.data(), region, params[2]};
+    int nd[5] = {4, 4, 1, 1, 4};
+    int64_t *sh[5] = {shapes[0], shapes[1], bias_shape, region_shape, shapes[2]};
+    const char *dt[5] = {dtypes[0], dtypes[0], dtypes[0], dtypes[0], dtypes[0]};
+    return Conv3x3(5, p, nd, sh, dt, 2, kNone);
+  }
+  // back input: (dy (N,Cout,Ho,Wo), w (Cout,Cin,3,3)) -> dx (N,Cin,H,W); back weight: (x, dy) -> dw (Cout,Cin,3,3)
+  const bool back_input = pass == 1;
+  const int64_t *xs = back_input ? shapes[2] : shapes[0], *dys = back_input ? shapes[0] : shapes[1];
+  const int64_t *ws = back_input ? shapes[1] : shapes[2];
+  const int64_t n = xs[0], cin = xs[1], h = xs[2], w = xs[3], cout = dys[1];
+  const int64_t ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
+  if (n < 0 || cin < 1 || h < 1 || w < 1 || cout < 1) return 3;
+  if (dys[0] != n || dys[2] != ho || dys[3] != wo) return 3;
+  if (ws[0] != cout || ws[1] != cin || ws[2] != 3 || ws[3] != 3) return 3;
+  float *out = static_cast<float *>(params[nparam - 1]);
+  const int64_t kdim = cin * 9, plane = ho * wo;
+  if (back_input) {
+    std::memset(out, 0, sizeof(float) * n * cin * h * w);
+  } else if (n == 0) {
+    std::memset(out, 0, sizeof(float) * cout * kdim);
+  }
+  if (n == 0) return 0;
+  if (!cf_blas::LoadBlas()) return 2;
+  const float *dy = static_cast<const float *>(params[back_input ? 0 : 1]);
+  const float *other = static_cast<const float *>(params[back_input ? 1 : 0]);  // w, or x
+  int64_t rows = kPatchFloats / (kdim * wo);
+  if (rows < 1) rows = 1;
+  const int64_t bands = (ho + rows - 1) / rows;
+  const int threads = cf_threads::Threads();
+  std::vector<std::vector<float>> partial(back_input ? 0 : threads);
+  cf_threads::Parallel([&](int t, int nt) {
+    // back weight: contiguous runs of (image, band) items; back input: whole images
+    int64_t first, last;
+    cf_threads::Split(back_input ? n : n * bands, t, nt, &first, &last);
+    if (!back_input) partial[t].assign(cout * kdim, 0.0f);
+    static thread_local std::vector<float> col;
+    if (static_cast<int64_t>(col.size()) < kdim * rows * wo) col.resize(kdim * rows * wo);
+    for (int64_t item = first; item < last; ++item) {
+      const int64_t img = back_input ? item : item / bands;
+      for (int64_t band = back_input ? 0 : item % bands; band < (back_input ? bands : item % bands + 1); ++band) {
+        const int64_t i0 = band * rows, i1 = i0 + rows < ho ? i0 + rows : ho, cols = (i1 - i0) * wo;
+        const float *dyb = dy + img * cout * plane + i0 * wo;
+        if (back_input) {  // dcol = W^T . dy_band, scattered onto dx
+          cf_blas::Gemm(true, false, kdim, cols, cout, other, kdim, dyb, plane, col.data(), cols);
+          Col2imAdd(col.data(), cin, h, w, wo, i0, i1, out + img * cin * h * w);
+        } else {  // dw += dy_band . im2col^T
+          Im2col(other + img * cin * h * w, cin, h, w, h, w, wo, 2, i0, i1, col.data());
+          cf_blas::Gemm(false, true, cout, kdim, cols, dyb, plane, col.data(), cols, partial[t].data(), kdim,
+                        /*accumulate=*/true);
+        }
+      }
+    }
+  });
+  if (!back_input) {
+    for (int64_t e = 0; e < cout * kdim; ++e) {
+      float v = 0.0f;
+      for (int t = 0; t < threads; ++t) v += partial[t][e];
+      out[e] = v;
+    }
+  }
+  return 0;
+}
+
 // CfConv3x3HeadsReluValid: the stride-1 convolution with ReLU (by Winograd, whatever its channels) followed by
 // CenterFace's four heads, whose outputs are written instead of the convolution's (see the header).
 int Conv3x3Heads(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
@@ -1096,6 +1202,9 @@ int CfConv3x3HeadsReluValid(CF_SIG) { return Conv3x3Heads(CF_ARGS); }
 int CfConv3x3S1(CF_SIG) { return Conv3x3Train(CF_ARGS, false); }
 int CfConv3x3S1BackInput(CF_SIG) { return Conv3x3Train(CF_ARGS, true); }
 int CfConv3x3S1BackWeight(CF_SIG) { return Conv3x3BackWeight(CF_ARGS); }
+int CfConv3x3S2(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 0); }
+int CfConv3x3S2BackInput(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 1); }
+int CfConv3x3S2BackWeight(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 2); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
 int CfConvT2x2S2(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTForward); }

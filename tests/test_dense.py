@@ -135,27 +135,32 @@ def test_conv3x3_heads_equals_conv_then_heads(monkeypatch):
 
 
 def _turned(k: np.ndarray) -> np.ndarray:
-    """The kernel of the input gradient: (Cin, Cout, 3, 3), rotated by 180 degrees."""
+    """The kernel of the stride-1 input gradient: (Cin, Cout, 3, 3), rotated by 180 degrees."""
     return np.ascontiguousarray(k.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
 
 
 def test_conv3x3_training_kernels_match_numpy_twins(conv3x3_method):
-    """The training forward (no bias), the input gradient and the weight gradient of the stride-1 convolution vs
-    numpy, and the three against each other: <dy, conv(x, w)> = <dx, x> = <dw, w> for dx, dw the gradients of
-    that sum (1-pixel maps, one channel, odd sizes, several images, 64 channels as in the model-zoo neck)."""
-    for i, case in enumerate(_cases(70, 2) + [(2, 64, 64, 20, 24)]):
-        x, k, _ = _data(case, 70 + i)
-        n, cin, cout, h, w = case
-        dy = np.random.default_rng(i).standard_normal((n, cout, h, w)).astype(np.float32)
-        y = _call("CfConv3x3S1", [x, k], (n, cout, h, w))
-        dx = _call("CfConv3x3S1BackInput", [dy, k], (n, cin, h, w))
-        dk = _call("CfConv3x3S1BackWeight", [x, dy], (cout, cin, 3, 3))
-        ref_y = dense.conv3x3_forward(x, k, 1)
-        ref_dx = dense.conv3x3_forward(dy, _turned(k), 1)
-        ref_dk = dense.conv3x3_back_weight(x, dy)
-        assert _rel(y, ref_y) <= TOL and _rel(dx, ref_dx) <= TOL and _rel(dk, ref_dk) <= TOL, case
-        inner = [float(np.vdot(a.astype(np.float64), b)) for a, b in ((dy, ref_y), (ref_dx, x), (ref_dk, k))]
-        assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), case  # the twins round to float32
+    """The training forward (no bias), the input gradient and the weight gradient of the 3×3 convolution, stride 1
+    and 2, vs numpy, and the three against each other: <dy, conv(x, w)> = <dx, x> = <dw, w> for dx, dw the gradients
+    of that sum (1-pixel maps, one channel, odd sizes, several images, 64 channels as in the model-zoo neck; the
+    stride-1 input gradient is also the forward convolution with the kernel turned around)."""
+    for stride in (1, 2):
+        for i, case in enumerate(_cases(70, 2) + [(2, 64, 64, 20, 24)]):
+            x, k, _ = _data(case, 70 + i)
+            n, cin, cout, h, w = case
+            ho, wo = _out(h, stride), _out(w, stride)
+            dy = np.random.default_rng(i).standard_normal((n, cout, ho, wo)).astype(np.float32)
+            y = _call(f"CfConv3x3S{stride}", [x, k], (n, cout, ho, wo))
+            dx = _call(f"CfConv3x3S{stride}BackInput", [dy, k] + ([x] if stride == 2 else []), (n, cin, h, w))
+            dk = _call(f"CfConv3x3S{stride}BackWeight", [x, dy], (cout, cin, 3, 3))
+            ref_y = dense.conv3x3_forward(x, k, stride)
+            ref_dx = dense.conv3x3_back_input(dy, k, x.shape, stride)
+            ref_dk = dense.conv3x3_back_weight(x, dy, stride)
+            assert _rel(y, ref_y) <= TOL and _rel(dx, ref_dx) <= TOL and _rel(dk, ref_dk) <= TOL, (stride, case)
+            if stride == 1:
+                assert _rel(ref_dx, dense.conv3x3_forward(dy, _turned(k), 1)) <= TOL, case
+            inner = [float(np.vdot(a.astype(np.float64), b)) for a, b in ((dy, ref_y), (ref_dx, x), (ref_dk, k))]
+            assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), (stride, case)  # twins round to float32
 
 
 def test_convt2x2_training_kernels_match_numpy_twins():
@@ -204,29 +209,50 @@ def test_conv3x3_training_kernels_refuse_bad_shapes():
                                 ("CfConv3x3S1BackWeight", [x, dy], (3, 4, 3, 3))):  # dw as (Cin, Cout)
         with pytest.raises(RuntimeError, match="returned 3"):
             _call(name, inputs, shape)
-    for name in ("CfConv3x3S1", "CfConv3x3S1BackInput", "CfConv3x3S1BackWeight"):
+    for name in ("CfConv3x3S1", "CfConv3x3S1BackInput", "CfConv3x3S1BackWeight", "CfConv3x3S2",
+                 "CfConv3x3S2BackWeight"):
         with pytest.raises(RuntimeError, match="returned 1"):  # an input missing
             _call(name, [x], (2, 4, 5, 6))
+    dy2 = np.zeros((2, 4, 3, 3), np.float32)
+    for name, inputs, shape in (("CfConv3x3S2", [x, k], (2, 4, 5, 6)),  # the stride-1 output size
+                                ("CfConv3x3S2BackInput", [dy2, k, x[:, :, :4]], (2, 3, 4, 6)),  # H gives Ho = 2
+                                ("CfConv3x3S2BackInput", [dy2, k, x], (2, 3, 5, 5)),  # dx not shaped as x
+                                ("CfConv3x3S2BackWeight", [x, dy], (4, 3, 3, 3))):  # dy of the stride-1 size
+        with pytest.raises(RuntimeError, match="returned 3"):
+            _call(name, inputs, shape)
+    with pytest.raises(RuntimeError, match="returned 1"):  # the input gradient without x
+        _call("CfConv3x3S2BackInput", [dy2, k], (2, 3, 5, 6))
+
+
+def _conv3x3_losses(op, stride: int):
+    """sum(dy * conv(x, k)) by ``op`` and by ``ops.conv2d`` (padding 1, that stride), as functions of (x, k, dy)."""
+    from mindspore import ops
+
+    def ours(xx, kk, gy):
+        return ops.mul(op(xx, kk), gy).sum()
+
+    def theirs(xx, kk, gy):
+        return ops.mul(ops.conv2d(xx, kk, stride=stride, pad_mode="pad", padding=1), gy).sum()
+
+    return ours, theirs
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_conv3x3_train_op_gradients_match_mindspore(mode):
-    """The training operator's forward and both gradients vs ``ops.conv2d`` (padding 1) under ``ms.grad``."""
+    """The training operators' forward and both gradients vs ``ops.conv2d`` (padding 1, stride 1 and 2) under
+    ``ms.grad``."""
     ms = runtime.mindspore(mode)
-    from mindspore import ops
 
     try:
-        op = dense.conv3x3_train_op()
-        for i, case in enumerate([(2, 5, 7, 9, 13), (1, 16, 24, 12, 10), (1, 1, 1, 1, 1)]):
+        for i, (stride, case) in enumerate([(1, (2, 5, 7, 9, 13)), (1, (1, 16, 24, 12, 10)), (1, (1, 1, 1, 1, 1)),
+                                            (2, (2, 3, 8, 9, 12)), (2, (1, 4, 5, 1, 1))]):
+            op = dense.conv3x3_train_op(stride)
             x, k, _ = _data(case, 90 + i)
-            dy = np.random.default_rng(i).standard_normal((case[0], case[2], case[3], case[4])).astype(np.float32)
-
-            def ours(xx, kk, gy):
-                return ops.mul(op(xx, kk), gy).sum()
-
-            def theirs(xx, kk, gy):
-                return ops.mul(ops.conv2d(xx, kk, pad_mode="pad", padding=1), gy).sum()
+            n, _, cout, h, w = case
+            dy = np.random.default_rng(i).standard_normal((n, cout, _out(h, stride), _out(w, stride))).astype(
+                np.float32)
+            ours, theirs = _conv3x3_losses(op, stride)
 
             grad_ours = ms.grad(ours, grad_position=(0, 1))
             grad_theirs = ms.grad(theirs, grad_position=(0, 1))
@@ -234,7 +260,7 @@ def test_conv3x3_train_op_gradients_match_mindspore(mode):
                 grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
             args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
             y = op(args[0], args[1]).asnumpy()
-            assert _rel(y, dense.conv3x3_forward(x, k, 1)) <= TOL, case
+            assert _rel(y, dense.conv3x3_forward(x, k, stride)) <= TOL, case
             for got, want in zip(grad_ours(*args), grad_theirs(*args)):
                 assert _rel(got.asnumpy(), want.asnumpy()) <= TOL, case
     finally:
@@ -282,8 +308,8 @@ def test_convt2x2_train_op_gradients_match_mindspore(mode):
 
 
 def test_network_uses_native_dense_convolutions_when_enabled(monkeypatch):
-    """The neck's conv_last and its three transposed convolutions are the native training convolutions when the
-    native kernels are on, MindSpore's otherwise; the same parameters either way."""
+    """The stem, the neck's conv_last and its three transposed convolutions are the native training convolutions
+    when the native kernels are on, MindSpore's otherwise; the same parameters either way."""
     runtime.mindspore("pynative")
     from centerface_flow.nets.centerface import CenterFace
     from centerface_flow.nets.dense import Conv3x3, ConvTranspose2x2
@@ -292,7 +318,8 @@ def test_network_uses_native_dense_convolutions_when_enabled(monkeypatch):
         monkeypatch.setenv(native.ENV, flag)
         net = CenterFace(24, "relu", init_seed=None)
         convs = [c for _, c in net.cells_and_names() if isinstance(c, (Conv3x3, ConvTranspose2x2))]
-        names = ["dla_up.conv_last.0.weight"] + [f"dla_up.up{i}.up.0.weight" for i in (1, 2, 3)]
+        names = ["base.need_fp1.0.features.0.weight", "dla_up.conv_last.0.weight"] + [
+            f"dla_up.up{i}.up.0.weight" for i in (1, 2, 3)]
         assert sorted(c.weight.name for c in convs) == sorted(names)
         assert all(c.use_native == (flag == "1") for c in convs)
 

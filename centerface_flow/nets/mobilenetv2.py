@@ -13,6 +13,7 @@ from __future__ import annotations
 from mindspore import nn
 
 from centerface_flow.nets.batchnorm import BatchNormAct, make_activation
+from centerface_flow.nets.dense import Conv3x3
 from centerface_flow.nets.depthwise import DepthwiseConv3x3
 from centerface_flow.nets.layout import FEATURE_CHANNELS, INVERTED_RESIDUAL_SETTING, TAPS
 from centerface_flow.nets.pointwise import PointwiseConv
@@ -39,6 +40,8 @@ class ConvBNAct(nn.Cell):
             conv = DepthwiseConv3x3(out_ch, stride)  # native kernel on CPU (centerface_flow.ops.native)
         elif kernel_size == 1 and stride == 1 and groups == 1:
             conv = PointwiseConv(in_ch, out_ch)  # native GEMM on CPU (centerface_flow.ops.pointwise)
+        elif kernel_size == 3 and stride in (1, 2) and groups == 1:
+            conv = Conv3x3(in_ch, out_ch, stride)  # the stem; native kernels on CPU (centerface_flow.ops.dense)
         else:
             conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad_mode="pad", padding=padding, has_bias=False,
                              group=groups)

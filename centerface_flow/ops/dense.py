@@ -24,10 +24,12 @@ OpenBLAS (found like :mod:`centerface_flow.ops.pointwise`'s) with bias and activ
 They are inference-only (no gradient) and used by :func:`centerface_flow.fused.fold.fold_bn` where
 :func:`available` says they can run; exports never use them.
 
-For training, the stride-1 convolution without bias (the neck's ``conv_last``, 64 → 64 channels at a quarter of
-the input size in the model-zoo recipe) is :func:`conv3x3_train_op`: ``CfConv3x3S1`` forward (the inference kernel,
-Winograd from 8 channels), ``CfConv3x3S1BackInput`` (the same convolution of the output gradient with the kernel
-turned around) and ``CfConv3x3S1BackWeight`` (one OpenBLAS GEMM per tap over zero-bordered planes). MindSpore runs
+For training, the 3×3 convolutions without bias (the neck's ``conv_last``, 64 → 64 channels at a quarter of the
+input size in the model-zoo recipe, and the stem, stride 2) are :func:`conv3x3_train_op`: stride 1 ``CfConv3x3S1``
+forward (the inference kernel, Winograd from 8 channels), ``CfConv3x3S1BackInput`` (the same convolution of the
+output gradient with the kernel turned around) and ``CfConv3x3S1BackWeight`` (one OpenBLAS GEMM per tap over
+zero-bordered planes); stride 2 ``CfConv3x3S2*`` on im2col bands and OpenBLAS (the stem's weight gradient took
+~28 ms of a step in oneDNN, 10 ms here). MindSpore runs
 this layer through oneDNN's im2col + GEMM, about a fifth of a training step on CPU (batch 8, 512×512: ~70 ms
 forward, ~140 ms for each gradient). The neck's transposed convolutions (no bias in training) are
 :func:`convt2x2_train_op`: ``CfConvT2x2S2`` forward, and both gradients as one GEMM per band of input rows over dy's
@@ -41,8 +43,8 @@ import numpy as np
 
 from centerface_flow.ops import native, pointwise
 
-__all__ = ["available", "conv3x3_back_weight", "conv3x3_forward", "conv3x3_heads_forward", "conv3x3_heads_op",
-           "conv3x3_op", "conv3x3_train_op", "convt2x2_back_input", "convt2x2_back_weight", "convt2x2_forward",
+__all__ = ["available", "conv3x3_back_input", "conv3x3_back_weight", "conv3x3_forward", "conv3x3_heads_forward",
+           "conv3x3_heads_op", "conv3x3_op", "conv3x3_train_op", "convt2x2_back_input", "convt2x2_back_weight", "convt2x2_forward",
            "convt2x2_op", "convt2x2_train_op", "upsum_forward", "upsum_op"]
 
 #: Activations of the transposed-convolution kernels.
@@ -77,23 +79,34 @@ def conv3x3_op(stride: int, activation: str = ""):
 
 
 @cache
-def conv3x3_train_op():
-    """``op(x (N, Cin, H, W), w (Cout, Cin, 3, 3)) -> (N, Cout, H, W)``: stride 1, padding 1, no bias,
-    differentiable (native input and weight gradients)."""
+def conv3x3_train_op(stride: int = 1):
+    """``op(x (N, Cin, H, W), w (Cout, Cin, 3, 3)) -> (N, Cout, Ho, Wo)``, ``Ho = (H - 1) // stride + 1``: padding 1,
+    no bias, differentiable (native input and weight gradients). The input gradient of a stride-2 convolution
+    does not give back H and W (two sizes have the same Ho): it needs ``x``, so it is passed along."""
     from mindspore import ops
 
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
     if not available():
         raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
     lib = native.library_path()
-    back_input = ops.Custom(f"{lib}:CfConv3x3S1BackInput", out_shape=lambda dy, w: [dy[0], w[1], dy[2], dy[3]],
-                            out_dtype=native.same_dtype, func_type="aot")
-    back_weight = ops.Custom(f"{lib}:CfConv3x3S1BackWeight", out_shape=lambda x, dy: [dy[1], x[1], 3, 3],
+    back_weight = ops.Custom(f"{lib}:CfConv3x3S{stride}BackWeight", out_shape=lambda x, dy: [dy[1], x[1], 3, 3],
                              out_dtype=native.same_dtype, func_type="aot")
+    if stride == 1:
+        back_input = ops.Custom(f"{lib}:CfConv3x3S1BackInput", out_shape=lambda dy, w: [dy[0], w[1], dy[2], dy[3]],
+                                out_dtype=native.same_dtype, func_type="aot")
 
-    def bprop(x, w, out, dout):
-        return back_input(dout, w), back_weight(x, dout)
+        def bprop(x, w, out, dout):
+            return back_input(dout, w), back_weight(x, dout)
+    else:
+        back_input_like = ops.Custom(f"{lib}:CfConv3x3S2BackInput", out_shape=lambda dy, w, x: list(x),
+                                     out_dtype=native.same_dtype, func_type="aot")
 
-    return ops.Custom(f"{lib}:CfConv3x3S1", out_shape=lambda x, w: [x[0], w[0], x[2], x[3]],
+        def bprop(x, w, out, dout):
+            return back_input_like(dout, w, x), back_weight(x, dout)
+
+    return ops.Custom(f"{lib}:CfConv3x3S{stride}",
+                      out_shape=lambda x, w: [x[0], w[0], native.out_hw(x[2], stride), native.out_hw(x[3], stride)],
                       out_dtype=native.same_dtype, func_type="aot", bprop=bprop)
 
 
@@ -213,17 +226,32 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, stride: int, bias: np.ndarray 
     return y.astype(np.float32)
 
 
-def conv3x3_back_weight(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Numpy twin of ``CfConv3x3S1BackWeight``: the gradient (Cout, Cin, 3, 3) of sum(dy * conv(x, w)) over w for
-    the stride-1, padding-1 convolution."""
-    h, wd = x.shape[2:]
+def conv3x3_back_weight(x: np.ndarray, dy: np.ndarray, stride: int = 1) -> np.ndarray:
+    """Numpy twin of ``CfConv3x3S{1,2}BackWeight``: the gradient (Cout, Cin, 3, 3) of sum(dy * conv(x, w)) over w
+    for the padding-1 convolution of that stride."""
+    ho, wo = dy.shape[2:]
     xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
     g = np.asarray(dy, np.float64)
     out = np.zeros((dy.shape[1], x.shape[1], 3, 3), np.float64)
     for ki in range(3):
         for kj in range(3):
-            out[:, :, ki, kj] = np.einsum("noij,ncij->oc", g, xp[:, :, ki:ki + h, kj:kj + wd])
+            patch = xp[:, :, ki:ki + stride * (ho - 1) + 1:stride, kj:kj + stride * (wo - 1) + 1:stride]
+            out[:, :, ki, kj] = np.einsum("noij,ncij->oc", g, patch)
     return out.astype(np.float32)
+
+
+def conv3x3_back_input(dy: np.ndarray, w: np.ndarray, x_shape: tuple, stride: int = 1) -> np.ndarray:
+    """Numpy twin of ``CfConv3x3S{1,2}BackInput``: the gradient (x_shape) of sum(dy * conv(x, w)) over x for the
+    padding-1 convolution of that stride."""
+    n, cin, h, wd = x_shape
+    ho, wo = dy.shape[2:]
+    dxp = np.zeros((n, cin, h + 2, wd + 2), np.float64)
+    g, k = np.asarray(dy, np.float64), np.asarray(w, np.float64)
+    for ki in range(3):
+        for kj in range(3):
+            dxp[:, :, ki:ki + stride * (ho - 1) + 1:stride, kj:kj + stride * (wo - 1) + 1:stride] += np.einsum(
+                "oc,noij->ncij", k[:, :, ki, kj], g)
+    return dxp[:, :, 1:h + 1, 1:wd + 1].astype(np.float32)
 
 
 def conv3x3_heads_forward(x: np.ndarray, w: np.ndarray, bias: np.ndarray, region: np.ndarray | None,
