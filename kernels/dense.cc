@@ -546,6 +546,16 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
 }
 
+// out[e] = the threads' partial sums of a weight gradient added in thread order (so that the result depends on the
+// number of threads only, not on which thread finished first).
+void SumPartials(const std::vector<std::vector<float>> &partial, int64_t count, float *out) {
+  for (int64_t e = 0; e < count; ++e) {
+    float v = 0.0f;
+    for (const std::vector<float> &p : partial) v += p[e];
+    out[e] = v;
+  }
+}
+
 // The training forms of the stride-1 convolution (no bias, no activation, the whole tensor valid): the forward
 // pass is the inference kernel with a zero bias; the input gradient is the same convolution of dy with the kernel
 // turned around (dx[ci] = sum_co dy[co] * w[co, ci] rotated by 180 degrees, same padding); the weight gradient is
@@ -733,13 +743,7 @@ int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, cons
       }
     }
   });
-  if (!back_input) {
-    for (int64_t e = 0; e < cout * kdim; ++e) {
-      float v = 0.0f;
-      for (int t = 0; t < threads; ++t) v += partial[t][e];
-      out[e] = v;
-    }
-  }
+  if (!back_input) SumPartials(partial, cout * kdim, out);
   return 0;
 }
 
@@ -1021,13 +1025,7 @@ int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const
       }
     }
   });
-  if (!back_input) {
-    for (int64_t e = 0; e < cin * m; ++e) {
-      float v = 0.0f;
-      for (int t = 0; t < threads; ++t) v += partial[t][e];
-      out[e] = v;
-    }
-  }
+  if (!back_input) SumPartials(partial, cin * m, out);
   return 0;
 }
 
