@@ -1,5 +1,5 @@
 """Native dense 3×3 convolutions and 2×2 stride-2 transposed convolutions (``kernels/dense.cc``) as MindSpore AOT
-custom operators for inference, and their numpy twins.
+custom operators for inference and training, and their numpy twins.
 
 Besides the depthwise and 1×1 convolutions, three kinds of layers of the folded CenterFace network still ran on
 MindSpore's own operators, each followed by a separate BiasAdd and ReLU pass: the first convolution (3 → 32
@@ -21,19 +21,22 @@ OpenBLAS (found like :mod:`centerface_flow.ops.pointwise`'s) with bias and activ
 * ``CfConvT2x2S2Bias{,Relu}(x (N, Cin, h, w), w (Cin, Cout, 2, 2), b (Cout,)) -> (N, Cout, 2h, 2w)``: one GEMM per
   band of input rows, scattered into the 2×2 output blocks (MindSpore's ``Conv2dTranspose`` weight layout).
 
-They are inference-only (no gradient) and used by :func:`centerface_flow.fused.fold.fold_bn` where
+These are inference-only (no gradient) and used by :func:`centerface_flow.fused.fold.fold_bn` where
 :func:`available` says they can run; exports never use them.
 
-For training, the 3×3 convolutions without bias (the neck's ``conv_last``, 64 → 64 channels at a quarter of the
-input size in the model-zoo recipe, and the stem, stride 2) are :func:`conv3x3_train_op`: stride 1 ``CfConv3x3S1``
-forward (the inference kernel, Winograd from 8 channels), ``CfConv3x3S1BackInput`` (the same convolution of the
-output gradient with the kernel turned around) and ``CfConv3x3S1BackWeight`` (one OpenBLAS GEMM per tap over
-zero-bordered planes); stride 2 ``CfConv3x3S2*`` on im2col bands and OpenBLAS (the stem's weight gradient took
-~28 ms of a step in oneDNN, 10 ms here). MindSpore runs
-this layer through oneDNN's im2col + GEMM, about a fifth of a training step on CPU (batch 8, 512×512: ~70 ms
-forward, ~140 ms for each gradient). The neck's transposed convolutions (no bias in training) are
-:func:`convt2x2_train_op`: ``CfConvT2x2S2`` forward, and both gradients as one GEMM per band of input rows over dy's
-2×2 output blocks gathered into a matrix (``CfConvT2x2S2BackInput``, ``CfConvT2x2S2BackWeight``).
+For training, MindSpore runs the network's dense convolutions through oneDNN's im2col + GEMM: the neck's
+``conv_last`` (3×3, 64 → 64 channels at a quarter of the input size in the model-zoo recipe) alone took about a
+fifth of a training step on CPU (batch 8, 512×512: ~70 ms forward, ~140 ms for each gradient). Their training forms
+(no bias, differentiable) are
+
+* :func:`conv3x3_train_op` (the stem, stride 2, and ``conv_last``, stride 1): stride 1 forward ``CfConv3x3S1`` (the
+  inference kernel, Winograd from 8 channels), input gradient ``CfConv3x3S1BackInput`` (the same convolution of the
+  output gradient with the kernel turned around), weight gradient ``CfConv3x3S1BackWeight`` (one OpenBLAS GEMM per
+  tap over zero-bordered planes); stride 2 ``CfConv3x3S2*`` on im2col bands and OpenBLAS (the stem's weight
+  gradient: ~28 ms of a step in oneDNN, 10 ms here);
+* :func:`convt2x2_train_op` (the neck's transposed convolutions): forward ``CfConvT2x2S2``, both gradients as one
+  GEMM per band of input rows over dy's 2×2 output blocks gathered into a matrix (``CfConvT2x2S2BackInput``,
+  ``CfConvT2x2S2BackWeight``).
 """
 from __future__ import annotations
 
@@ -44,8 +47,8 @@ import numpy as np
 from centerface_flow.ops import native, pointwise
 
 __all__ = ["available", "conv3x3_back_input", "conv3x3_back_weight", "conv3x3_forward", "conv3x3_heads_forward",
-           "conv3x3_heads_op", "conv3x3_op", "conv3x3_train_op", "convt2x2_back_input", "convt2x2_back_weight", "convt2x2_forward",
-           "convt2x2_op", "convt2x2_train_op", "upsum_forward", "upsum_op"]
+           "conv3x3_heads_op", "conv3x3_op", "conv3x3_train_op", "convt2x2_back_input", "convt2x2_back_weight",
+           "convt2x2_forward", "convt2x2_op", "convt2x2_train_op", "upsum_forward", "upsum_op"]
 
 #: Activations of the transposed-convolution kernels.
 CONVT_ACTIVATIONS = ("", "relu")
