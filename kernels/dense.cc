@@ -546,12 +546,13 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
 }
 
-// out[e] = the threads' partial sums of a weight gradient added in thread order (so that the result depends on the
-// number of threads only, not on which thread finished first).
-void SumPartials(const std::vector<std::vector<float>> &partial, int64_t count, float *out) {
-  for (int64_t e = 0; e < count; ++e) {
+// The weight gradients are sums over images (and bands of rows) of one GEMM each. Each GEMM writes its own block of
+// `parts` (item i at parts + i * size), and out[e] = the blocks added in item order: the result does not depend on
+// how many threads computed the blocks, or which one finished first.
+void SumItems(const std::vector<float> &parts, int64_t items, int64_t size, float *out) {
+  for (int64_t e = 0; e < size; ++e) {
     float v = 0.0f;
-    for (const std::vector<float> &p : partial) v += p[e];
+    for (int64_t i = 0; i < items; ++i) v += parts[i * size + e];
     out[e] = v;
   }
 }
@@ -593,7 +594,7 @@ int Conv3x3Train(int nparam, void **params, int *ndims, int64_t **shapes, const 
 // tap (a, b) is one product of dy's planes (Cout x pixels) with x's planes read (a - 1) * (W + 2) + b - 1 floats
 // further on: every position where the shifted read wraps around a row lands on dy's zero border, so each tap is
 // a single GEMM over contiguous memory (OpenBLAS), with no im2col copy. Threads take contiguous runs of the
-// (image, tap) products and sum into their own partial gradients, added up at the end in thread order.
+// (image, tap) products; the products are added up in item order (SumItems' rule).
 int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != 3) return 1;
   for (int i = 0; i < nparam; ++i)
@@ -612,13 +613,11 @@ int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, c
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   const int64_t pw = w + 2, plane = (h + 2) * pw, first = pw + 1, span = plane - 2 * first;
-  const int threads = cf_threads::Threads();
-  std::vector<std::vector<float>> partial(threads);
+  const int64_t block = cout * cin;
+  std::vector<float> parts(n * 9 * block);  // item (image, tap): its (Cout x Cin) product
   cf_threads::Parallel([&](int t, int nt) {
     int64_t i0, i1;
     cf_threads::Split(n * 9, t, nt, &i0, &i1);
-    std::vector<float> &sums = partial[t];
-    sums.assign(9 * cout * cin, 0.0f);
     if (i1 <= i0) return;
     static thread_local std::vector<float> xp, dyp;
     xp.assign(cin * plane, 0.0f);
@@ -637,16 +636,20 @@ int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, c
       }
       const int64_t shift = (tap / 3 - 1) * pw + tap % 3 - 1;
       cf_blas::Gemm(false, true, cout, cin, span, dyp.data() + first, plane, xp.data() + first + shift, plane,
-                    sums.data() + tap * cout * cin, cin, /*accumulate=*/true);
+                    parts.data() + item * block, cin);
     }
   });
-  for (int64_t co = 0; co < cout; ++co)
-    for (int64_t ci = 0; ci < cin; ++ci)
-      for (int64_t tap = 0; tap < 9; ++tap) {
-        float v = 0.0f;
-        for (int t = 0; t < threads; ++t) v += partial[t][(tap * cout + co) * cin + ci];
-        dw[(co * cin + ci) * 9 + tap] = v;
-      }
+  // items in (image, tap) order: tap t of image i at (i * 9 + t); sum over images per tap, then (tap, co, ci) ->
+  // dw's (co, ci, tap)
+  std::vector<float> taps(9 * block);
+  for (int64_t tap = 0; tap < 9; ++tap)
+    for (int64_t e = 0; e < block; ++e) {
+      float v = 0.0f;
+      for (int64_t img = 0; img < n; ++img) v += parts[(img * 9 + tap) * block + e];
+      taps[tap * block + e] = v;
+    }
+  for (int64_t e = 0; e < block; ++e)
+    for (int64_t tap = 0; tap < 9; ++tap) dw[e * 9 + tap] = taps[tap * block + e];
   return 0;
 }
 
@@ -718,13 +721,11 @@ int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, cons
   int64_t rows = kPatchFloats / (kdim * wo);
   if (rows < 1) rows = 1;
   const int64_t bands = (ho + rows - 1) / rows;
-  const int threads = cf_threads::Threads();
-  std::vector<std::vector<float>> partial(back_input ? 0 : threads);
+  std::vector<float> parts(back_input ? 0 : n * bands * cout * kdim);  // back weight: one product per item
   cf_threads::Parallel([&](int t, int nt) {
     // back weight: contiguous runs of (image, band) items; back input: whole images
     int64_t first, last;
     cf_threads::Split(back_input ? n : n * bands, t, nt, &first, &last);
-    if (!back_input) partial[t].assign(cout * kdim, 0.0f);
     static thread_local std::vector<float> col;
     if (static_cast<int64_t>(col.size()) < kdim * rows * wo) col.resize(kdim * rows * wo);
     for (int64_t item = first; item < last; ++item) {
@@ -737,13 +738,13 @@ int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, cons
           Col2imAdd(col.data(), cin, h, w, wo, i0, i1, out + img * cin * h * w);
         } else {  // dw += dy_band . im2col^T
           Im2col(other + img * cin * h * w, cin, h, w, h, w, wo, 2, i0, i1, col.data());
-          cf_blas::Gemm(false, true, cout, kdim, cols, dyb, plane, col.data(), cols, partial[t].data(), kdim,
-                        /*accumulate=*/true);
+          cf_blas::Gemm(false, true, cout, kdim, cols, dyb, plane, col.data(), cols,
+                        parts.data() + item * cout * kdim, kdim);
         }
       }
     }
   });
-  if (!back_input) SumPartials(partial, cout * kdim, out);
+  if (!back_input) SumItems(parts, n * bands, cout * kdim, out);
   return 0;
 }
 
@@ -1001,31 +1002,40 @@ int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const
   if (!cf_blas::LoadBlas()) return 2;
   const float *dy = static_cast<const float *>(params[back_input ? 0 : 1]);
   const float *other = static_cast<const float *>(params[back_input ? 1 : 0]);  // w, or x
+  // Bands of ~kPatchFloats of G. The input gradient: at least one band per thread for one image (each dx element is
+  // one GEMM's, however the rows are banded). The weight gradient: each image's bands in kQuarters runs whatever the
+  // threads, a run's products accumulated in order into its own block, the blocks added in order (SumItems).
+  constexpr int64_t kQuarters = 4;
   int64_t rows = kPatchFloats / (m * w);
   if (rows < 1) rows = 1;
   const int threads = cf_threads::Threads();
-  if (n == 1 && (h + rows - 1) / rows < threads) rows = (h + threads - 1) / threads;
-  const int64_t bands = (h + rows - 1) / rows, items = n * bands;
-  std::vector<std::vector<float>> partial(back_input ? 0 : threads);
+  if (back_input && n == 1 && (h + rows - 1) / rows < threads) rows = (h + threads - 1) / threads;
+  const int64_t bands = (h + rows - 1) / rows;
+  const int64_t items = back_input ? n * bands : n * kQuarters;
+  std::vector<float> parts(back_input ? 0 : items * cin * m);
   cf_threads::Parallel([&](int t, int nt) {
     int64_t first, last;
     cf_threads::Split(items, t, nt, &first, &last);
-    if (!back_input) partial[t].assign(cin * m, 0.0f);
     static thread_local std::vector<float> g;
     if (static_cast<int64_t>(g.size()) < m * rows * w) g.resize(m * rows * w);
     for (int64_t item = first; item < last; ++item) {
-      const int64_t img = item / bands, i0 = item % bands * rows, i1 = i0 + rows < h ? i0 + rows : h;
-      const int64_t cols = (i1 - i0) * w;
-      GatherBlocks(dy + img * cout * 4 * hw, cout, h, w, i0, i1, g.data());
-      if (back_input) {  // dx[:, band] = W (Cin x 4*Cout) . G
-        cf_blas::Gemm(false, false, cin, cols, m, other, m, g.data(), cols, out + img * cin * hw + i0 * w, hw);
-      } else {  // dw += X[:, band] . G^T
-        cf_blas::Gemm(false, true, cin, m, cols, other + img * cin * hw + i0 * w, hw, g.data(), cols,
-                      partial[t].data(), m, /*accumulate=*/true);
+      // back input: item = one band of an image; back weight: item = one of an image's kQuarters runs of bands
+      const int64_t img = back_input ? item / bands : item / kQuarters;
+      int64_t b0 = item % bands, b1 = b0 + 1;
+      if (!back_input) cf_threads::Split(bands, static_cast<int>(item % kQuarters), kQuarters, &b0, &b1);
+      for (int64_t band = b0; band < b1; ++band) {
+        const int64_t i0 = band * rows, i1 = i0 + rows < h ? i0 + rows : h, cols = (i1 - i0) * w;
+        GatherBlocks(dy + img * cout * 4 * hw, cout, h, w, i0, i1, g.data());
+        if (back_input) {  // dx[:, band] = W (Cin x 4*Cout) . G
+          cf_blas::Gemm(false, false, cin, cols, m, other, m, g.data(), cols, out + img * cin * hw + i0 * w, hw);
+        } else {  // dw's block += X[:, band] . G^T
+          cf_blas::Gemm(false, true, cin, m, cols, other + img * cin * hw + i0 * w, hw, g.data(), cols,
+                        parts.data() + item * cin * m, m, /*accumulate=*/band > b0);
+        }
       }
     }
   });
-  if (!back_input) SumPartials(partial, cin * m, out);
+  if (!back_input) SumItems(parts, items, cin * m, out);
   return 0;
 }
 

@@ -180,6 +180,37 @@ def test_convt2x2_training_kernels_match_numpy_twins():
         assert np.allclose(inner[1:], inner[0], rtol=1e-6, atol=1e-6), case  # the twins round to float32
 
 
+_WEIGHT_GRADIENTS = r"""
+import sys
+import numpy as np
+from centerface_flow.ops import dense, native
+assert dense.available()
+rng = np.random.default_rng(0)
+x = rng.standard_normal((3, 16, 20, 18)).astype(np.float32)
+grads = [native.call_kernel("CfConv3x3S1BackWeight", [x, rng.standard_normal((3, 8, 20, 18)).astype(np.float32)],
+                            (8, 16, 3, 3)),
+         native.call_kernel("CfConv3x3S2BackWeight", [x, rng.standard_normal((3, 8, 10, 9)).astype(np.float32)],
+                            (8, 16, 3, 3)),
+         native.call_kernel("CfConvT2x2S2BackWeight", [x, rng.standard_normal((3, 8, 40, 36)).astype(np.float32)],
+                            (16, 8, 2, 2))]
+np.savez(sys.argv[1], *grads)
+"""
+
+
+def test_training_weight_gradients_do_not_depend_on_the_thread_count(tmp_path):
+    """The weight gradients sum one product per image (and band of rows) in a fixed order, so 1, 2 or 3 kernel
+    threads give the same bits (a resumed or rescheduled training run on another machine computes the same step)."""
+    results = []
+    for threads in (1, 2, 3):
+        out = tmp_path / f"{threads}.npz"
+        subprocess.run([sys.executable, "-c", _WEIGHT_GRADIENTS, str(out)], check=True, timeout=300,
+                       env={**os.environ, "CENTERFACE_NUM_THREADS": str(threads)})
+        with np.load(out) as grads:
+            results.append([grads[k] for k in sorted(grads.files)])
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+
+
 def test_convt2x2_training_kernels_refuse_bad_shapes():
     x, k = np.zeros((2, 3, 5, 6), np.float32), np.zeros((3, 4, 2, 2), np.float32)
     dy = np.zeros((2, 4, 10, 12), np.float32)
