@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from grad_check import input_and_weight_gradients
 
 from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
@@ -255,25 +256,13 @@ def test_conv3x3_training_kernels_refuse_bad_shapes():
         _call("CfConv3x3S2BackInput", [dy2, k], (2, 3, 5, 6))
 
 
-def _conv3x3_losses(op, stride: int):
-    """sum(dy * conv(x, k)) by ``op`` and by ``ops.conv2d`` (padding 1, that stride), as functions of (x, k, dy)."""
-    from mindspore import ops
-
-    def ours(xx, kk, gy):
-        return ops.mul(op(xx, kk), gy).sum()
-
-    def theirs(xx, kk, gy):
-        return ops.mul(ops.conv2d(xx, kk, stride=stride, pad_mode="pad", padding=1), gy).sum()
-
-    return ours, theirs
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["graph", "pynative"])
 def test_conv3x3_train_op_gradients_match_mindspore(mode):
     """The training operators' forward and both gradients vs ``ops.conv2d`` (padding 1, stride 1 and 2) under
     ``ms.grad``."""
     ms = runtime.mindspore(mode)
+    from mindspore import ops
 
     try:
         for i, (stride, case) in enumerate([(1, (2, 5, 7, 9, 13)), (1, (1, 16, 24, 12, 10)), (1, (1, 1, 1, 1, 1)),
@@ -283,29 +272,17 @@ def test_conv3x3_train_op_gradients_match_mindspore(mode):
             n, _, cout, h, w = case
             dy = np.random.default_rng(i).standard_normal((n, cout, _out(h, stride), _out(w, stride))).astype(
                 np.float32)
-            ours, theirs = _conv3x3_losses(op, stride)
 
-            grad_ours = ms.grad(ours, grad_position=(0, 1))
-            grad_theirs = ms.grad(theirs, grad_position=(0, 1))
-            if mode == "graph":
-                grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
-            args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
-            y = op(args[0], args[1]).asnumpy()
+            def theirs(xx, kk):  # graph mode compiles it in this iteration: late binding is fine
+                return ops.conv2d(xx, kk, stride=stride, pad_mode="pad", padding=1)  # noqa: B023
+
+            y = op(ms.Tensor(x), ms.Tensor(k)).asnumpy()
             assert _rel(y, dense.conv3x3_forward(x, k, stride)) <= TOL, case
-            for got, want in zip(grad_ours(*args), grad_theirs(*args)):
-                assert _rel(got.asnumpy(), want.asnumpy()) <= TOL, case
+            for got, want in zip(input_and_weight_gradients(ms, mode, op, x, k, dy),
+                                 input_and_weight_gradients(ms, mode, theirs, x, k, dy)):
+                assert _rel(got, want) <= TOL, case
     finally:
         runtime.mindspore("pynative")
-
-
-def _transposed_reference(cell):
-    """sum(dy * MindSpore's transposed convolution of x with kernel k), as a function of (x, k, dy)."""
-    from mindspore import ops
-
-    def loss(xx, kk, gy):
-        return ops.mul(cell.conv2d_transpose(xx, kk, gy.shape), gy).sum()
-
-    return loss
 
 
 @pytest.mark.slow
@@ -313,27 +290,22 @@ def _transposed_reference(cell):
 def test_convt2x2_train_op_gradients_match_mindspore(mode):
     """The transposed convolution's training operator, forward and both gradients, vs ``nn.Conv2dTranspose``."""
     ms = runtime.mindspore(mode)
-    from mindspore import nn, ops
+    from mindspore import nn
 
     try:
         op = dense.convt2x2_train_op()
         for i, (n, cin, cout, h, w) in enumerate([(2, 5, 7, 9, 13), (1, 16, 24, 6, 10), (1, 1, 1, 1, 1)]):
             x, k, _ = _data((n, cin, cout, h, w), 95 + i, transposed=True)
             dy = np.random.default_rng(i).standard_normal((n, cout, 2 * h, 2 * w)).astype(np.float32)
+            cell = nn.Conv2dTranspose(cin, cout, kernel_size=2, stride=2, has_bias=False)
 
-            def ours(xx, kk, gy):
-                return ops.mul(op(xx, kk), gy).sum()
+            def theirs(xx, kk):  # graph mode compiles it in this iteration: late binding is fine
+                return cell.conv2d_transpose(xx, kk, (n, cout, 2 * h, 2 * w))  # noqa: B023
 
-            theirs = _transposed_reference(nn.Conv2dTranspose(cin, cout, kernel_size=2, stride=2, has_bias=False))
-
-            grad_ours = ms.grad(ours, grad_position=(0, 1))
-            grad_theirs = ms.grad(theirs, grad_position=(0, 1))
-            if mode == "graph":
-                grad_ours, grad_theirs = ms.jit(grad_ours), ms.jit(grad_theirs)
-            args = (ms.Tensor(x), ms.Tensor(k), ms.Tensor(dy))
-            assert _rel(op(args[0], args[1]).asnumpy(), dense.convt2x2_forward(x, k)) <= TOL
-            for got, want in zip(grad_ours(*args), grad_theirs(*args)):
-                assert _rel(got.asnumpy(), want.asnumpy()) <= TOL, (n, cin, cout, h, w)
+            assert _rel(op(ms.Tensor(x), ms.Tensor(k)).asnumpy(), dense.convt2x2_forward(x, k)) <= TOL
+            for got, want in zip(input_and_weight_gradients(ms, mode, op, x, k, dy),
+                                 input_and_weight_gradients(ms, mode, theirs, x, k, dy)):
+                assert _rel(got, want) <= TOL, (n, cin, cout, h, w)
     finally:
         runtime.mindspore("pynative")
 
