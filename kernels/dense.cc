@@ -1,6 +1,6 @@
 // Dense (ungrouped) 3x3 convolution (padding 1, stride 1 or 2) and 2x2 stride-2 transposed convolution on NCHW
-// float32 tensors, for inference (bias + activation fused) and, the stride-1 3x3 and the transposed convolution,
-// for training (forward and both gradients), as MindSpore AOT custom-operator entry points.
+// float32 tensors, for inference (bias + activation fused) and, without bias, for training (forward and both
+// gradients), as MindSpore AOT custom-operator entry points.
 //
 // The transposed convolution and the stride-2 3x3 convolution run as GEMMs in OpenBLAS's single-precision GEMM,
 // loaded at run time with dlopen from the path in the environment variable CENTERFACE_OPENBLAS_LIB (see
@@ -639,17 +639,13 @@ int Conv3x3BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, c
                     parts.data() + item * block, cin);
     }
   });
-  // items in (image, tap) order: tap t of image i at (i * 9 + t); sum over images per tap, then (tap, co, ci) ->
-  // dw's (co, ci, tap)
-  std::vector<float> taps(9 * block);
-  for (int64_t tap = 0; tap < 9; ++tap)
-    for (int64_t e = 0; e < block; ++e) {
+  // dw[co, ci, tap] = the images' products for that tap, added in image order (item = image * 9 + tap)
+  for (int64_t e = 0; e < block; ++e)
+    for (int64_t tap = 0; tap < 9; ++tap) {
       float v = 0.0f;
       for (int64_t img = 0; img < n; ++img) v += parts[(img * 9 + tap) * block + e];
-      taps[tap * block + e] = v;
+      dw[e * 9 + tap] = v;
     }
-  for (int64_t e = 0; e < block; ++e)
-    for (int64_t tap = 0; tap < 9; ++tap) dw[e * 9 + tap] = taps[tap * block + e];
   return 0;
 }
 
@@ -729,8 +725,10 @@ int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, cons
     static thread_local std::vector<float> col;
     if (static_cast<int64_t>(col.size()) < kdim * rows * wo) col.resize(kdim * rows * wo);
     for (int64_t item = first; item < last; ++item) {
+      // back input: item = an image, all its bands; back weight: item = one band of an image
       const int64_t img = back_input ? item : item / bands;
-      for (int64_t band = back_input ? 0 : item % bands; band < (back_input ? bands : item % bands + 1); ++band) {
+      const int64_t b0 = back_input ? 0 : item % bands, b1 = back_input ? bands : b0 + 1;
+      for (int64_t band = b0; band < b1; ++band) {
         const int64_t i0 = band * rows, i1 = i0 + rows < ho ? i0 + rows : ho, cols = (i1 - i0) * wo;
         const float *dyb = dy + img * cout * plane + i0 * wo;
         if (back_input) {  // dcol = W^T . dy_band, scattered onto dx
