@@ -14,7 +14,7 @@ from grad_check import input_and_weight_gradients
 
 from centerface_flow import runtime
 from centerface_flow.export import relative_error as _rel
-from centerface_flow.ops import dense, native
+from centerface_flow.ops import dense, native, pointwise
 
 TOL = 1e-5
 
@@ -210,6 +210,42 @@ def test_training_weight_gradients_do_not_depend_on_the_thread_count(tmp_path):
             results.append([grads[k] for k in sorted(grads.files)])
     for other in results[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_training_kernels_report_a_missing_openblas(tmp_path):
+    """Without a loadable OpenBLAS the training kernels that make GEMMs return status 2 instead of crashing, and the
+    stride-1 forward (register tiles) does not need it (fresh process: the library is looked up once)."""
+    code = ("import numpy as np\n"
+            "from centerface_flow.ops import native\n"
+            "x, k, kt = np.ones((1, 2, 4, 4), np.float32), np.ones((3, 2, 3, 3), np.float32), "
+            "np.ones((2, 3, 2, 2), np.float32)\n"
+            "dy1, dy2, dyt = (np.ones(s, np.float32) for s in ((1, 3, 4, 4), (1, 3, 2, 2), (1, 3, 8, 8)))\n"
+            "print(float(native.call_kernel('CfConv3x3S1', [x, k], (1, 3, 4, 4)).sum()))\n"
+            "for name, inputs, shape in (('CfConv3x3S1BackWeight', [x, dy1], (3, 2, 3, 3)),\n"
+            "                            ('CfConv3x3S2', [x, k], (1, 3, 2, 2)),\n"
+            "                            ('CfConv3x3S2BackInput', [dy2, k, x], (1, 2, 4, 4)),\n"
+            "                            ('CfConv3x3S2BackWeight', [x, dy2], (3, 2, 3, 3)),\n"
+            "                            ('CfConvT2x2S2', [x, kt], (1, 3, 8, 8)),\n"
+            "                            ('CfConvT2x2S2BackInput', [dyt, kt], (1, 2, 4, 4)),\n"
+            "                            ('CfConvT2x2S2BackWeight', [x, dyt], (2, 3, 2, 2))):\n"
+            "    try:\n"
+            "        native.call_kernel(name, inputs, shape)\n"
+            "    except RuntimeError as exc:\n"
+            "        print(exc)\n")
+    env = {**os.environ, pointwise.BLAS_ENV: str(tmp_path / "missing.so")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    lines = out.stdout.splitlines()
+    # all-ones input and kernel: each output is 2 channels x its in-image taps; the 4x4 image has 10 x 10 of them
+    assert lines[0] == str(3 * 2 * 10.0 * 10)
+    assert lines[1:] == [f"{name} returned 2" for name in (
+        "CfConv3x3S1BackWeight", "CfConv3x3S2", "CfConv3x3S2BackInput", "CfConv3x3S2BackWeight", "CfConvT2x2S2",
+        "CfConvT2x2S2BackInput", "CfConvT2x2S2BackWeight")]
+
+
+def test_training_operators_refuse_a_stride_they_do_not_have():
+    runtime.mindspore("pynative")
+    with pytest.raises(ValueError, match="stride must be 1 or 2"):
+        dense.conv3x3_train_op(3)
 
 
 def test_convt2x2_training_kernels_refuse_bad_shapes():
