@@ -60,6 +60,27 @@ using namespace cf_tiles;   // NOLINT(build/namespaces): vectors, register tiles
 // odd half on a cache line too, so that DwRowWide reads every tap with aligned loads: an unaligned 64-byte load
 // spans two cache lines and costs two, which made the 9 loads per 16 outputs, not the multiply-adds, the limit.
 constexpr int64_t kAlign = 16;  // floats per cache line
+// Pixels of the blocks' 1x1 register tiles: two vectors, so that each input value loaded is used by two
+// multiply-adds per weight broadcast (12 outputs x 32 pixels, 24 accumulators, with AVX-512; 6 x 16 with AVX2).
+// With one 16-float vector per tile the loads, not the multiply-adds, were the limit on cores that issue two
+// 512-bit multiply-adds per cycle (an Intel Xeon with AVX-512: 1x1 products ran at ~60% of its peak, ~70-75% with
+// two vectors); the other kernels keep cf_tiles' kTile. Each function that lays out tiles names it kTile locally.
+template <int L>
+constexpr int64_t kBlockTile = 2 * L;
+
+// A two-vector tile `acc` whose pixels fit in its first vector (a run's last <= L pixels): `product` fills a
+// one-vector tile, half the multiply-adds; the second vector is zero (its lanes are never stored).
+template <int L, int kM, typename Product>
+CF_INLINE void HalfTile(VecOf<L> (&acc)[kM][2], Product product) {
+  VecOf<L> half[kM][1];
+  product(half);
+#pragma GCC unroll 16
+  for (int i = 0; i < kM; ++i) {
+    acc[i][0] = half[i][0];
+    acc[i][1] = VecOf<L>{};
+  }
+}
+
 inline int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 inline int64_t SplitEven(int64_t w) { return (w + 3) / 2; }
 inline int64_t OddOffset(int64_t w) { return RoundUp(SplitEven(w), kAlign); }
@@ -96,11 +117,14 @@ inline void PadCopy(const float *__restrict src, float *__restrict dst, int64_t 
   SplitRow(src, valid_w, (w + 1) / 2, dst + OddOffset(w), dst);
 }
 
-// dst[0 .. count) = src[0 .. count) for count <= 16, as at most two fixed-size copies that may overlap: a tile that
+// dst[0 .. count) = src[0 .. count) for count <= 32, as at most two fixed-size copies that may overlap: a tile that
 // crosses row ends is stored in pieces of any length, and a memcpy of a variable length is a library call (the
 // 15x20 and 30x40 blocks, where most or a fifth of the tiles cross, ran 1-2% slower with it).
 CF_INLINE void CopyFew(float *dst, const float *src, int64_t count) {
-  if (count >= 8) {
+  if (count >= 16) {
+    std::memcpy(dst, src, 64);
+    std::memcpy(dst + count - 16, src + count - 16, 64);
+  } else if (count >= 8) {
     std::memcpy(dst, src, 32);
     std::memcpy(dst + count - 8, src + count - 8, 32);
   } else if (count >= 4) {
@@ -130,8 +154,8 @@ CF_INLINE void StoreSegment(const float *t, int64_t count, float *out, int64_t j
   if (count % 2 == 1) first[count / 2] = t[count - 1];
 }
 
-// Stores a tile's even lanes (0, 2, .. 14) at `even_lanes` and its odd lanes at `odd_lanes`, 8 floats each; the
-// tile is lo, hi for L = 8 (two vectors) and lo alone for L = 16.
+// Stores the even lanes of a two-vector tile (lo, hi: lanes 0 .. 2L) at `even_lanes` and its odd lanes at
+// `odd_lanes`, L floats each (one two-source permute per half, straight from registers).
 template <int L>
 CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *odd_lanes) {
   if constexpr (L == 8) {
@@ -139,10 +163,9 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
     Store<8>(even_lanes, __builtin_shuffle(lo, hi, Index{0, 2, 4, 6, 8, 10, 12, 14}));
     Store<8>(odd_lanes, __builtin_shuffle(lo, hi, Index{1, 3, 5, 7, 9, 11, 13, 15}));
   } else {
-    // the halves straight from registers: through a stack copy, the upper half's load waited for the store
-    Store<8>(even_lanes, __builtin_shufflevector(lo, lo, 0, 2, 4, 6, 8, 10, 12, 14));
-    Store<8>(odd_lanes, __builtin_shufflevector(lo, lo, 1, 3, 5, 7, 9, 11, 13, 15));
-    (void)hi;
+    typedef int Index __attribute__((vector_size(64)));
+    Store<16>(even_lanes, __builtin_shuffle(lo, hi, Index{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}));
+    Store<16>(odd_lanes, __builtin_shuffle(lo, hi, Index{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}));
   }
 }
 
@@ -157,7 +180,9 @@ template <int A, int S, int L, int kM>
 CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float *we, const float *be, int64_t ne,
                           int64_t w, int64_t vw, int64_t r0, int64_t rows, float *ring, int64_t ldc, int64_t ring_rows,
                           float *scratch) {
+  constexpr int64_t kTile = kBlockTile<L>;
   constexpr int kJ = kTile / L;
+  static_assert(kJ == 2, "StoreSplit takes two vectors");
   const int64_t pw = Pitch<S>(w), total = rows * w;
   const float *xr = x + r0 * w;
   for (int64_t p = 0; p < total; p += kTile) {
@@ -195,7 +220,13 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
     for (int64_t e0 = 0; e0 < ne; e0 += kM) {
       const int m = ne - e0 < kM ? static_cast<int>(ne - e0) : kM;
       VecOf<L> acc[kM][kJ];
-      TileProduct<L, kM>(cin, we + e0 * cin, b, ldb, be + e0, m, acc);
+      if (cols <= L) {
+        HalfTile<L, kM>(acc, [&](VecOf<L>(&half)[kM][1]) {
+          TileProduct<L, kM, kM, L>(cin, we + e0 * cin, b, ldb, be + e0, m, half);
+        });
+      } else {
+        TileProduct<L, kM, kM, kTile>(cin, we + e0 * cin, b, ldb, be + e0, m, acc);
+      }
 #pragma GCC unroll 16
       for (int i = 0; i < kM; ++i) {
         if (i >= m) break;
@@ -321,11 +352,18 @@ CF_INLINE void DwRowAligned(const float *r0, const float *r1, const float *r2, c
 template <bool R, int L, int kM>
 CF_INLINE void ProjectPanels(int64_t cout, const float *b, int64_t ldb, int64_t ne, const float *wp, const float *bp,
                              const float *res, int64_t ldr, float *y, int64_t ldy, int64_t j, int64_t cols) {
+  constexpr int64_t kTile = kBlockTile<L>;
   constexpr int kJ = kTile / L;
   for (int64_t co0 = 0; co0 < cout; co0 += kM) {
     const int m = cout - co0 < kM ? static_cast<int>(cout - co0) : kM;
     VecOf<L> acc[kM][kJ];
-    PanelProduct<L, kM>(ne, wp + co0 * ne, b, ldb, bp + co0, m, acc);
+    if (cols <= L) {
+      HalfTile<L, kM>(acc, [&](VecOf<L>(&half)[kM][1]) {
+        PanelProduct<L, kM, L>(ne, wp + co0 * ne, b, ldb, bp + co0, m, half);
+      });
+    } else {
+      PanelProduct<L, kM, kTile>(ne, wp + co0 * ne, b, ldb, bp + co0, m, acc);
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < kM; ++i) {
       if (i >= m) break;
@@ -355,6 +393,7 @@ CF_CLONES void DwProjectRows(const float *ring, int64_t ring_rows, int64_t ldc, 
                              int64_t w, const float *wd, const float *bd, const float *wp, const float *bp,
                              int64_t cout, int64_t wo, const float *res, int64_t ldr, float *y, int64_t ldy,
                              float *dw, int64_t ldd) {
+  constexpr int64_t kTile = kBlockTile<L>;
   const int64_t pw = Pitch<S>(w);
   for (int64_t g = 0; g < rows; ++g) {
     const int64_t i = i0 + g * S;  // the first of the three input rows
@@ -411,6 +450,7 @@ bool UseWholeImage(const Shape &s) {
 template <bool R, int L, int kM>
 CF_CLONES void ProjectTiles(int64_t cout, const float *tiles, int64_t ne, const float *wp, const float *bp,
                             const float *res, float *y, int64_t plane, int64_t i0, int64_t i1) {
+  constexpr int64_t kTile = kBlockTile<L>;
   const int64_t panels = (cout + kM - 1) / kM;
   for (int64_t item = i0; item < i1;) {
     const int64_t t = item / panels, first = item % panels;
@@ -428,6 +468,7 @@ CF_CLONES void ProjectTiles(int64_t cout, const float *tiles, int64_t ne, const 
 // the plane buffer's floats after it (finite, never stored by the projection).
 template <int L>
 CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float *tiles) {
+  constexpr int64_t kTile = kBlockTile<L>;
   constexpr int kJ = kTile / L;
   for (int64_t t = 0; t * kTile < count; ++t)
 #pragma GCC unroll 2
@@ -442,6 +483,7 @@ CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float
 template <int A, int S, bool R, int X, int L, int kM>
 void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
                 const float *wp, const float *bp, float *y) {
+  constexpr int64_t kTile = kBlockTile<L>;
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = Pitch<S>(s.w), ph = s.h + 2, plane = ph * pw;
   const int64_t tiles = (howo + kTile - 1) / kTile, image = tiles * s.e * kTile;  // tile-major floats per image
   // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
@@ -498,6 +540,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
 template <int A, int S, bool R, int X, int L, int kM>
 void RunBlock(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
               const float *wp, const float *bp, float *y) {
+  constexpr int64_t kTile = kBlockTile<L>;
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = Pitch<S>(s.w);
   const int64_t group = GroupRows(s);  // output rows computed together
   // per channel a ring of the padded input rows a group needs: input row i is in ring row (i + R) % R
@@ -672,6 +715,7 @@ CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, con
 
 template <int A, int L, int kC, int kM>
 int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  constexpr int64_t kTile = kBlockTile<L>;
   constexpr int64_t kMaxTaps = 64;
   if (nparam != 9) return 1;
   for (int i = 0; i < nparam; ++i)

@@ -131,24 +131,24 @@ const float *Panels(const void *param, int ndim, const int64_t *shape, int64_t r
 }
 
 // acc[i] = bias[i] for i < kR, rows i >= m (past a short last panel) taking bias[m - 1]: a tile's start.
-template <int L, int kM, int kR = kM>
-CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kTile / L]) {
+template <int L, int kM, int kR = kM, int64_t kP = kTile>
+CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kP / L]) {
 #pragma GCC unroll 16
   for (int i = 0; i < kR; ++i) {
     const int r = i < m ? i : m - 1;
 #pragma GCC unroll 2
-    for (int q = 0; q < kTile / L; ++q) acc[i][q] = VecOf<L>{} + bias[r];
+    for (int q = 0; q < kP / L; ++q) acc[i][q] = VecOf<L>{} + bias[r];
   }
 }
 
-// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kTile) for i < kR (kR <= kM rows of the panel are
-// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kTile-pixel tile of B (kTile readable
-// floats per row); rows i >= m (the short last panel) take bias[m - 1].
-template <int L, int kM, int kR = kM>
+// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kP) for i < kR (kR <= kM rows of the panel are
+// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kP-pixel tile of B (kP readable
+// floats per row, kTile unless the caller says otherwise); rows i >= m (the short last panel) take bias[m - 1].
+template <int L, int kM, int kR = kM, int64_t kP = kTile>
 CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
-                           VecOf<L> (&acc)[kM][kTile / L]) {
-  constexpr int kJ = kTile / L;
-  StartTile<L, kM, kR>(bias, m, acc);
+                           VecOf<L> (&acc)[kM][kP / L]) {
+  constexpr int kJ = kP / L;
+  StartTile<L, kM, kR, kP>(bias, m, acc);
   for (int64_t kk = 0; kk < k; ++kk) {
     VecOf<L> v[kJ];
 #pragma GCC unroll 2
@@ -164,16 +164,16 @@ CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t l
 
 // TileProduct for the first m rows of a panel: a short last panel (a matrix whose rows are not a multiple of kM,
 // e.g. 64 = 5 x 12 + 4) computes a third or two thirds of the panel's rows instead of all of them.
-template <int L, int kM>
+template <int L, int kM, int64_t kP = kTile>
 CF_INLINE void PanelProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
-                            VecOf<L> (&acc)[kM][kTile / L]) {
+                            VecOf<L> (&acc)[kM][kP / L]) {
   static_assert(kM % 3 == 0, "panels are cut in thirds");
   if (m > 2 * kM / 3) {
-    TileProduct<L, kM>(k, pa, b, ldb, bias, m, acc);
+    TileProduct<L, kM, kM, kP>(k, pa, b, ldb, bias, m, acc);
   } else if (m > kM / 3) {
-    TileProduct<L, kM, 2 * kM / 3>(k, pa, b, ldb, bias, m, acc);
+    TileProduct<L, kM, 2 * kM / 3, kP>(k, pa, b, ldb, bias, m, acc);
   } else {
-    TileProduct<L, kM, kM / 3>(k, pa, b, ldb, bias, m, acc);
+    TileProduct<L, kM, kM / 3, kP>(k, pa, b, ldb, bias, m, acc);
   }
 }
 
