@@ -169,6 +169,27 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CF_HAVE_MASKED_STORE 1
+// StoreSegment for S = 1 on AVX-512, all rows of a tile at once: row i of `t` (m rows of 32 activated floats, 64
+// bytes apart and aligned) goes, segment by segment, to out[g] + i * ldc (segment g: lanes at[g] .. + count[g]) with
+// two masked stores per segment, straight from registers. Through a copy on the stack (StoreSegment), each
+// segment's loads straddled the two vector stores of the row and waited for them: on the 15x20 and 30x40 blocks,
+// where most tiles cross row ends, that was a fifth of the expansion's time.
+__attribute__((target("avx512f"))) void StoreSegmentsWide(const float *t, int m, int64_t segments, const int64_t *at,
+                                                          const int64_t *count, float *const *out, int64_t ldc) {
+  for (int i = 0; i < m; ++i) {
+    const __m512 lo = _mm512_load_ps(t + i * 32), hi = _mm512_load_ps(t + i * 32 + 16);
+    for (int64_t g = 0; g < segments; ++g) {
+      const uint32_t lanes = (count[g] >= 32 ? ~0u : (1u << count[g]) - 1) << at[g];
+      float *dst = out[g] + i * ldc - at[g];  // lane u lands at dst + u; the lanes before at[g] are masked off
+      _mm512_mask_storeu_ps(dst, static_cast<__mmask16>(lanes & 0xffffu), lo);
+      _mm512_mask_storeu_ps(dst + 16, static_cast<__mmask16>(lanes >> 16), hi);
+    }
+  }
+}
+#endif
+
 // The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
 // expanded channels: ring row (r + R) % R of channel e (at ring + e * ldc, rows Pitch floats apart) becomes the padded
 // row of act(be[e] + sum_k we(e, k) * x[k * ldx + r * w + col]) over the valid columns col < vw, zero
@@ -190,10 +211,13 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
     const float *b = xr + p;
     int64_t ldb = ldx;
     if (cols < kTile) {
-      for (int64_t k = 0; k < cin; ++k) {
-        std::memcpy(scratch + k * kTile, xr + k * ldx + p, sizeof(float) * cols);
-        std::memset(scratch + k * kTile + cols, 0, sizeof(float) * (kTile - cols));
-      }
+      // whole kTile-float copies (the floats past the run are the next channel's, computed and never stored), the
+      // last channel's as its `cols` floats only, since x may end there: a memcpy of a variable length per channel
+      // was a tenth of the 15x20 blocks' expansion time
+      for (int64_t k = 0; k + 1 < cin; ++k)
+#pragma GCC unroll 4
+        for (int q = 0; q < kJ; ++q) Store<L>(scratch + k * kTile + q * L, Load<L>(xr + k * ldx + p + q * L));
+      CopyFew(scratch + (cin - 1) * kTile, xr + (cin - 1) * ldx + p, cols);
       b = scratch;
       ldb = kTile;
     } else {
@@ -227,6 +251,21 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
       } else {
         TileProduct<L, kM, kM, kTile>(cin, we + e0 * cin, b, ldb, be + e0, m, acc);
       }
+#ifdef CF_HAVE_MASKED_STORE
+      if constexpr (S == 1 && L == 16) {
+        if (!whole && HasAvx512()) {
+          alignas(64) float t[kM][kTile];
+#pragma GCC unroll 16
+          for (int i = 0; i < kM; ++i)
+#pragma GCC unroll 2
+            for (int q = 0; q < kJ; ++q) Store<L>(t[i] + q * L, ActivateVec<A, L>(acc[i][q]));
+          float *out[kTile];
+          for (int64_t g = 0; g < segments; ++g) out[g] = seg_row[g] + e0 * ldc + 1 + seg_col[g];
+          StoreSegmentsWide(&t[0][0], m, segments, seg_at, seg_count, out, ldc);
+          continue;
+        }
+      }
+#endif
 #pragma GCC unroll 16
       for (int i = 0; i < kM; ++i) {
         if (i >= m) break;
@@ -660,37 +699,47 @@ inline int64_t BandBytes() {
 // j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
 // 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9). kC
 // channels x 16 pixels are accumulated in registers at a time.
+// kC stem channels (from c0) x kJ vectors of L pixels (from column j) of StemRow, accumulated in registers.
+template <int A, int L, int kC, int kJ>
+CF_INLINE void StemTile(const float *const *taps, int ntaps, const float *ws, const float *bs, int64_t c0, int64_t j,
+                        float *out, int64_t ld) {
+  typedef typename Vec<L>::type V;
+  V acc[kC][kJ];
+#pragma GCC unroll 16
+  for (int k = 0; k < kC; ++k)
+#pragma GCC unroll 4
+    for (int q = 0; q < kJ; ++q) acc[k][q] = V{} + bs[c0 + k];
+  for (int t = 0; t < ntaps; ++t) {
+    V v[kJ];
+#pragma GCC unroll 4
+    for (int q = 0; q < kJ; ++q) v[q] = Load<L>(taps[t] + j + q * L);
+    const float *wt = ws + c0 * ntaps + t;
+#pragma GCC unroll 16
+    for (int k = 0; k < kC; ++k) {
+      const float w = wt[k * ntaps];
+#pragma GCC unroll 4
+      for (int q = 0; q < kJ; ++q) acc[k][q] += w * v[q];
+    }
+  }
+#pragma GCC unroll 16
+  for (int k = 0; k < kC; ++k)
+#pragma GCC unroll 4
+    for (int q = 0; q < kJ; ++q) Store<L>(out + (c0 + k) * ld + 1 + j + q * L, ActivateVec<A, L>(acc[k][q]));
+}
+
+// One stem output row for all C channels: out[c * ld + 1 + j] = act(bs[c] + sum_t ws[c * 27 + t] * taps[t][j]) for
+// j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
+// 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9). kC
+// channels x two vectors of pixels (each weight broadcast serves two multiply-adds) are accumulated in registers at
+// a time, then one vector, then single pixels.
 template <int A, int L, int kC>
 CF_CLONES void StemRow(const float *const *taps, int ntaps, const float *ws, const float *bs, int64_t c_out,
                        int64_t wo, int64_t vwo, float *out, int64_t ld) {
-  typedef typename Vec<L>::type V;
-  constexpr int kJ = 16 / L;
   int64_t c0 = 0;
   for (; c0 + kC <= c_out; c0 += kC) {
     int64_t j = 0;
-    for (; j + 16 <= vwo; j += 16) {
-      V acc[kC][kJ];
-#pragma GCC unroll 16
-      for (int k = 0; k < kC; ++k)
-#pragma GCC unroll 2
-        for (int q = 0; q < kJ; ++q) acc[k][q] = V{} + bs[c0 + k];
-      for (int t = 0; t < ntaps; ++t) {
-        V v[kJ];
-#pragma GCC unroll 2
-        for (int q = 0; q < kJ; ++q) v[q] = Load<L>(taps[t] + j + q * L);
-        const float *wt = ws + c0 * ntaps + t;
-#pragma GCC unroll 16
-        for (int k = 0; k < kC; ++k) {
-          const float w = wt[k * ntaps];
-#pragma GCC unroll 2
-          for (int q = 0; q < kJ; ++q) acc[k][q] += w * v[q];
-        }
-      }
-#pragma GCC unroll 16
-      for (int k = 0; k < kC; ++k)
-#pragma GCC unroll 2
-        for (int q = 0; q < kJ; ++q) Store<L>(out + (c0 + k) * ld + 1 + j + q * L, ActivateVec<A, L>(acc[k][q]));
-    }
+    for (; j + 2 * L <= vwo; j += 2 * L) StemTile<A, L, kC, 2>(taps, ntaps, ws, bs, c0, j, out, ld);
+    for (; j + L <= vwo; j += L) StemTile<A, L, kC, 1>(taps, ntaps, ws, bs, c0, j, out, ld);
     for (; j < vwo; ++j) {
       for (int k = 0; k < kC; ++k) {
         float a = bs[c0 + k];
