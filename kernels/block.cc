@@ -188,6 +188,35 @@ __attribute__((target("avx512f"))) void StoreSegmentsWide(const float *t, int m,
     }
   }
 }
+
+// The same for S = 2, segment g going to the split row rows[g] + i * ldc (see SplitEven). Lane u of segment g is
+// padded column k0 + u, k0 = out_col[g] - at[g] (out_col: the padded column of the segment's first pixel), which
+// is stored at (even or odd half by its parity) + its column / 2: the tile's even lanes (E) and odd lanes (O),
+// deinterleaved once per row, each go to one half, which depends on the parity of k0.
+__attribute__((target("avx512f"))) void StoreSegmentsSplitWide(const float *t, int m, int64_t segments,
+                                                               const int64_t *at, const int64_t *count,
+                                                               const int64_t *out_col, float *const *rows,
+                                                               int64_t ldc, int64_t odd_offset) {
+  const __m512i even_lanes = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd_lanes = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int i = 0; i < m; ++i) {
+    const __m512 lo = _mm512_load_ps(t + i * 32), hi = _mm512_load_ps(t + i * 32 + 16);
+    const __m512 e = _mm512_permutex2var_ps(lo, even_lanes, hi), o = _mm512_permutex2var_ps(lo, odd_lanes, hi);
+    for (int64_t g = 0; g < segments; ++g) {
+      const int64_t first = at[g], last = at[g] + count[g] - 1, k0 = out_col[g] - at[g];
+      // lanes 2v in [first, last] for E, 2v + 1 for O
+      const int64_t e0 = (first + 1) / 2, e1 = last / 2, o0 = first / 2, o1 = (last - 1) / 2;
+      const __mmask16 e_mask = e1 >= e0 ? static_cast<__mmask16>(((2u << e1) - 1) & ~((1u << e0) - 1)) : 0;
+      const __mmask16 o_mask = o1 >= o0 && last >= 1 ? static_cast<__mmask16>(((2u << o1) - 1) & ~((1u << o0) - 1)) : 0;
+      float *row = rows[g] + i * ldc;
+      // padded column c is at (c even ? row : row + odd_offset) + c / 2 (c >= 0 for every stored lane)
+      float *e_dst = k0 % 2 == 0 ? row + k0 / 2 : row + odd_offset + (k0 - 1) / 2;
+      float *o_dst = k0 % 2 == 0 ? row + odd_offset + k0 / 2 : row + (k0 + 1) / 2;
+      _mm512_mask_storeu_ps(e_dst, e_mask, e);
+      _mm512_mask_storeu_ps(o_dst, o_mask, o);
+    }
+  }
+}
 #endif
 
 // The 1x1 expansion of input rows [r0, r0 + rows) (valid ones) into the padded depthwise input rows of all `ne`
@@ -252,7 +281,7 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
         TileProduct<L, kM, kM, kTile>(cin, we + e0 * cin, b, ldb, be + e0, m, acc);
       }
 #ifdef CF_HAVE_MASKED_STORE
-      if constexpr (S == 1 && L == 16) {
+      if constexpr (L == 16) {
         if (!whole && HasAvx512()) {
           alignas(64) float t[kM][kTile];
 #pragma GCC unroll 16
@@ -260,8 +289,17 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
 #pragma GCC unroll 2
             for (int q = 0; q < kJ; ++q) Store<L>(t[i] + q * L, ActivateVec<A, L>(acc[i][q]));
           float *out[kTile];
-          for (int64_t g = 0; g < segments; ++g) out[g] = seg_row[g] + e0 * ldc + 1 + seg_col[g];
-          StoreSegmentsWide(&t[0][0], m, segments, seg_at, seg_count, out, ldc);
+          if (S == 1) {
+            for (int64_t g = 0; g < segments; ++g) out[g] = seg_row[g] + e0 * ldc + 1 + seg_col[g];
+            StoreSegmentsWide(&t[0][0], m, segments, seg_at, seg_count, out, ldc);
+          } else {
+            int64_t out_col[kTile];
+            for (int64_t g = 0; g < segments; ++g) {
+              out[g] = seg_row[g] + e0 * ldc;
+              out_col[g] = seg_col[g] + 1;
+            }
+            StoreSegmentsSplitWide(&t[0][0], m, segments, seg_at, seg_count, out_col, out, ldc, half);
+          }
           continue;
         }
       }
