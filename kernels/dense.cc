@@ -1071,6 +1071,12 @@ CF_CLONES void UpSumRows(const UpSum &g, int64_t r0, int64_t r1, float *scratch0
         __builtin_prefetch(b1 + k * out_plane + 3 * kTile);
       }
       for (int64_t k = 0; k < g.c0; ++k) __builtin_prefetch(b0 + k * hw + kTile);
+      // and the lines of y the next tile will write: with this many planes written at once the hardware prefetcher
+      // does not follow, and a store to a line not in cache waits for it to be read (0.48 -> 0.34 ms at 640x480)
+      for (int64_t co = 0; co < g.c; ++co) {
+        __builtin_prefetch(y + co * out_plane + 2 * j0 + 2 * kTile, 1);
+        __builtin_prefetch(y + co * out_plane + 2 * j0 + 3 * kTile, 1);
+      }
       if (low < kTile) {  // a short last tile: its inputs zero-padded
         for (int64_t k = 0; k < g.c0; ++k) {
           std::memcpy(scratch0 + k * kTile, b0 + k * hw, sizeof(float) * low);
