@@ -174,8 +174,9 @@ CF_INLINE void StoreSplit(VecOf<L> lo, VecOf<L> hi, float *even_lanes, float *od
 // StoreSegment for S = 1 on AVX-512, all rows of a tile at once: row i of `t` (m rows of 32 activated floats, 64
 // bytes apart and aligned) goes, segment by segment, to out[g] + i * ldc (segment g: lanes at[g] .. + count[g]) with
 // two masked stores per segment, straight from registers. Through a copy on the stack (StoreSegment), each
-// segment's loads straddled the two vector stores of the row and waited for them: on the 15x20 and 30x40 blocks,
-// where most tiles cross row ends, that was a fifth of the expansion's time.
+// segment's loads straddle the two vector stores of the row and wait for them; the 15x20 blocks, where every tile
+// crosses row ends, ran 3-4% faster this way (bench_kernels at 640x480, with the copies of the short last tile
+// below).
 __attribute__((target("avx512f"))) void StoreSegmentsWide(const float *t, int m, int64_t segments, const int64_t *at,
                                                           const int64_t *count, float *const *out, int64_t ldc) {
   for (int i = 0; i < m; ++i) {
@@ -241,8 +242,8 @@ CF_CLONES void ExpandRows(const float *x, int64_t ldx, int64_t cin, const float 
     int64_t ldb = ldx;
     if (cols < kTile) {
       // whole kTile-float copies (the floats past the run are the next channel's, computed and never stored), the
-      // last channel's as its `cols` floats only, since x may end there: a memcpy of a variable length per channel
-      // was a tenth of the 15x20 blocks' expansion time
+      // last channel's as its `cols` floats only, since x may end there: a memcpy and a memset of a variable length
+      // per channel (rep movs / rep stos) took ~4% of the 15x20 blocks' expansion time
       for (int64_t k = 0; k + 1 < cin; ++k)
 #pragma GCC unroll 4
         for (int q = 0; q < kJ; ++q) Store<L>(scratch + k * kTile + q * L, Load<L>(xr + k * ldx + p + q * L));
@@ -733,10 +734,6 @@ inline int64_t BandBytes() {
 }
 
 
-// One stem output row for all C channels: out[c * ld + 1 + j] = act(bs[c] + sum_t ws[c * 27 + t] * taps[t][j]) for
-// j < vwo, zero for vwo <= j < wo, and zero borders out[c * ld] and out[c * ld + wo + 1]. taps[t], t = (ci * 3 + ki) *
-// 3 + kj, is the input row of channel ci and kernel row ki shifted to kernel column kj (Cin = ntaps / 9). kC
-// channels x 16 pixels are accumulated in registers at a time.
 // kC stem channels (from c0) x kJ vectors of L pixels (from column j) of StemRow, accumulated in registers.
 template <int A, int L, int kC, int kJ>
 CF_INLINE void StemTile(const float *const *taps, int ntaps, const float *ws, const float *bs, int64_t c0, int64_t j,
