@@ -546,6 +546,10 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   DirectConv3x3<A, 8, 6>(x, k, bias, y, n, cin, h, w, cout, vh, vw);
 }
 
+// Which pass a training entry point computes (the stride-2 3x3 and the transposed convolution share one function
+// for their three).
+enum TrainPass { kForward = 0, kBackInput = 1, kBackWeight = 2 };
+
 // The weight gradients are sums over images (and bands of rows) of one GEMM each. Each GEMM writes its own block of
 // `parts` (item i at parts + i * size), and out[e] = the blocks added in item order: the result does not depend on
 // how many threads computed the blocks, or which one finished first.
@@ -674,15 +678,15 @@ void Col2imAdd(const float *col, int64_t cin, int64_t h, int64_t w, int64_t wo, 
 
 int Conv3x3(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int stride, int act);
 
-int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int pass) {
+int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, TrainPass pass) {
   // the input gradient also takes x (or any tensor of its shape): Ho, Wo do not determine H, W
-  if (nparam != (pass == 1 ? 4 : 3)) return 1;
+  if (nparam != (pass == kBackInput ? 4 : 3)) return 1;
   for (int i = 0; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 1;
   for (int i = 0; i < nparam; ++i)
     if (ndims[i] != 4) return 3;
-  if (pass == 1 && std::memcmp(shapes[2], shapes[3], 4 * sizeof(int64_t)) != 0) return 3;
-  if (pass == 0) {  // (x, w) -> y
+  if (pass == kBackInput && std::memcmp(shapes[2], shapes[3], 4 * sizeof(int64_t)) != 0) return 3;
+  if (pass == kForward) {  // (x, w) -> y
     if (shapes[1][0] < 1) return 3;
     static thread_local std::vector<float> zeros;
     zeros.assign(shapes[1][0], 0.0f);
@@ -695,7 +699,7 @@ int Conv3x3S2Train(int nparam, void **params, int *ndims, int64_t **shapes, cons
     return Conv3x3(5, p, nd, sh, dt, 2, kNone);
   }
   // back input: (dy (N,Cout,Ho,Wo), w (Cout,Cin,3,3)) -> dx (N,Cin,H,W); back weight: (x, dy) -> dw (Cout,Cin,3,3)
-  const bool back_input = pass == 1;
+  const bool back_input = pass == kBackInput;
   const int64_t *xs = back_input ? shapes[2] : shapes[0], *dys = back_input ? shapes[0] : shapes[1];
   const int64_t *ws = back_input ? shapes[1] : shapes[2];
   const int64_t n = xs[0], cin = xs[1], h = xs[2], w = xs[3], cout = dys[1];
@@ -965,14 +969,12 @@ CF_CLONES void GatherBlocks(const float *__restrict dyn, int64_t cout, int64_t h
     }
 }
 
-enum ConvTPass { kConvTForward = 0, kConvTBackInput = 1, kConvTBackWeight = 2 };
-
-int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int pass) {
+int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, TrainPass pass) {
   if (nparam != 3) return 1;
   for (int i = 0; i < nparam; ++i)
     if (!IsF32(dtypes[i])) return 1;
   if (ndims[0] != 4 || ndims[1] != 4 || ndims[2] != 4) return 3;
-  if (pass == kConvTForward) {  // (x, w) -> y: the inference kernel with a zero bias
+  if (pass == kForward) {  // (x, w) -> y: the inference kernel with a zero bias
     if (shapes[1][1] < 1) return 3;
     static thread_local std::vector<float> zeros;
     zeros.assign(shapes[1][1], 0.0f);
@@ -984,7 +986,7 @@ int ConvT2x2Train(int nparam, void **params, int *ndims, int64_t **shapes, const
     return ConvT2x2(4, p, nd, sh, dt, kNone);
   }
   // back input: (dy (N,Cout,2h,2w), w (Cin,Cout,2,2)) -> dx (N,Cin,h,w); back weight: (x, dy) -> dw (Cin,Cout,2,2)
-  const bool back_input = pass == kConvTBackInput;
+  const bool back_input = pass == kBackInput;
   const int64_t *xs = back_input ? shapes[2] : shapes[0], *dys = back_input ? shapes[0] : shapes[1];
   const int64_t *ws = back_input ? shapes[1] : shapes[2];
   const int64_t n = xs[0], cin = xs[1], h = xs[2], w = xs[3], cout = dys[1];
@@ -1214,13 +1216,13 @@ int CfConv3x3HeadsReluValid(CF_SIG) { return Conv3x3Heads(CF_ARGS); }
 int CfConv3x3S1(CF_SIG) { return Conv3x3Train(CF_ARGS, false); }
 int CfConv3x3S1BackInput(CF_SIG) { return Conv3x3Train(CF_ARGS, true); }
 int CfConv3x3S1BackWeight(CF_SIG) { return Conv3x3BackWeight(CF_ARGS); }
-int CfConv3x3S2(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 0); }
-int CfConv3x3S2BackInput(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 1); }
-int CfConv3x3S2BackWeight(CF_SIG) { return Conv3x3S2Train(CF_ARGS, 2); }
+int CfConv3x3S2(CF_SIG) { return Conv3x3S2Train(CF_ARGS, kForward); }
+int CfConv3x3S2BackInput(CF_SIG) { return Conv3x3S2Train(CF_ARGS, kBackInput); }
+int CfConv3x3S2BackWeight(CF_SIG) { return Conv3x3S2Train(CF_ARGS, kBackWeight); }
 int CfConvT2x2S2Bias(CF_SIG) { return ConvT2x2(CF_ARGS, kNone); }
 int CfConvT2x2S2BiasRelu(CF_SIG) { return ConvT2x2(CF_ARGS, kRelu); }
-int CfConvT2x2S2(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTForward); }
-int CfConvT2x2S2BackInput(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTBackInput); }
-int CfConvT2x2S2BackWeight(CF_SIG) { return ConvT2x2Train(CF_ARGS, kConvTBackWeight); }
+int CfConvT2x2S2(CF_SIG) { return ConvT2x2Train(CF_ARGS, kForward); }
+int CfConvT2x2S2BackInput(CF_SIG) { return ConvT2x2Train(CF_ARGS, kBackInput); }
+int CfConvT2x2S2BackWeight(CF_SIG) { return ConvT2x2Train(CF_ARGS, kBackWeight); }
 int CfUpSumRelu(CF_SIG) { return UpSumRelu(CF_ARGS); }
 }

@@ -27,7 +27,6 @@
 // contiguous rows; stride-2 rows are de-interleaved into even / odd buffers first so that every inner loop is a
 // unit-stride loop the compiler vectorises. The hot functions are built for AVX-512, AVX2+FMA and baseline x86-64
 // and chosen at load time (GCC target_clones), so the library runs on any x86-64 CPU.
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -135,8 +134,12 @@ CF_CLONES void BiasActRow(const float *__restrict x, float bias, int act, int64_
 }
 
 // Floats of the `buf` that PlaneForward needs: per kernel row a pre-activated row and its even / odd halves, and
-// an all-zero row as long.
+// an all-zero row as long (more than PlaneBackInputS2's 3 * wo + 2).
 inline int64_t ForwardBufFloats(const Dims &d) { return 4 * (d.w + 2 * d.wo + 2); }
+
+// Floats of the `buf` that PlaneBackWeight needs: per kernel row the even / odd halves (wo + 1 each), and an
+// all-zero row of w floats.
+inline int64_t BackWeightBufFloats(const Dims &d) { return 6 * (d.wo + 1) + d.w; }
 
 // Forward on one (H, W) plane; k = 9 weights; the output plane is overwritten. pre_act != kNone first maps every
 // input value to pre_act(x + pre_bias) (the zero padding stays zero, as for the unfused layers).
@@ -274,7 +277,7 @@ CF_CLONES void RowBackWeight(const float *__restrict g, const float *__restrict 
   for (int t = 0; t < 9; ++t) acc[t] += sums[t];
 }
 
-// Weight gradient contributions of one (x plane, dy plane) pair, added to acc[9]. `buf`: 6 * (wo + 1) + w floats.
+// Weight gradient contributions of one (x plane, dy plane) pair, added to acc[9]. `buf`: BackWeightBufFloats.
 void PlaneBackWeight(const float *x, const float *dy, int stride, const Dims &d, double *acc,
                      std::vector<float> &buf) {
   const int64_t part = d.wo + 1;
@@ -387,7 +390,7 @@ int BackInput(int nparam, void **params, int *ndims, int64_t **shapes, const cha
   float *dx = static_cast<float *>(params[3]);
   const int64_t planes = d.n * d.c;
   cf_threads::ParallelRange(planes, [&](int64_t first, int64_t last) {
-    std::vector<float> buf(std::max<int64_t>(ForwardBufFloats(d), 3 * d.wo + 2));
+    std::vector<float> buf(ForwardBufFloats(d));  // PlaneForward's or PlaneBackInputS2's
     for (int64_t p = first; p < last; ++p) {
       const int64_t c = p % d.c;
       const float *kc = k + 9 * c;
@@ -417,7 +420,7 @@ int BackWeight(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *dy = static_cast<const float *>(params[1]);
   float *dw = static_cast<float *>(params[2]);
   cf_threads::ParallelRange(d.c, [&](int64_t first, int64_t last) {
-    std::vector<float> buf(6 * (d.wo + 1) + d.w);
+    std::vector<float> buf(BackWeightBufFloats(d));
     for (int64_t c = first; c < last; ++c) {
       double acc[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
       for (int64_t n = 0; n < d.n; ++n) {
