@@ -3,8 +3,8 @@ from __future__ import annotations
 
 
 def input_and_weight_gradients(ms, mode: str, forward, x, k, dy) -> list:
-    """The gradients over ``x`` and ``k`` (numpy arrays) of sum(forward(x, k) * dy): ``ms.grad``, compiled with
-    ``ms.jit`` in graph mode. ``x``, ``k``, ``dy`` are numpy arrays."""
+    """The gradients over ``x`` and ``k`` of sum(forward(x, k) * dy) (``x``, ``k``, ``dy`` numpy arrays, the
+    gradients too): ``ms.grad``, compiled with ``ms.jit`` in graph mode."""
     from mindspore import ops
 
     def loss(xx, kk, gy):

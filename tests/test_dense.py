@@ -242,6 +242,18 @@ def test_training_kernels_report_a_missing_openblas(tmp_path):
         "CfConvT2x2S2BackInput", "CfConvT2x2S2BackWeight")]
 
 
+def test_operators_say_when_the_dense_kernels_cannot_run(monkeypatch):
+    """Every operator factory refuses, naming what is missing, where the library or OpenBLAS is not there (the
+    factories are cached: their undecorated forms are called)."""
+    runtime.mindspore("pynative")
+    monkeypatch.setattr(dense, "available", lambda: False)
+    for make in (lambda: dense.conv3x3_op.__wrapped__(1), lambda: dense.conv3x3_train_op.__wrapped__(2),
+                 dense.convt2x2_train_op.__wrapped__, dense.conv3x3_heads_op.__wrapped__, dense.upsum_op.__wrapped__,
+                 dense.convt2x2_op.__wrapped__):
+        with pytest.raises(RuntimeError, match="native dense kernels unavailable"):
+            make()
+
+
 def test_training_operators_refuse_a_stride_they_do_not_have():
     runtime.mindspore("pynative")
     with pytest.raises(ValueError, match="stride must be 1 or 2"):

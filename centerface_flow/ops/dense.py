@@ -59,6 +59,13 @@ def available() -> bool:
     return native.library_path() is not None and pointwise.available()
 
 
+def _library():
+    """The kernel library's path for an operator, or RuntimeError if the dense kernels cannot run here."""
+    if not available():
+        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    return native.library_path()
+
+
 @cache
 def conv3x3_op(stride: int, activation: str = ""):
     """``op(x (N, Cin, H, W), w (Cout, Cin, 3, 3), b (Cout,), region (4,)) -> (N, Cout, Ho, Wo)``,
@@ -70,14 +77,13 @@ def conv3x3_op(stride: int, activation: str = ""):
         raise ValueError(f"stride must be 1 or 2, got {stride}")
     if activation not in native.ACTIVATIONS:
         raise ValueError(f"activation must be one of {native.ACTIVATIONS}, got {activation!r}")
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    lib = _library()
 
     def out_shape(x, w, *_):
         return [x[0], w[0], native.out_hw(x[2], stride), native.out_hw(x[3], stride)]
 
     name = f"CfConv3x3S{stride}Bias{activation.capitalize()}Valid"
-    return ops.Custom(f"{native.library_path()}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
+    return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 
@@ -90,9 +96,7 @@ def conv3x3_train_op(stride: int = 1):
 
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride}")
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
-    lib = native.library_path()
+    lib = _library()
     back_weight = ops.Custom(f"{lib}:CfConv3x3S{stride}BackWeight", out_shape=lambda x, dy: [dy[1], x[1], 3, 3],
                              out_dtype=native.same_dtype, func_type="aot")
     if stride == 1:
@@ -119,9 +123,7 @@ def convt2x2_train_op():
     without bias (MindSpore's ``Conv2dTranspose`` layout), differentiable (native input and weight gradients)."""
     from mindspore import ops
 
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
-    lib = native.library_path()
+    lib = _library()
     back_input = ops.Custom(f"{lib}:CfConvT2x2S2BackInput", out_shape=lambda dy, w: [dy[0], w[0], dy[2] // 2,
                                                                                     dy[3] // 2],
                             out_dtype=native.same_dtype, func_type="aot")
@@ -144,13 +146,12 @@ def conv3x3_heads_op():
     to memory. Inference only."""
     from mindspore import ops
 
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    lib = _library()
 
     def out_shape(x, w, b, region, *heads):
         return tuple([x[0], hw[0], x[2], x[3]] for hw in heads[0::2])
 
-    return ops.Custom(f"{native.library_path()}:CfConv3x3HeadsReluValid", out_shape=out_shape,
+    return ops.Custom(f"{lib}:CfConv3x3HeadsReluValid", out_shape=out_shape,
                       out_dtype=lambda x, *_: (x, x, x, x), func_type="aot")
 
 
@@ -162,13 +163,12 @@ def upsum_op():
     call, the upsampled map never written. Inference only."""
     from mindspore import ops
 
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    lib = _library()
 
     def out_shape(x0, wt, *_):
         return [x0[0], wt[1], 2 * x0[2], 2 * x0[3]]
 
-    return ops.Custom(f"{native.library_path()}:CfUpSumRelu", out_shape=out_shape, out_dtype=native.same_dtype,
+    return ops.Custom(f"{lib}:CfUpSumRelu", out_shape=out_shape, out_dtype=native.same_dtype,
                       func_type="aot")
 
 
@@ -180,13 +180,12 @@ def convt2x2_op(activation: str = ""):
 
     if activation not in CONVT_ACTIVATIONS:
         raise ValueError(f"activation must be one of {CONVT_ACTIVATIONS}, got {activation!r}")
-    if not available():
-        raise RuntimeError("native dense kernels unavailable (kernel library not built or scipy-openblas32 missing)")
+    lib = _library()
 
     def out_shape(x, w, *_):
         return [x[0], w[1], -1 if x[2] < 0 else 2 * x[2], -1 if x[3] < 0 else 2 * x[3]]
 
-    return ops.Custom(f"{native.library_path()}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
+    return ops.Custom(f"{lib}:CfConvT2x2S2Bias{activation.capitalize()}", out_shape=out_shape,
                       out_dtype=native.same_dtype, func_type="aot")
 
 
