@@ -16,8 +16,8 @@
 // (separate bias / padding passes over the expanded rows cost about as much as the small-K products themselves),
 // and their weights are read as panels (PackPanels), which a caller that runs the network many times packs once
 // (CfPanelRows; a BLAS GEMM packs both operands again on every call). Small, low-resolution blocks, and those whose
-// ring of rows would crowd a core's L2 (UseWholeImage), run on whole images instead, threads splitting channels and
-// then pixels (WholeImage).
+// ring of rows would crowd a core's L2 (UseWholeImage), run on whole images instead, each thread taking a share of
+// the expanded channels from the expansion to its partial sums of the projection (WholeImage).
 //
 // Entry points (MindSpore's AOT signature, see kernels/depthwise.cc; inputs then the output, 0 = success):
 //   CfIrS{1,2}{Relu,Relu6}{,Res}(x (N,Cin,H,W), we (E,Cin,1,1), be (E,), wd (E,1,3,3), bd (E,),
@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -520,29 +521,85 @@ bool UseWholeImage(const Shape &s) {
   return expanded <= 1200 * 1024 || s.e * RingRows<S>(s) * Pitch<S>(s.w) * 4 > 768 * 1024;
 }
 
-// The projection of depthwise values stored tile by tile (`tiles`: for each kTile-pixel tile its ne x kTile values,
-// channel by channel) to `cout` planes of y (`plane` floats apart), + bias (+ res, planes alike), for work items
-// [i0, i1) of tiles x panels (item = tile * panels + panel of kM outputs): a tile's values are contiguous, so every
-// panel streams them from L1/L2 without a TLB miss per channel, and splitting items rather than tiles keeps the
-// threads' shares equal when an image has few tiles.
-template <bool R, int L, int kM>
-CF_CLONES void ProjectTiles(int64_t cout, const float *tiles, int64_t ne, const float *wp, const float *bp,
-                            const float *res, float *y, int64_t plane, int64_t i0, int64_t i1) {
+// One thread's share of the projection, kept as partial sums over its expanded channels: for each of `ntiles`
+// kTile-pixel tiles of depthwise values (`tiles`: for each tile its ne x kTile values, channel by channel, see
+// PlaneToTiles) and each of `panels` panels of kM projection outputs, the products with the panel's weights of
+// input channels [c0, c0 + ne) (`wp`: panels of ne_total input channels, see PackPanels) are added to the
+// (panel, tile) block of `partial` ([panel][tile][kM][kTile] floats), or stored there for the thread's first
+// chunk. `pixels` is the image's pixel count (a last tile of at most L pixels takes a one-vector product);
+// `cout` the projection's outputs (a short last panel computes only the thirds of its rows it has).
+template <int L, int kM>
+CF_CLONES void ProjectPartial(const float *tiles, int64_t ntiles, int64_t ne, const float *wp, int64_t ne_total,
+                              int64_t c0, int64_t cout, int64_t pixels, bool first, float *partial) {
   constexpr int64_t kTile = kBlockTile<L>;
+  constexpr int kJ = kTile / L;
   const int64_t panels = (cout + kM - 1) / kM;
-  for (int64_t item = i0; item < i1;) {
-    const int64_t t = item / panels, first = item % panels;
-    const int64_t last = panels < first + (i1 - item) ? panels : first + (i1 - item);
-    const int64_t p = t * kTile, cols = plane - p < kTile ? plane - p : kTile;
-    const int64_t co0 = first * kM, co1 = last * kM < cout ? last * kM : cout;
-    ProjectPanels<R, L, kM>(co1 - co0, tiles + t * ne * kTile, kTile, ne, wp + co0 * ne, bp + co0,
-                            R ? res + co0 * plane : nullptr, plane, y + co0 * plane, plane, p, cols);
-    item += last - first;
+  for (int64_t t = 0; t < ntiles; ++t) {
+    const float *b = tiles + t * ne * kTile;
+    const bool half = pixels - t * kTile <= L;
+    for (int64_t pn = 0; pn < panels; ++pn) {
+      const int m = cout - pn * kM < kM ? static_cast<int>(cout - pn * kM) : kM;
+      const float *pa = wp + (pn * ne_total + c0) * kM;
+      float *out = partial + (pn * ntiles + t) * kM * kTile;
+      VecOf<L> acc[kM][kJ];
+#pragma GCC unroll 16
+      for (int i = 0; i < kM; ++i)
+#pragma GCC unroll 2
+        for (int q = 0; q < kJ; ++q) acc[i][q] = first ? VecOf<L>{} : Load<L>(out + i * kTile + q * L);
+      auto product = [&](auto &tile, auto pixels_tag) {
+        constexpr int64_t kP = decltype(pixels_tag)::value;
+        if (m > 2 * kM / 3) {
+          TileAccumulate<L, kM, kM, kP>(ne, pa, b, kTile, tile);
+        } else if (m > kM / 3) {
+          TileAccumulate<L, kM, 2 * kM / 3, kP>(ne, pa, b, kTile, tile);
+        } else {
+          TileAccumulate<L, kM, kM / 3, kP>(ne, pa, b, kTile, tile);
+        }
+      };
+      if (half) {
+        VecOf<L> one[kM][1];
+#pragma GCC unroll 16
+        for (int i = 0; i < kM; ++i) one[i][0] = acc[i][0];
+        product(one, std::integral_constant<int64_t, L>{});
+#pragma GCC unroll 16
+        for (int i = 0; i < kM; ++i) Store<L>(out + i * kTile, one[i][0]);
+      } else {
+        product(acc, std::integral_constant<int64_t, kTile>{});
+#pragma GCC unroll 16
+        for (int i = 0; i < kM; ++i)
+#pragma GCC unroll 2
+          for (int q = 0; q < kJ; ++q) Store<L>(out + i * kTile + q * L, acc[i][q]);
+      }
+    }
+  }
+}
+
+// y = bias + the threads' partial sums (ProjectPartial; `partials[k]`, `count` of them) (+ res, planes alike) for
+// (panel, tile) blocks [i0, i1) of an image of `pixels` pixels (`plane` floats apart in y).
+template <bool R, int L, int kM>
+CF_CLONES void SumPartials(const float *const *partials, int count, int64_t ntiles, int64_t cout, const float *bp,
+                           const float *res, float *y, int64_t pixels, int64_t i0, int64_t i1) {
+  constexpr int64_t kTile = kBlockTile<L>;
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t pn = item / ntiles, t = item % ntiles, p = t * kTile;
+    const int64_t cols = pixels - p < kTile ? pixels - p : kTile;
+    for (int64_t i = 0; i < kM && pn * kM + i < cout; ++i) {
+      const int64_t co = pn * kM + i;
+      float sum[kTile];
+      for (int64_t q = 0; q < kTile; q += L) {
+        VecOf<L> v = VecOf<L>{} + bp[co];
+        for (int k = 0; k < count; ++k) v += Load<L>(partials[k] + item * kM * kTile + i * kTile + q);
+        Store<L>(sum + q, v);
+      }
+      float *out = y + co * pixels + p;
+      const float *r = R ? res + co * pixels + p : nullptr;
+      for (int64_t u = 0; u < cols; ++u) out[u] = R ? sum[u] + r[u] : sum[u];
+    }
   }
 }
 
 // One channel's depthwise plane (`count` floats, contiguous) into its rows of the tile-major buffer (see
-// ProjectTiles; channel e of tile t at tiles + (t * ne + e) * kTile). Lanes past `count` in the last tile take
+// ProjectPartial; channel e of tile t at tiles + (t * ne + e) * kTile). Lanes past `count` in the last tile take
 // the plane buffer's floats after it (finite, never stored by the projection).
 template <int L>
 CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float *tiles) {
@@ -554,29 +611,39 @@ CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float
 }
 
 // The block on whole images, for the small (low-resolution) ones: row by row, each thread would expand the input
-// rows next to its share again and read both weight matrices for a few rows only. Phase 1 splits the expanded
-// channels between the threads: a chunk of channels at a time (whole padded planes in cache) is expanded, then
-// convolved plane by plane into a buffer of all depthwise outputs, tile-major (PlaneToTiles); phase 2 splits the
-// projection's (tile, panel) items (ProjectTiles).
+// rows next to its share again and read both weight matrices for a few rows only. The threads split the expanded
+// channels, and each works on its own share from the expansion to the projection: a chunk of channels at a time
+// (whole padded planes in cache) is expanded, convolved plane by plane into a tile-major buffer (PlaneToTiles) and
+// projected into the thread's partial sums of all outputs (ProjectPartial); the partial sums are then added up
+// (SumPartials). So each core reads only its share of both weight matrices, and the depthwise values never leave
+// the core that computed them: with the projection split by pixels instead, every core read all its weights and
+// half of the depthwise values came from the other core's cache.
 template <int A, int S, bool R, int X, int L, int kM>
 void WholeImage(const Shape &s, const float *x, const float *we, const float *be, const float *wd, const float *bd,
                 const float *wp, const float *bp, float *y) {
   constexpr int64_t kTile = kBlockTile<L>;
   const int64_t hw = s.h * s.w, howo = s.ho * s.wo, pw = Pitch<S>(s.w), ph = s.h + 2, plane = ph * pw;
-  const int64_t tiles = (howo + kTile - 1) / kTile, image = tiles * s.e * kTile;  // tile-major floats per image
+  const int64_t tiles = (howo + kTile - 1) / kTile, panels = (s.cout + kM - 1) / kM;
+  const int64_t partial_floats = panels * tiles * kM * kTile;  // per image
   // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
   int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
   if (chunk < kM) chunk = kM;
-  static thread_local std::vector<float> dw_all;  // the tile-major depthwise outputs of all images
-  float *dw = AlignedFloats(&dw_all, s.n * image);
-  cf_threads::Parallel([&](int t, int threads) {
+  const int threads = cf_threads::Threads();
+  static thread_local std::vector<std::vector<float>> partial_buffers;
+  if (static_cast<int>(partial_buffers.size()) < threads) partial_buffers.resize(threads);
+  std::vector<float *> partials(threads, nullptr);  // of the threads that had channels
+  for (int t = 0; t < threads; ++t) partials[t] = AlignedFloats(&partial_buffers[t], s.n * partial_floats);
+  std::vector<char> used(threads, 0);
+  cf_threads::Parallel([&](int t, int n_threads) {
     int64_t e0, e1;
-    cf_threads::SplitChunks(s.e, kM, t, threads, &e0, &e1);
+    cf_threads::SplitChunks(s.e, kM, t, n_threads, &e0, &e1);
     if (e1 <= e0) return;
-    static thread_local std::vector<float> planes, scratch, out;
+    used[t] = 1;
+    static thread_local std::vector<float> planes, scratch, out, chunk_tiles;
     float *const padded = AlignedFloats(&planes, chunk * plane + 2 * kTile);  // the chunk's padded planes
     if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     float *const out_at = AlignedFloats(&out, tiles * kTile);  // finite floats past howo
+    float *const dw = AlignedFloats(&chunk_tiles, tiles * chunk * kTile);
     for (int64_t n = 0; n < s.n; ++n) {
       const float *xn = x + n * s.cin * hw;
       for (int64_t c0 = e0; c0 < e1; c0 += chunk) {
@@ -600,18 +667,24 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
             DwRowAligned<A, S, L>(p + ((i + ph) % ph) * pw, p + (i + 1) * pw, p + (i + 2) * pw,
                                   wd + 9 * (c0 + e), bd[c0 + e], s.w, s.wo, out_at + o * s.wo);
           }
-          PlaneToTiles<L>(out_at, howo, s.e, dw + n * image + (c0 + e) * kTile);
+          PlaneToTiles<L>(out_at, howo, ne, dw + e * kTile);
         }
+        ProjectPartial<L, kM>(dw, tiles, ne, wp, s.e, c0, s.cout, howo, c0 == e0, partials[t] + n * partial_floats);
       }
     }
   });
-  const int64_t items = tiles * ((s.cout + kM - 1) / kM);
-  cf_threads::Parallel([&](int t, int threads) {
+  int count = 0;
+  for (int t = 0; t < threads; ++t)
+    if (used[t]) partials[count++] = partials[t];
+  cf_threads::Parallel([&](int t, int n_threads) {
     int64_t i0, i1;
-    cf_threads::Split(items, t, threads, &i0, &i1);
-    for (int64_t n = 0; n < s.n; ++n)
-      ProjectTiles<R, L, kM>(s.cout, dw + n * image, s.e, wp, bp, R ? x + n * s.cin * hw : nullptr,
-                             y + n * s.cout * howo, howo, i0, i1);
+    cf_threads::Split(panels * tiles, t, n_threads, &i0, &i1);
+    for (int64_t n = 0; n < s.n; ++n) {
+      std::vector<const float *> image(count);
+      for (int k = 0; k < count; ++k) image[k] = partials[k] + n * partial_floats;
+      SumPartials<R, L, kM>(image.data(), count, tiles, s.cout, bp, R ? x + n * s.cin * hw : nullptr,
+                            y + n * s.cout * howo, howo, i0, i1);
+    }
   });
 }
 

@@ -141,14 +141,13 @@ CF_INLINE void StartTile(const float *bias, int m, VecOf<L> (&acc)[kM][kP / L]) 
   }
 }
 
-// acc[i] = bias[i] + sum_kk pa[kk * kM + i] * b[kk * ldb .. + kP) for i < kR (kR <= kM rows of the panel are
-// computed; the rest of acc is left as it is): panel pa (see PackPanels) times a kP-pixel tile of B (kP readable
-// floats per row, kTile unless the caller says otherwise); rows i >= m (the short last panel) take bias[m - 1].
+// acc[i] += sum_kk pa[kk * kM + i] * b[kk * ldb .. + kP) for i < kR (kR <= kM rows of the panel are computed; the
+// rest of acc is left as it is): panel pa (see PackPanels) times a kP-pixel tile of B (kP readable floats per row,
+// kTile unless the caller says otherwise). TileProduct starts from the bias: rows i >= m (the short last panel)
+// take bias[m - 1].
 template <int L, int kM, int kR = kM, int64_t kP = kTile>
-CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
-                           VecOf<L> (&acc)[kM][kP / L]) {
+CF_INLINE void TileAccumulate(int64_t k, const float *pa, const float *b, int64_t ldb, VecOf<L> (&acc)[kM][kP / L]) {
   constexpr int kJ = kP / L;
-  StartTile<L, kM, kR, kP>(bias, m, acc);
   for (int64_t kk = 0; kk < k; ++kk) {
     VecOf<L> v[kJ];
 #pragma GCC unroll 2
@@ -160,6 +159,13 @@ CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t l
       for (int q = 0; q < kJ; ++q) acc[i][q] += w * v[q];
     }
   }
+}
+
+template <int L, int kM, int kR = kM, int64_t kP = kTile>
+CF_INLINE void TileProduct(int64_t k, const float *pa, const float *b, int64_t ldb, const float *bias, int m,
+                           VecOf<L> (&acc)[kM][kP / L]) {
+  StartTile<L, kM, kR, kP>(bias, m, acc);
+  TileAccumulate<L, kM, kR, kP>(k, pa, b, ldb, acc);
 }
 
 // TileProduct for the first m rows of a panel: a short last panel (a matrix whose rows are not a multiple of kM,

@@ -33,6 +33,7 @@ CASES = [
     (1, 16, 96, 24, 120, 90, 2, "relu", False),  # many rows per thread: the ring of expanded rows wraps around
     (3, 13, 25, 13, 7, 33, 1, "relu6", True),
     (1, 8, 24, 23, 5, 19, 1, "relu", False),  # short last panels of every height: 23 = 12 + 11 = 3 x 6 + 5
+    (1, 5, 10, 7, 6, 9, 1, "relu6", False),  # fewer expanded channels than a panel: a thread with none of them
 ]
 
 
