@@ -615,7 +615,7 @@ CF_CLONES void SumPartials(const float *const *partials, int count, int64_t ntil
 
 // One channel's depthwise plane (`count` floats, contiguous) into its rows of the tile-major buffer (see
 // ProjectPartial; channel e of tile t at tiles + (t * ne + e) * kTile). Lanes past `count` in the last tile take
-// the plane buffer's floats after it (finite, never stored by the projection).
+// whatever the plane buffer holds after it (never stored: lanes do not mix).
 template <int L>
 CF_CLONES void PlaneToTiles(const float *plane, int64_t count, int64_t ne, float *tiles) {
   constexpr int64_t kTile = kBlockTile<L>;
@@ -643,23 +643,19 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
   // channels per chunk: a multiple of kM whose padded planes fill about 256 KB
   int64_t chunk = (256 * 1024 / 4 / plane) / kM * kM;
   if (chunk < kM) chunk = kM;
-  const int threads = cf_threads::Threads();
-  static thread_local std::vector<std::vector<float>> partial_buffers;
-  if (static_cast<int>(partial_buffers.size()) < threads) partial_buffers.resize(threads);
-  std::vector<float *> partials(threads, nullptr);  // of the threads that had channels
-  for (int t = 0; t < threads; ++t) partials[t] = AlignedFloats(&partial_buffers[t], s.n * partial_floats);
-  std::vector<char> used(threads, 0);
+  // each thread's partial sums, in its own scratch (read by all threads when they are added up)
+  std::vector<float *> partials(cf_threads::Threads(), nullptr);
   cf_threads::Parallel([&](int t, int n_threads) {
     int64_t e0, e1;
     cf_threads::SplitChunks(s.e, kM, t, n_threads, &e0, &e1);
     if (e1 <= e0) return;
-    used[t] = 1;
-    static thread_local std::vector<float> planes, scratch, out, chunk_tiles, zeros;
+    partials[t] = ThreadScratch(0, s.n * partial_floats);
+    float *const padded = ThreadScratch(1, chunk * plane + 2 * kTile);  // the chunk's padded planes
+    float *const scratch = X ? ThreadScratch(2, s.cin * kTile) : nullptr;
+    float *const out_at = ThreadScratch(3, tiles * kTile);  // one channel's depthwise plane, read by whole tiles
+    float *const dw = ThreadScratch(4, tiles * chunk * kTile);
+    static thread_local std::vector<float> zeros;
     const float *const zero = ZeroRow(&zeros, pw);
-    float *const padded = AlignedFloats(&planes, chunk * plane + 2 * kTile);  // the chunk's padded planes
-    if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
-    float *const out_at = AlignedFloats(&out, tiles * kTile);  // finite floats past howo
-    float *const dw = AlignedFloats(&chunk_tiles, tiles * chunk * kTile);
     for (int64_t n = 0; n < s.n; ++n) {
       const float *xn = x + n * s.cin * hw;
       for (int64_t c0 = e0; c0 < e1; c0 += chunk) {
@@ -671,7 +667,7 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
             PadCopy<S>(xn + (c0 + e) * hw + i * s.w, padded + e * plane + i * pw, s.w, s.valid_w);
         if (X)
           ExpandRows<A, S, L, kM>(xn, hw, s.cin, we + c0 * s.cin, be + c0, ne, s.w, s.valid_w, 0, s.valid_h,
-                                  padded, plane, ph, scratch.data());
+                                  padded, plane, ph, scratch);
         for (int64_t e = 0; e < ne; ++e) {
           const float *p = padded + e * plane;
           auto row = [&](int64_t i) { return i >= 0 && i < s.valid_h ? p + i * pw : zero; };
@@ -687,8 +683,8 @@ void WholeImage(const Shape &s, const float *x, const float *we, const float *be
     }
   });
   int count = 0;
-  for (int t = 0; t < threads; ++t)
-    if (used[t]) partials[count++] = partials[t];
+  for (float *partial : partials)
+    if (partial != nullptr) partials[count++] = partial;
   cf_threads::Parallel([&](int t, int n_threads) {
     int64_t i0, i1;
     cf_threads::Split(panels * tiles, t, n_threads, &i0, &i1);
@@ -711,11 +707,11 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
   const int64_t ring_rows = RingRows<S>(s), ldc = ring_rows * pw;
   const int64_t ldd = (group * s.wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> ring, dw, scratch, zeros;
-    float *const rows_at = AlignedFloats(&ring, s.e * ldc + 2 * kTile);
+    float *const rows_at = ThreadScratch(0, s.e * ldc + 2 * kTile);
+    float *const dw_at = ThreadScratch(1, s.e * ldd + kTile);
+    float *const scratch = X ? ThreadScratch(2, s.cin * kTile) : nullptr;
+    static thread_local std::vector<float> zeros;
     const float *const zero = ZeroRow(&zeros, pw);
-    float *const dw_at = AlignedFloats(&dw, s.e * ldd + kTile);
-    if (X && static_cast<int64_t>(scratch.size()) < s.cin * kTile) scratch.resize(s.cin * kTile);
     // a contiguous run of output rows per thread, so that each thread expands an input row once
     int64_t first, last;
     cf_threads::Split(s.n * s.ho, t, threads, &first, &last);
@@ -733,7 +729,7 @@ void RunBlock(const Shape &s, const float *x, const float *we, const float *be, 
       if (v1 > v0) {
         if (X) {
           ExpandRows<A, S, L, kM>(xn, hw, s.cin, we, be, s.e, s.w, s.valid_w, v0, v1 - v0, rows_at, ldc,
-                                  ring_rows, scratch.data());
+                                  ring_rows, scratch);
         } else {
           for (int64_t i = v0; i < v1; ++i) {
             float *slot = rows_at + ((i + ring_rows) % ring_rows) * pw;
@@ -920,12 +916,12 @@ int StemBlockTiled(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const int64_t ld = (band + 2) * pw;  // channel stride of the stem buffer
   const int64_t ldd = (wo + kTile - 1) / kTile * kTile;  // channel stride of the depthwise buffer
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> stem, split, zeros, tile;
-    float *const stem_at = AlignedFloats(&stem, c * ld + 2 * kTile + 4);
-    float *const tile_at = AlignedFloats(&tile, c * ldd + kTile);
+    float *const stem_at = ThreadScratch(0, c * ld + 2 * kTile + 4);
+    float *const tile_at = ThreadScratch(1, c * ldd + kTile);
+    static thread_local std::vector<float> zeros;
     // split input rows: even columns, then odd ones, each on a cache line (2 of a tap triple's loads aligned)
     const int64_t odd_at = RoundUp(wo, kAlign), split_row = odd_at + RoundUp(wo + 1, kAlign);
-    float *const split_at = AlignedFloats(&split, cin * 3 * split_row);
+    float *const split_at = ThreadScratch(2, cin * 3 * split_row);
     if (static_cast<int64_t>(zeros.size()) < wo + 1) zeros.assign(wo + 1, 0.0f);
     const float *taps[kMaxTaps];
     // contiguous runs of bands per thread: the 2 stem rows a band shares with the previous one are moved, not

@@ -231,12 +231,11 @@ void DirectConv3x3(const float *x, const float *k, const float *bias, float *y, 
   std::atomic<int64_t> next{0};
   const float *pa = panels.data();
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> band;
-    if (static_cast<int64_t>(band.size()) < cin * ldc + 2 * kTile) band.resize(cin * ldc + 2 * kTile);
+    float *const band = ThreadScratch(0, cin * ldc + 2 * kTile);
     for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
-      PadBand(x + img * cin * plane, cin, h, w, vh, vw, i0, count, band.data(), ldc);
-      Conv3x3Band<A, L, kM>(band.data(), ldc, cin, pa, bias, cout, i0, count, vw, w, y + img * cout * plane, plane);
+      PadBand(x + img * cin * plane, cin, h, w, vh, vw, i0, count, band, ldc);
+      Conv3x3Band<A, L, kM>(band, ldc, cin, pa, bias, cout, i0, count, vw, w, y + img * cout * plane, plane);
     }
     if (vh < h) {  // rows past the valid region are zero (no other thread writes them)
       int64_t p0, p1;
@@ -489,10 +488,9 @@ void WinogradConv3x3(const float *x, const float *k, const float *bias, float *y
   std::atomic<int64_t> next{0};
   const float *pa = panels.data();
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> band, vb, mb, yb;
-    float *const band_at = AlignedFloats(&band, cin * ldc), *const vb_at = AlignedFloats(&vb, 16 * cin * kTile);
-    float *const mb_at = AlignedFloats(&mb, cout * 16 * kTile);
-    float *const yb_at = heads != nullptr ? AlignedFloats(&yb, cout * 4 * kTile) : nullptr;
+    float *const band_at = ThreadScratch(0, cin * ldc), *const vb_at = ThreadScratch(1, 16 * cin * kTile);
+    float *const mb_at = ThreadScratch(2, cout * 16 * kTile);
+    float *const yb_at = heads != nullptr ? ThreadScratch(3, cout * 4 * kTile) : nullptr;
     HeadsOut image_heads;
     for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
       const int64_t img = item / bands, i0 = item % bands * rows, count = i0 + rows < vh ? rows : vh - i0;
@@ -1166,12 +1164,10 @@ void UpSumImages(UpSum g, int64_t n, const float *wt, const float *wl) {
   g.lat_panels = lat.data();
   const int64_t rows = n * 2 * g.h;
   cf_threads::Parallel([&](int t, int threads) {
-    static thread_local std::vector<float> scratch0, scratch1;
-    if (static_cast<int64_t>(scratch0.size()) < g.c0 * kTile) scratch0.resize(g.c0 * kTile);
-    if (static_cast<int64_t>(scratch1.size()) < g.c1 * 2 * kTile) scratch1.resize(g.c1 * 2 * kTile);
+    float *const scratch0 = ThreadScratch(0, g.c0 * kTile), *const scratch1 = ThreadScratch(1, g.c1 * 2 * kTile);
     int64_t r0, r1;
     cf_threads::Split(rows, t, threads, &r0, &r1);
-    UpSumRows<L, kM>(g, r0, r1, scratch0.data(), scratch1.data());
+    UpSumRows<L, kM>(g, r0, r1, scratch0, scratch1);
   });
 }
 

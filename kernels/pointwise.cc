@@ -209,21 +209,20 @@ void TiledProduct(const float *panels, const float *bias, int64_t rows, int64_t 
   ForEachBlock(n, hw, [&](int64_t img, int64_t p0, int64_t p1) {
     static thread_local std::vector<float *> out;
     static thread_local std::vector<const float *> res;
-    static thread_local std::vector<float> scratch;
+    float *const scratch = cf_common::ThreadScratch(0, k * kTile);
     out.resize(rows);
     res.resize(rows);
-    if (static_cast<int64_t>(scratch.size()) < k * kTile) scratch.resize(k * kTile);
     rows_of(img, out.data(), res.data());
     const RowsOut to{out.data(), with_res ? res.data() : nullptr, sigmoid_rows};
     const float *xn = x + img * k * hw;
     if (WideVectors()) {
-      if (act == kRelu) return TiledRows<kRelu, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
-      if (act == kRelu6) return TiledRows<kRelu6, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
-      return TiledRows<kNone, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
+      if (act == kRelu) return TiledRows<kRelu, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
+      if (act == kRelu6) return TiledRows<kRelu6, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
+      return TiledRows<kNone, 16, 12>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
     }
-    if (act == kRelu) return TiledRows<kRelu, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
-    if (act == kRelu6) return TiledRows<kRelu6, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
-    return TiledRows<kNone, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch.data());
+    if (act == kRelu) return TiledRows<kRelu, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
+    if (act == kRelu6) return TiledRows<kRelu6, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
+    return TiledRows<kNone, 8, 6>(panels, bias, rows, k, xn, hw, p0, p1, to, scratch);
   });
 }
 

@@ -51,6 +51,19 @@ struct Slot {
   float *data = nullptr;
 };
 
+// One kernel call of the program: its inputs (kind 0 slot, 1 weight, 2 live tensor; index) and output slots.
+struct Input {
+  int64_t kind, index;
+};
+struct Output {
+  int64_t slot, channels, source, rule_h, rule_w;
+};
+struct Op {
+  int64_t name;
+  std::vector<Input> inputs;
+  std::vector<Output> outputs;
+};
+
 // Reads the program's int64 words one by one; any read past the end marks it bad.
 class Reader {
  public:
@@ -98,7 +111,7 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
   const int64_t n_names = prog.Next(), n_slots = prog.Next(), n_ops = prog.Next(), n_outputs = prog.Next(),
                 n_weights = prog.Next();
   if (!prog.ok() || n_names < 1 || n_slots < 1 || n_ops < 1 || n_outputs < 1 || n_weights < 0 ||
-      n_outputs > n_words)
+      n_outputs > n_words || n_ops > n_words || n_slots > n_words || n_weights > n_words)
     return 1;
   const int n_live = nparam - 3 - static_cast<int>(n_outputs);
   if (n_live < 0) return 1;
@@ -128,10 +141,52 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
     for (int64_t d = 0; d < wt.ndim && d < 4; ++d) count *= wt.dims[d];
     if (!prog.ok() || wt.ndim < 1 || wt.ndim > 4 || wt.offset < 0 || wt.offset + count > blob_size) return 1;
   }
-  // The intermediate tensors live in buffers kept across calls (grown when a larger input comes); the program's
-  // outputs are written straight into the operator's outputs.
+  // The ops, checked, before any runs: which slots each reads and writes.
+  std::vector<Op> ops(n_ops);
+  for (Op &op : ops) {
+    op.name = prog.Next();
+    const int64_t n_in = prog.Next();
+    if (!prog.ok() || op.name < 0 || op.name >= n_names || n_in < 0 || n_in > n_words) return 1;
+    op.inputs.resize(n_in);
+    for (Input &in : op.inputs) {
+      in.kind = prog.Next();
+      in.index = prog.Next();
+      const int64_t limit = in.kind == 0 ? n_slots : in.kind == 1 ? n_weights : in.kind == 2 ? n_live : 0;
+      if (!prog.ok() || in.index < 0 || in.index >= limit) return 1;
+    }
+    const int64_t n_out = prog.Next();
+    if (!prog.ok() || n_out < 1 || n_out > n_words) return 1;
+    op.outputs.resize(n_out);
+    for (Output &out : op.outputs) {
+      out.slot = prog.Next();
+      out.channels = prog.Next();
+      out.source = prog.Next();
+      out.rule_h = prog.Next();
+      out.rule_w = prog.Next();
+      if (!prog.ok() || out.slot < 1 || out.slot >= n_slots || out.source < 0 || out.source >= n_slots ||
+          out.channels < 1)
+        return 1;
+    }
+  }
+  std::vector<int64_t> output_slots(n_outputs);
+  for (int64_t &slot : output_slots) {
+    slot = prog.Next();
+    if (!prog.ok() || slot < 1 || slot >= n_slots) return 1;
+  }
+  // The last op that reads each slot: after it, the slot's buffer can take a later op's output.
+  std::vector<int64_t> last_read(n_slots, -1);
+  for (int64_t i = 0; i < n_ops; ++i)
+    for (const Input &in : ops[i].inputs)
+      if (in.kind == 0) last_read[in.index] = i;
+
+  // The intermediate tensors live in buffers kept across calls (grown when a larger input comes). A tensor takes the
+  // buffer freed last (by the last reader of an earlier tensor), memory the kernels have just read and still in
+  // cache; a buffer per tensor would have been last written a whole call earlier, and each line the kernel writes
+  // would come from memory first. The program's outputs are written straight into the operator's outputs.
   static std::vector<std::vector<float>> buffers;
-  if (static_cast<int64_t>(buffers.size()) < n_slots) buffers.resize(n_slots);
+  std::vector<int> free_buffers;  // most recently freed last
+  std::vector<int> slot_buffer(n_slots, -1);
+  int used_buffers = 0;
   std::vector<Slot> slots(n_slots);
   for (int d = 0; d < 4; ++d) slots[0].shape[d] = shapes[0][d];
   slots[0].data = static_cast<float *>(params[0]);
@@ -143,70 +198,73 @@ int Run(int nparam, void **params, int *ndims, int64_t **shapes, const char **dt
   std::vector<int> arg_ndims;
   std::vector<int64_t *> arg_shapes;
   std::vector<const char *> arg_dtypes;
-  for (int64_t op = 0; op < n_ops; ++op) {
-    const int64_t name = prog.Next(), n_in = prog.Next();
-    if (!prog.ok() || name < 0 || name >= n_names || n_in < 0) return 1;
+  for (int64_t i = 0; i < n_ops; ++i) {
+    const Op &op = ops[i];
     args.clear();
     arg_ndims.clear();
     arg_shapes.clear();
-    for (int64_t i = 0; i < n_in; ++i) {
-      const int64_t kind = prog.Next(), index = prog.Next();
-      if (!prog.ok()) return 1;
-      if (kind == 0 && index >= 0 && index < n_slots && slots[index].data != nullptr) {
-        args.push_back(slots[index].data);
+    for (const Input &in : op.inputs) {
+      if (in.kind == 0) {
+        if (slots[in.index].data == nullptr) return 1;  // read before written
+        args.push_back(slots[in.index].data);
         arg_ndims.push_back(4);
-        arg_shapes.push_back(slots[index].shape);
-      } else if (kind == 1 && index >= 0 && index < n_weights) {
-        Weight &wt = weights[index];
+        arg_shapes.push_back(slots[in.index].shape);
+      } else if (in.kind == 1) {
+        Weight &wt = weights[in.index];
         args.push_back(blob + wt.offset);
         arg_ndims.push_back(static_cast<int>(wt.ndim));
         arg_shapes.push_back(wt.dims);
-      } else if (kind == 2 && index >= 0 && index < n_live) {
-        args.push_back(params[3 + index]);
-        arg_ndims.push_back(ndims[3 + index]);
-        arg_shapes.push_back(shapes[3 + index]);
       } else {
-        return 1;
+        args.push_back(params[3 + in.index]);
+        arg_ndims.push_back(ndims[3 + in.index]);
+        arg_shapes.push_back(shapes[3 + in.index]);
       }
     }
-    const int64_t n_out = prog.Next();
-    if (!prog.ok() || n_out < 1) return 1;
-    for (int64_t o = 0; o < n_out; ++o) {
-      const int64_t slot = prog.Next(), channels = prog.Next(), source = prog.Next(), rule_h = prog.Next(),
-                    rule_w = prog.Next();
-      if (!prog.ok() || slot < 1 || slot >= n_slots || source < 0 || source >= n_slots ||
-          slots[source].data == nullptr || channels < 1)
-        return 1;
-      Slot &s = slots[slot];
+    for (const Output &out : op.outputs) {
+      if (slots[out.source].data == nullptr) return 1;
+      Slot &s = slots[out.slot];
       s.shape[0] = slots[0].shape[0];
-      s.shape[1] = channels;
-      s.shape[2] = ApplyRule(slots[source].shape[2], rule_h);
-      s.shape[3] = ApplyRule(slots[source].shape[3], rule_w);
+      s.shape[1] = out.channels;
+      s.shape[2] = ApplyRule(slots[out.source].shape[2], out.rule_h);
+      s.shape[3] = ApplyRule(slots[out.source].shape[3], out.rule_w);
       if (s.shape[2] < 1 || s.shape[3] < 1) return 1;
       const int64_t count = s.shape[0] * s.shape[1] * s.shape[2] * s.shape[3];
       s.data = nullptr;
       for (int64_t k = 0; k < n_outputs; ++k) {  // a network output: the operator's own output tensor
-        if (words[n_words - n_outputs + k] == slot) {
+        if (output_slots[k] == out.slot) {
           if (out_ndims[k] != 4 || std::memcmp(out_shapes[k], s.shape, sizeof(s.shape)) != 0) return 1;
           s.data = outputs[k];
         }
       }
       if (s.data == nullptr) {
-        s.data = cf_common::AlignedFloats(&buffers[slot], count);
+        if (slot_buffer[out.slot] < 0) {
+          if (free_buffers.empty()) {
+            slot_buffer[out.slot] = used_buffers++;
+          } else {
+            slot_buffer[out.slot] = free_buffers.back();
+            free_buffers.pop_back();
+          }
+        }
+        if (static_cast<int>(buffers.size()) < used_buffers) buffers.resize(used_buffers);
+        s.data = cf_common::AlignedFloats(&buffers[slot_buffer[out.slot]], count);
       }
       args.push_back(s.data);
       arg_ndims.push_back(4);
       arg_shapes.push_back(s.shape);
     }
     arg_dtypes.assign(args.size(), "float32");
-    const int status = kernels[name](static_cast<int>(args.size()), args.data(), arg_ndims.data(),
-                                     arg_shapes.data(), arg_dtypes.data(), nullptr, nullptr);
+    const int status = kernels[op.name](static_cast<int>(args.size()), args.data(), arg_ndims.data(),
+                                        arg_shapes.data(), arg_dtypes.data(), nullptr, nullptr);
     if (status != 0) return status;
+    for (const Input &in : op.inputs) {  // tensors no later op reads give their buffers back
+      if (in.kind == 0 && last_read[in.index] == i && slot_buffer[in.index] >= 0) {
+        free_buffers.push_back(slot_buffer[in.index]);
+        slot_buffer[in.index] = -1;
+      }
+    }
   }
-  for (int64_t k = 0; k < n_outputs; ++k) {
-    const int64_t slot = prog.Next();
-    if (!prog.ok() || slot < 1 || slot >= n_slots || slots[slot].data != outputs[k]) return 1;
-  }
+  for (int64_t k = 0; k < n_outputs; ++k)
+    if (slots[output_slots[k]].data != outputs[k]) return 1;
   return 0;
 }
 
