@@ -53,6 +53,21 @@ def test_program_equals_the_network(head_width, activation):
             np.testing.assert_array_equal(g, e)
 
 
+def test_batch_outputs_equal_one_by_one():
+    """Each kernel runs a batch's images one after the other with the same thread split, so a batch's outputs are
+    its images' own outputs bit for bit (docs/performance.md relies on it for infer's batch-1 choice)."""
+    ms = runtime.mindspore("pynative")
+    from centerface_flow.fused.program import NetworkProgram
+
+    program = NetworkProgram(_folded())
+    x = np.random.default_rng(1).uniform(0, 255, (3, 3, 96, 128)).astype(np.float32)
+    together = [o.asnumpy() for o in program(ms.Tensor(x))]
+    for i in range(len(x)):
+        alone = [o.asnumpy() for o in program(ms.Tensor(x[i:i + 1]))]
+        for t, a in zip(together, alone):
+            np.testing.assert_array_equal(t[i:i + 1], a)
+
+
 def test_block_weights_are_stored_as_panels():
     """The blocks' 1x1 weights go into the program packed as the kernels' panels (3-D), once; the other weights
     keep their layout."""
