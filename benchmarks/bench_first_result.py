@@ -9,8 +9,8 @@ Rows, run in turn within each round so that the VM's speed drift hits them alike
 
 - ``mindspore auto``: the default (pynative for a few images: nothing is compiled);
 - ``mindspore graph, cold``: graph mode, the compile cache emptied first;
-- ``mindspore graph, warm cache``: graph mode again, MindSpore's compile cache filled by the previous row
-  (``MS_COMPILER_CACHE_ENABLE`` / ``MS_COMPILER_CACHE_PATH``);
+- ``mindspore graph, warm cache``: graph mode again, the compile cache filled by the previous row (the default
+  on-disk cache of ``centerface_flow.inference.compile_cache``, here in a temporary ``CENTERFACE_COMPILE_CACHE``);
 - ``onnxruntime``: the released ``centerface.onnx``.
 
 Each figure is the wall time of the whole command (interpreter start, imports, weights, the network, NMS, writing
@@ -69,7 +69,7 @@ def main() -> int:
                            capture_output=True)
         cache = work / "compile-cache"
         base = {**os.environ, "CENTERFACE_DEVICE": "CPU"}
-        cached = {**base, "MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(cache)}
+        cached = {**base, "CENTERFACE_COMPILE_CACHE": str(cache)}
         rows: dict[str, list[tuple[float, float | None]]] = {}
         for _ in range(args.rounds):
             rows.setdefault("mindspore auto", []).append(run(weights, args.photo, work / "o", None, base))

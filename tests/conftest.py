@@ -14,6 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 SHARED_ENV = "CENTERFACE_SHARED_DATA"
 
+# Graph-mode runners would otherwise fill the user's compile cache (centerface_flow.inference.compile_cache);
+# tests/test_compile_cache.py gives its processes a folder of their own.
+os.environ.setdefault("CENTERFACE_COMPILE_CACHE", "0")
+
 
 def _shared_root() -> Path | None:
     value = os.environ.get(SHARED_ENV)
