@@ -116,14 +116,18 @@ def first_graph(ms, network: dict, input_shape, device: str):
             log.info("compile cache %s in use by another process; compiling without it", folder)
             yield None
             return
-        if not (folder / _COMPLETE).exists():
+        complete = folder / _COMPLETE
+        if not complete.exists():
             for child in folder.iterdir():  # an interrupted compile may have left a partial graph file
                 if child.name != _LOCK:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
+        # MindSpore rewrites the graph when its entry script changed (a workflow job's script is new every time):
+        # until this compile is through, the folder is not known to be whole
+        complete.unlink(missing_ok=True)
         ms.set_context(enable_compile_cache=True, compile_cache_path=str(folder))
         try:
             yield folder
         finally:
             ms.set_context(enable_compile_cache=False)
-        (folder / _COMPLETE).touch()
+        complete.touch()
         log.debug("compile cache %s", folder)
