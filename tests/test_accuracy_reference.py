@@ -26,11 +26,13 @@ def one_image_per_event(widerface, tmp_path_factory) -> Path:
 def test_default_single_pass_matches_the_authors_decoding(tmp_path, widerface, released_onnx, one_image_per_event):
     import authors_decoder
 
+    from centerface_flow import runtime
     from centerface_flow.convert.released import convert_released
     from centerface_flow.evaluation import evaluate_tree
     from centerface_flow.inference.detect import InferenceConfig, collect_images, infer_folder
     from centerface_flow.postprocess.predictions import PostprocessConfig, write_tree
 
+    runtime.mindspore("pynative")  # as every command does: MindSpore imported with the CPU fast path
     gt = widerface / "ground_truth"
     post = PostprocessConfig()
     session = authors_decoder.released_session(released_onnx)
