@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -171,6 +173,31 @@ def test_infer_images_records_failures(tmp_path):
     assert cands.paths == ["0--One/a.jpg", "1--Two/b.jpg"] and cands.failed == ["1--Two/c.jpg"]
     assert cands.sizes.tolist() == [[512, 512], [300, 420]]
     assert cands.meta["inference"]["top_k"] == 3 and cands.meta["backend"] == "fake"
+
+
+def test_read_ahead_reads_the_next_image_on_a_thread(tmp_path, monkeypatch):
+    from centerface_flow.inference import detect
+    from centerface_flow.inference.preprocess import ImageReadError
+
+    readers = []
+    read_image = detect.read_image
+
+    def spy(path):
+        readers.append(threading.current_thread().name)
+        return read_image(path)
+
+    monkeypatch.setattr(detect, "read_image", spy)
+    paths = [path for path, _ in detect.collect_images(wider_folder(tmp_path / "imgs", corrupt=True))]
+    reads = detect._read_ahead(paths)
+    first = next(reads)
+    deadline = time.monotonic() + 10
+    while len(readers) < 2 and time.monotonic() < deadline:  # the second image comes without being asked for
+        time.sleep(0.01)
+    assert len(readers) == 2
+    a, b, c = first, *reads
+    assert a.shape == (512, 512, 3) and b.shape == (420, 300, 3)
+    assert isinstance(c, ImageReadError) and "c.jpg" in str(c)
+    assert len(readers) == 3 and all(name.startswith("read-ahead") for name in readers)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
