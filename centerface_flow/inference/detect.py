@@ -171,8 +171,8 @@ def collect_images(root: str | os.PathLike) -> list[tuple[Path, str]]:
 def _read_ahead(paths: list[Path]):
     """Each path's image, or the :class:`ImageReadError` that says why there is none, in order; the next image is
     read on a thread while the caller works on the current one. OpenCV decodes without holding the GIL, so reading
-    overlaps the network call and the Python around it: the 610 shared val images took 2-10% less time (4 runs
-    each way; docs/performance.md). One image at a time is read, by one thread, so ``read_image`` never runs
+    overlaps the network call and the Python around it: the 610 shared val images took 0-10% less time, 5% on
+    average (7 runs each way, alternating; docs/performance.md). One image at a time is read, by one thread, so ``read_image`` never runs
     concurrently with itself."""
     from concurrent.futures import ThreadPoolExecutor
 
