@@ -188,7 +188,7 @@ def test_read_ahead_reads_the_next_image_on_a_thread(tmp_path, monkeypatch):
 
     monkeypatch.setattr(detect, "read_image", spy)
     paths = [path for path, _ in detect.collect_images(wider_folder(tmp_path / "imgs", corrupt=True))]
-    reads = detect._read_ahead(paths)
+    reads = detect.read_ahead(paths)
     first = next(reads)
     deadline = time.monotonic() + 10
     while len(readers) < 2 and time.monotonic() < deadline:  # the second image comes without being asked for

@@ -74,6 +74,7 @@ def _check_outputs(out, items: list, draw: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
     import logging
     import time
     from pathlib import Path
@@ -83,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     from centerface_flow.errors import UserError
     from centerface_flow.inference.backends import default_pad_multiple, make_runner, resolve_mode
-    from centerface_flow.inference.detect import InferenceConfig, detect_image, draw_detections
-    from centerface_flow.inference.preprocess import ImageReadError, read_image
+    from centerface_flow.inference.detect import InferenceConfig, detect_image, draw_detections, read_ahead
+    from centerface_flow.inference.preprocess import ImageReadError
     from centerface_flow.io import atomic_write_bytes
     from centerface_flow.postprocess.predictions import (
         PostprocessConfig,
@@ -120,26 +121,26 @@ def run(args: argparse.Namespace) -> int:
     lm_rows: dict[str, str] = {}
     times, n_faces = [], 0
     progress = folder and not args.no_progress
-    for path, stem in tqdm(items, desc="detect", unit="img", disable=not progress, dynamic_ncols=True):
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            log.error("skipping %s", exc)
-            failed.append(str(path))
-            continue
-        start = time.perf_counter()
-        boxes, scores, landmarks, _ = detect_image(runner, image, cfg)
-        boxes, scores, landmarks = select(boxes, scores, landmarks, (image.shape[1], image.shape[0]), post)
-        times.append(time.perf_counter() - start)
-        write_image_result(out, stem, boxes, scores)
-        lm_rows[stem] = format_landmark_rows(stem, scores, landmarks)
-        n_faces += len(scores)
-        if args.draw:
-            ok, jpeg = cv2.imencode(".jpg", draw_detections(image, boxes, scores, landmarks))
-            if ok:
-                atomic_write_bytes(out / f"{stem}_faces.jpg", jpeg.tobytes())
-        if not progress:
-            log.info("%s: %d faces (%.0f ms)", path, len(scores), 1000 * times[-1])
+    with contextlib.closing(read_ahead([path for path, _ in items])) as reads:
+        for (path, stem), image in zip(tqdm(items, desc="detect", unit="img", disable=not progress,
+                                            dynamic_ncols=True), reads):
+            if isinstance(image, ImageReadError):
+                log.error("skipping %s", image)
+                failed.append(str(path))
+                continue
+            start = time.perf_counter()
+            boxes, scores, landmarks, _ = detect_image(runner, image, cfg)
+            boxes, scores, landmarks = select(boxes, scores, landmarks, (image.shape[1], image.shape[0]), post)
+            times.append(time.perf_counter() - start)
+            write_image_result(out, stem, boxes, scores)
+            lm_rows[stem] = format_landmark_rows(stem, scores, landmarks)
+            n_faces += len(scores)
+            if args.draw:
+                ok, jpeg = cv2.imencode(".jpg", draw_detections(image, boxes, scores, landmarks))
+                if ok:
+                    atomic_write_bytes(out / f"{stem}_faces.jpg", jpeg.tobytes())
+            if not progress:
+                log.info("%s: %d faces (%.0f ms)", path, len(scores), 1000 * times[-1])
     if lm_rows:
         update_landmarks_table(out, lm_rows)
     if times:

@@ -28,7 +28,8 @@ from centerface_flow.inference.preprocess import (
     read_image,
 )
 
-__all__ = ["InferenceConfig", "collect_images", "detect_image", "draw_detections", "infer_folder", "infer_images"]
+__all__ = ["InferenceConfig", "collect_images", "detect_image", "draw_detections", "infer_folder", "infer_images",
+           "read_ahead"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _decode_pass(cfg: InferenceConfig, outputs, b: int, input_hw: tuple[int, int
 
 #: The parts of the test stage :func:`infer_images` times per image (seconds summed over the images, kept in the
 #: candidates' ``stage_seconds``); :func:`infer_folder` also logs the time of writing the candidates file. ``read``
-#: is the time spent waiting for an image: they are read one ahead, on a thread (:func:`_read_ahead`).
+#: is the time spent waiting for an image: they are read one ahead, on a thread (:func:`read_ahead`).
 STAGES = ("read", "preprocess", "network", "decode")
 
 
@@ -168,7 +169,7 @@ def collect_images(root: str | os.PathLike) -> list[tuple[Path, str]]:
     return [(p, p.relative_to(root).as_posix()) for p in found]
 
 
-def _read_ahead(paths: list[Path]):
+def read_ahead(paths: list[Path]):
     """Each path's image, or the :class:`ImageReadError` that says why there is none, in order; the next image is
     read on a thread while the caller works on the current one. OpenCV decodes without holding the GIL, so reading
     overlaps the network call and the Python around it: the 610 shared val images took 0-10% less time, 5% on
@@ -198,7 +199,7 @@ def infer_images(runner, images: list[tuple[Path, str]], cfg: InferenceConfig, p
     builder = CandidatesBuilder()
     pass_seconds = np.zeros(len(cfg.passes))
     stage_seconds = dict.fromkeys(STAGES, 0.0)
-    with contextlib.closing(_read_ahead([path for path, _ in images])) as reads:
+    with contextlib.closing(read_ahead([path for path, _ in images])) as reads:
         for count, (_, rel) in enumerate(tqdm(images, desc="infer", unit="img", disable=not progress,
                                               dynamic_ncols=True)):
             if not progress and count and count % 50 == 0:
