@@ -58,6 +58,11 @@ def test_rgb255_and_bgr_meanstd_pixel_formats():
     bgr, _ = prepare(img, "released", "bgr_meanstd", MEAN, STD)
     expect = (np.array([200, 0, 10], np.float32) / 255 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     np.testing.assert_allclose(bgr[:, 5, 5], expect, rtol=1e-6)
+    # plane by plane, the same float32 operations as on the whole image: the same values, bit for bit
+    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    whole = (noise.astype(np.float32) / np.float32(255) - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    np.testing.assert_array_equal(prepare(noise, "released", "bgr_meanstd", MEAN, STD)[0], whole.transpose(2, 0, 1))
+    np.testing.assert_array_equal(prepare(noise, "released", "rgb255")[0], noise[..., ::-1].transpose(2, 0, 1))
     with pytest.raises(ValueError, match="mean and std"):
         prepare(img, "released", "bgr_meanstd")
     with pytest.raises(ValueError, match="input format"):

@@ -173,23 +173,29 @@ def input_size(orig_w: int, orig_h: int, policy: str, scale: float = 1.0,
 def _normalise(image_bgr: np.ndarray, input_format: str, mean: Sequence[float] | None,
                std: Sequence[float] | None) -> np.ndarray:
     """(H, W, 3) uint8 BGR → (3, H, W) float32 in the checkpoint's pixel format."""
-    if input_format == "rgb255":
-        # channel by channel from contiguous planes: numpy's cast of the reversed, transposed view is ~9x slower
-        import cv2
+    import cv2
 
-        planes = cv2.split(image_bgr)
-        chw = np.empty((3, *image_bgr.shape[:2]), np.float32)
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}; choose one of {INPUT_FORMATS}")
+    # channel by channel from contiguous planes, in place: numpy's cast of the reversed, transposed view is ~9x
+    # slower, and (x / 255 - mean) / std on the whole interleaved image took 9.7 ms at 1024x672 against 2.2 ms
+    # (same float32 operations in the same order, so the same values)
+    planes = cv2.split(image_bgr)
+    chw = np.empty((3, *image_bgr.shape[:2]), np.float32)
+    if input_format == "rgb255":
         for c in range(3):
             chw[c] = planes[2 - c]
-    elif input_format == "bgr_meanstd":
-        if mean is None or std is None:
-            raise ValueError("input_format 'bgr_meanstd' needs mean and std")
-        m = np.asarray(mean, dtype=np.float32).reshape(1, 1, 3)
-        s = np.asarray(std, dtype=np.float32).reshape(1, 1, 3)
-        chw = ((image_bgr.astype(np.float32) / np.float32(255.0) - m) / s).transpose(2, 0, 1)
-    else:
-        raise ValueError(f"unknown input format {input_format!r}; choose one of {INPUT_FORMATS}")
-    return np.ascontiguousarray(chw, dtype=np.float32)
+        return chw
+    if mean is None or std is None:
+        raise ValueError("input_format 'bgr_meanstd' needs mean and std")
+    m, s = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    for c in range(3):
+        plane = chw[c]
+        plane[...] = planes[c]
+        np.divide(plane, np.float32(255.0), out=plane)
+        np.subtract(plane, m[c], out=plane)
+        np.divide(plane, s[c], out=plane)
+    return chw
 
 
 def prepare(
