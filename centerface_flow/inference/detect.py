@@ -173,8 +173,8 @@ def read_ahead(paths: list[Path]):
     """Each path's image, or the :class:`ImageReadError` that says why there is none, in order; the next image is
     read on a thread while the caller works on the current one. OpenCV decodes without holding the GIL, so reading
     overlaps the network call and the Python around it: the 610 shared val images took 0-10% less time, 5% on
-    average (7 runs each way, alternating; docs/performance.md). One image at a time is read, by one thread, so ``read_image`` never runs
-    concurrently with itself."""
+    average (7 runs each way, alternating; docs/performance.md). One thread reads one image at a time, so
+    ``read_image`` never runs concurrently with itself."""
     from concurrent.futures import ThreadPoolExecutor
 
     def read(path: Path):
