@@ -60,10 +60,12 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def _run(script: Path, ckpt: Path, out: Path, shapes: list[str], cache: str) -> list[list[np.ndarray]]:
+def _run(script: Path | str, ckpt: Path, out: Path, shapes: list[str], cache: str) -> list[list[np.ndarray]]:
+    """``script``: a file, or the code itself for ``python -c``."""
     env = {**os.environ, compile_cache.CACHE_ENV: cache, "CENTERFACE_DEVICE": "CPU"}
     env.pop("MS_COMPILER_CACHE_ENABLE", None)
-    done = subprocess.run([sys.executable, str(script), str(ckpt), str(out), *shapes], env=env, check=False,
+    entry = [str(script)] if isinstance(script, Path) else ["-c", script]
+    done = subprocess.run([sys.executable, *entry, str(ckpt), str(out), *shapes], env=env, check=False,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [[f[k] for k in sorted(f.files)] for f in (np.load(f"{out}_{i}.npz") for i in range(len(shapes)))]
@@ -125,3 +127,18 @@ def test_unfinished_or_locked_folders_are_not_trusted(tmp_path, checkpoint):
         fcntl.flock(lock, fcntl.LOCK_EX)
         _same(_run(script, checkpoint, tmp_path / "c", ["64x96"], str(cache))[0], reference[0])
     assert graph.read_bytes() == b"being written"
+
+
+def test_no_usable_folder_or_entry_script_means_no_cache(tmp_path, checkpoint):
+    """A cache path that cannot be a folder, or a process without an entry script file (``python -c``: MindSpore's
+    own cache would fail opening it), compile as if there were no cache."""
+    script = tmp_path / "infer_shapes.py"
+    script.write_text(_SCRIPT)
+    reference = _run(script, checkpoint, tmp_path / "a", ["64x96"], "0")
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    _same(_run(script, checkpoint, tmp_path / "b", ["64x96"], str(not_a_folder))[0], reference[0])
+    assert not_a_folder.is_file()
+    cache = tmp_path / "cache"
+    _same(_run(_SCRIPT, checkpoint, tmp_path / "c", ["64x96"], str(cache))[0], reference[0])
+    assert not cache.exists()

@@ -80,8 +80,8 @@ def graph_key(network: dict, input_shape, device: str) -> str:
     """The name of the folder of one graph: ``network`` describes its structure (JSON-serialisable)."""
     from importlib import metadata
 
-    described = {"mindspore": metadata.version("mindspore"), "code": code_identity(), "device": device, "network": network,
-                 "input_shape": [int(d) for d in input_shape]}
+    described = {"mindspore": metadata.version("mindspore"), "code": code_identity(), "device": device,
+                 "network": network, "input_shape": [int(d) for d in input_shape]}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
 
